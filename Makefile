@@ -1,0 +1,55 @@
+# The project's only entry points: run, test, stop, lint (more below for ops and benchmarks).
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8000
+# Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
+WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
+
+.PHONY: run test stop venv sysdeps services migrate lint clean-var
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+services: sysdeps
+	@bash scripts/services.sh start
+
+migrate: venv services
+	@$(WITH_ENV) $(PY) -m quizapp.migrate
+
+run: migrate
+	@mkdir -p var
+	@echo "quizapp: serving on http://$(APP_HOST):$(APP_PORT)/  (make stop to stop the services)"
+	@$(WITH_ENV) GUNICORN_BIND=$${GUNICORN_BIND:-$(APP_HOST):$(APP_PORT)} \
+		GUNICORN_PIDFILE=$(ROOT)/var/gunicorn.pid \
+		exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+# pytest runs under gevent's monkey-patching from the first import, as the app does in gunicorn.
+test: venv services
+	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
+		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
+		$(PY) -m quizapp.migrate && \
+		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
+
+stop:
+	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then \
+		kill $$(cat var/gunicorn.pid); echo "stopped gunicorn"; fi; rm -f var/gunicorn.pid
+	@bash scripts/services.sh stop
+
+lint: venv
+	$(VENV)/bin/ruff check quizapp tests wsgi.py gunicorn.conf.py
+	$(VENV)/bin/ruff format --check quizapp tests wsgi.py gunicorn.conf.py
+	$(VENV)/bin/bandit -q -ll -r quizapp
+
+clean-var: stop
+	rm -rf var

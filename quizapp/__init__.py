@@ -1,0 +1,40 @@
+"""The quizapp application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from . import db
+from .config import Config
+from .errors import register_error_handlers
+from .extensions import create_redis, csrf, init_sessions
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config | dict | None = None) -> Flask:
+    """Build the app from a Config (default: the environment), wiring every extension once."""
+    if config is None:
+        config = Config.from_env()
+    settings = config.as_flask() if isinstance(config, Config) else dict(config)
+
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.config["WTF_CSRF_ENABLED"] = settings.get("CSRF_ENABLED", True)
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
+
+    app.extensions["redis"] = create_redis(app.config)
+    app.extensions["db_pool"] = db.create_pool(app.config)
+    init_sessions(app, app.extensions["redis"])
+    csrf.init_app(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .health.views import bp as health_bp
+
+    app.register_blueprint(health_bp)

@@ -1,0 +1,258 @@
+"""Configuration built from environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(RuntimeError):
+    """A configuration variable is missing or invalid; the message names it."""
+
+
+def _int(env, name, default, minimum=None, maximum=None):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def _float(env, name, default, minimum=0.0):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(env, name, schemes, default=None, required=True):
+    raw = env.get(name) or default
+    if not raw:
+        if required:
+            raise ConfigError(f"{name} is required (e.g. {schemes[0]}://host:port/...)")
+        return ""
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {parsed.scheme!r} scheme")
+    return raw
+
+
+def _choice(env, name, choices, default):
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _development_secret_key(var_dir: Path) -> str:
+    """Generate a key once and keep it under var/ so every worker and instance shares it."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    path = var_dir / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the app; build with Config.from_env()."""
+
+    ENV: str = "development"
+    SECRET_KEY: str = ""
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""
+    VAR_DIR: str = str(ROOT / "var")
+
+    # Postgres pool (quizapp/db.py)
+    DB_POOL_MIN: int = 2
+    DB_POOL_MAX: int = 20
+    DB_POOL_TIMEOUT: float = 15.0
+    DB_CONNECT_TIMEOUT: int = 5
+    DB_STATEMENT_TIMEOUT_MS: int = 30000
+    DB_LOCK_TIMEOUT_MS: int = 5000
+    DB_IDLE_TX_TIMEOUT_MS: int = 60000
+    DB_TX_RETRIES: int = 3
+
+    # Redis
+    REDIS_SOCKET_TIMEOUT: float = 2.0
+    REDIS_MAX_CONNECTIONS: int = 200
+    READY_TIMEOUT: float = 1.0
+
+    # Sessions
+    SESSION_LIFETIME_HOURS: int = 24
+    SESSION_COOKIE_SECURE: bool = False
+
+    # Edge protection (issue: security)
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_DEFAULT: str = "60/minute;1000/hour"
+    RATELIMIT_SUBMIT: str = "20/minute"
+    RATELIMIT_EMAIL: str = "5/minute"
+    RATELIMIT_LOGIN: str = "5/minute"
+    RATELIMIT_STRATEGY: str = "moving-window"
+    TRUSTED_PROXY_HOPS: int = 0
+    MAX_CONTENT_LENGTH: int = 10 * 1024 * 1024
+    CSRF_ENABLED: bool = True
+    ADMIN_PASSWORD_HASH: str = ""
+    ADMIN_IDLE_MINUTES: int = 30
+
+    # Quiz
+    QUIZ_DAILY_QUOTA: int = 20
+    QUIZ_CONTENT_PATH: str = str(ROOT / "quizapp" / "quiz" / "content.yaml")
+    PUBLIC_BASE_URL: str = ""
+
+    # Payments
+    PAYMENT_PROVIDER: str = "test"
+    STRIPE_SECRET_KEY: str = ""
+    STRIPE_WEBHOOK_SECRET: str = ""
+    STRIPE_PRICE_CENTS: int = 900
+    STRIPE_API_BASE: str = ""
+
+    # AI analysis
+    OPENAI_API_KEY: str = ""
+    OPENAI_BASE_URL: str = ""
+    OPENAI_MODEL: str = "gpt-4o-mini"
+    OPENAI_TIMEOUT: float = 20.0
+    AI_RPM: int = 10
+    AI_WINDOW_SECONDS: float = 60.0
+    AI_MAX_IN_FLIGHT: int = 8
+    AI_PER_USER: int = 2
+    AI_QUEUE_MAX: int = 500
+    AI_DEADLINE_SECONDS: float = 60.0
+    AI_DISPATCHERS: int = 4
+    AI_LEASE_SECONDS: float = 45.0
+    AI_RETRIES: int = 3
+    AI_BREAKER_FAILURES: int = 5
+    AI_BREAKER_COOLDOWN: float = 30.0
+    AI_CACHE_SECONDS: int = 3600
+
+    # Operations
+    HEARTBEAT_SECONDS: float = 2.0
+    INSTANCE_NAME: str = field(default_factory=lambda: os.uname().nodename)
+
+    @property
+    def is_production(self) -> bool:
+        return self.ENV == "production"
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> Config:
+        """Read and validate every variable; raise ConfigError naming the first bad one."""
+        env = dict(os.environ if environ is None else environ)
+        env.update({k: str(v) for k, v in overrides.items()})
+        mode = _choice(env, "QUIZAPP_ENV", ENVIRONMENTS, "development")
+        var_dir = Path(env.get("QUIZAPP_VAR_DIR") or ROOT / "var")
+        secret = env.get("SECRET_KEY", "")
+        if not secret:
+            if mode == "production":
+                raise ConfigError("SECRET_KEY is required when QUIZAPP_ENV=production")
+            secret = _development_secret_key(var_dir)
+        elif len(secret) < 16:
+            raise ConfigError("SECRET_KEY must be at least 16 characters")
+
+        values = dict(
+            ENV=mode,
+            SECRET_KEY=secret,
+            VAR_DIR=str(var_dir),
+            DATABASE_URL=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+            REDIS_URL=_url(env, "REDIS_URL", ("redis", "rediss")),
+            DB_POOL_MIN=_int(env, "DB_POOL_MIN", 2, minimum=0),
+            DB_POOL_MAX=_int(env, "DB_POOL_MAX", 20, minimum=1, maximum=500),
+            DB_POOL_TIMEOUT=_float(env, "DB_POOL_TIMEOUT", 15.0),
+            DB_CONNECT_TIMEOUT=_int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+            DB_STATEMENT_TIMEOUT_MS=_int(env, "DB_STATEMENT_TIMEOUT_MS", 30000, minimum=1),
+            DB_LOCK_TIMEOUT_MS=_int(env, "DB_LOCK_TIMEOUT_MS", 5000, minimum=1),
+            DB_IDLE_TX_TIMEOUT_MS=_int(env, "DB_IDLE_TX_TIMEOUT_MS", 60000, minimum=1),
+            DB_TX_RETRIES=_int(env, "DB_TX_RETRIES", 3, minimum=1, maximum=10),
+            REDIS_SOCKET_TIMEOUT=_float(env, "REDIS_SOCKET_TIMEOUT", 2.0),
+            REDIS_MAX_CONNECTIONS=_int(env, "REDIS_MAX_CONNECTIONS", 200, minimum=2),
+            READY_TIMEOUT=_float(env, "READY_TIMEOUT", 1.0),
+            SESSION_LIFETIME_HOURS=_int(env, "SESSION_LIFETIME_HOURS", 24, minimum=1),
+            SESSION_COOKIE_SECURE=_bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
+            RATELIMIT_ENABLED=_bool(env, "RATELIMIT_ENABLED", True),
+            RATELIMIT_DEFAULT=env.get("RATELIMIT_DEFAULT") or cls.RATELIMIT_DEFAULT,
+            RATELIMIT_SUBMIT=env.get("RATELIMIT_SUBMIT") or cls.RATELIMIT_SUBMIT,
+            RATELIMIT_EMAIL=env.get("RATELIMIT_EMAIL") or cls.RATELIMIT_EMAIL,
+            RATELIMIT_LOGIN=env.get("RATELIMIT_LOGIN") or cls.RATELIMIT_LOGIN,
+            RATELIMIT_STRATEGY=_choice(
+                env,
+                "RATELIMIT_STRATEGY",
+                ("moving-window", "sliding-window-counter", "fixed-window"),
+                "moving-window",
+            ),
+            TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5),
+            MAX_CONTENT_LENGTH=_int(env, "MAX_CONTENT_LENGTH", 10 * 1024 * 1024, minimum=1024),
+            CSRF_ENABLED=_bool(env, "CSRF_ENABLED", True),
+            ADMIN_PASSWORD_HASH=env.get("ADMIN_PASSWORD_HASH", ""),
+            ADMIN_IDLE_MINUTES=_int(env, "ADMIN_IDLE_MINUTES", 30, minimum=1),
+            QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),
+            QUIZ_CONTENT_PATH=env.get("QUIZ_CONTENT_PATH") or cls.QUIZ_CONTENT_PATH,
+            PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", ""),
+            PAYMENT_PROVIDER=_choice(env, "PAYMENT_PROVIDER", ("test", "stripe"), "test"),
+            STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY", ""),
+            STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            STRIPE_PRICE_CENTS=_int(env, "STRIPE_PRICE_CENTS", 900, minimum=50),
+            STRIPE_API_BASE=env.get("STRIPE_API_BASE", ""),
+            OPENAI_API_KEY=env.get("OPENAI_API_KEY", ""),
+            OPENAI_BASE_URL=_url(env, "OPENAI_BASE_URL", ("http", "https"), required=False),
+            OPENAI_MODEL=env.get("OPENAI_MODEL") or cls.OPENAI_MODEL,
+            OPENAI_TIMEOUT=_float(env, "OPENAI_TIMEOUT", 20.0),
+            AI_RPM=_int(env, "AI_RPM", 10, minimum=1),
+            AI_WINDOW_SECONDS=_float(env, "AI_WINDOW_SECONDS", 60.0, minimum=0.5),
+            AI_MAX_IN_FLIGHT=_int(env, "AI_MAX_IN_FLIGHT", 8, minimum=1),
+            AI_PER_USER=_int(env, "AI_PER_USER", 2, minimum=1),
+            AI_QUEUE_MAX=_int(env, "AI_QUEUE_MAX", 500, minimum=1),
+            AI_DEADLINE_SECONDS=_float(env, "AI_DEADLINE_SECONDS", 60.0, minimum=0.5),
+            AI_DISPATCHERS=_int(env, "AI_DISPATCHERS", 4, minimum=1, maximum=64),
+            AI_LEASE_SECONDS=_float(env, "AI_LEASE_SECONDS", 45.0, minimum=0.5),
+            AI_RETRIES=_int(env, "AI_RETRIES", 3, minimum=1, maximum=10),
+            AI_BREAKER_FAILURES=_int(env, "AI_BREAKER_FAILURES", 5, minimum=1),
+            AI_BREAKER_COOLDOWN=_float(env, "AI_BREAKER_COOLDOWN", 30.0, minimum=0.1),
+            AI_CACHE_SECONDS=_int(env, "AI_CACHE_SECONDS", 3600, minimum=1),
+            HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),
+            INSTANCE_NAME=env.get("INSTANCE_NAME") or os.uname().nodename,
+        )
+        if values["DB_POOL_MIN"] > values["DB_POOL_MAX"]:
+            raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if mode == "production" and values["PAYMENT_PROVIDER"] == "stripe":
+            for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+                if not values[name]:
+                    raise ConfigError(f"{name} is required when PAYMENT_PROVIDER=stripe")
+        return cls(**values)
+
+    def as_flask(self) -> dict:
+        """The settings under the names Flask and its extensions read."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

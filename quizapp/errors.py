@@ -1,0 +1,155 @@
+"""QuizError hierarchy and the one set of handlers that renders every error as a page or JSON."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg2
+import redis.exceptions
+from flask import g, jsonify, make_response, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+class QuizError(Exception):
+    """An error with an HTTP status and a message fit to show the user."""
+
+    status = 400
+    title = "Something is wrong with that request"
+    message = "Please check what you sent and try again."
+    retry_after: int | None = None
+
+    def __init__(self, message: str | None = None, *, status=None, retry_after=None, context=None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        if status is not None:
+            self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
+        # Extra template variables, e.g. the answers a rejected form keeps.
+        self.context = context or {}
+
+
+class BadRequest(QuizError):
+    status = 400
+    title = "That did not look right"
+
+
+class NotFound(QuizError):
+    status = 404
+    title = "Not found"
+    message = "We could not find that page."
+
+
+class Forbidden(QuizError):
+    status = 403
+    title = "Not allowed"
+    message = "You are not allowed to do that."
+
+
+class Conflict(QuizError):
+    status = 409
+    title = "Conflict"
+
+
+class TooManyRequests(QuizError):
+    status = 429
+    title = "Slow down"
+    message = "Too many requests. Please wait a moment and try again."
+    retry_after = 60
+
+
+class ServiceUnavailable(QuizError):
+    status = 503
+    title = "We are briefly unavailable"
+    message = "Part of the service is not answering right now. Your answers are safe; please try again in a few seconds."
+    retry_after = 5
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    message = "Our database is not answering right now. Your answers are safe; please try again in a few seconds."
+
+
+class PoolExhausted(ServiceUnavailable):
+    message = "We are very busy right now. Your answers are safe; please try again in a few seconds."
+
+
+class RedisUnavailable(ServiceUnavailable):
+    message = "Our session store is not answering right now. Please try again in a few seconds."
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def render_error(status: int, title: str, message: str, retry_after=None, context=None):
+    request_id = getattr(g, "request_id", None)
+    if wants_json():
+        body = {"error": title, "message": message, "status": status, "request_id": request_id}
+        response = jsonify(body)
+    else:
+        html = render_template(
+            "error.html",
+            status=status,
+            title=title,
+            message=message,
+            request_id=request_id,
+            **(context or {}),
+        )
+        response = make_response(html)
+    response.status_code = status
+    if retry_after:
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
+
+
+def _outage_for(exc):
+    """Map a dependency exception to the QuizError a user should see, or None."""
+    if isinstance(exc, QuizError):
+        return exc
+    if isinstance(exc, redis.exceptions.RedisError):
+        return RedisUnavailable()
+    if isinstance(exc, psycopg2.OperationalError):
+        return DatabaseUnavailable()
+    return None
+
+
+def handle_quiz_error(exc: QuizError):
+    if exc.status >= 500:
+        log.warning("request.unavailable", extra={"error": type(exc).__name__, "path": request.path})
+    return render_error(exc.status, exc.title, exc.message, exc.retry_after, exc.context)
+
+
+def handle_http_error(exc: HTTPException):
+    if isinstance(exc, InternalServerError):
+        return handle_unexpected(exc.original_exception or exc)
+    titles = {404: "Not found", 405: "Method not allowed", 413: "That was too large"}
+    messages = {
+        404: "We could not find that page.",
+        405: "That page does not accept this kind of request.",
+        413: "What you sent was larger than we accept (10 MB at most).",
+    }
+    title = titles.get(exc.code, exc.name)
+    message = messages.get(exc.code, exc.description or exc.name)
+    retry_after = getattr(exc, "retry_after", None)
+    return render_error(exc.code or 400, title, message, retry_after)
+
+
+def handle_unexpected(exc):
+    mapped = _outage_for(exc)
+    if mapped is not None:
+        return handle_quiz_error(mapped)
+    log.exception("request.unhandled", extra={"path": request.path})
+    return render_error(
+        500, "Something went wrong on our side", "We have logged the problem. Please try again."
+    )
+
+
+def register_error_handlers(app):
+    app.register_error_handler(QuizError, handle_quiz_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)

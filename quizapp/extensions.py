@@ -1,0 +1,74 @@
+"""The shared extension objects (Redis client, sessions, limiter, CSRF) and their init_app."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_session.redis import RedisSessionInterface
+from flask_wtf.csrf import CSRFProtect
+
+from .errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE_NAME = "bizmodel.sid"
+SESSION_ERROR_KEY = "quizapp.session_error"
+
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address)
+
+
+class ResilientRedisSessionInterface(RedisSessionInterface):
+    """Redis sessions that turn a Redis outage into a 503 page instead of a traceback."""
+
+    def open_session(self, app, request):
+        try:
+            return super().open_session(app, request)
+        except redis.exceptions.RedisError:
+            log.warning("session.redis_unavailable")
+            request.environ[SESSION_ERROR_KEY] = True
+            return self.make_null_session(app)
+
+    def save_session(self, app, session, response):
+        try:
+            super().save_session(app, session, response)
+        except redis.exceptions.RedisError as exc:
+            raise RedisUnavailable() from exc
+
+
+def create_redis(config) -> redis.Redis:
+    return redis.Redis.from_url(
+        config["REDIS_URL"],
+        socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
+        socket_connect_timeout=config["REDIS_SOCKET_TIMEOUT"],
+        health_check_interval=30,
+        max_connections=config["REDIS_MAX_CONNECTIONS"],
+    )
+
+
+def init_sessions(app, client: redis.Redis):
+    app.config.update(
+        SESSION_COOKIE_NAME=SESSION_COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_LIFETIME_HOURS"]),
+        SESSION_REFRESH_EACH_REQUEST=True,
+    )
+    app.session_interface = ResilientRedisSessionInterface(
+        app, client=client, key_prefix="s:", permanent=True, sid_length=32
+    )
+
+    @app.before_request
+    def refuse_without_session_store():
+        if request.environ.get(SESSION_ERROR_KEY) and not _session_optional(request.path):
+            raise RedisUnavailable()
+
+
+def _session_optional(path: str) -> bool:
+    return path in ("/healthz", "/readyz", "/metrics") or path.startswith("/static/")

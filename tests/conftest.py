@@ -1,0 +1,98 @@
+"""Real Postgres and Redis for every test: migrate once, truncate and flush between tests."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg2
+import pytest
+import redis
+from psycogreen.gevent import patch_psycopg
+
+from quizapp import create_app
+from quizapp.config import Config
+from quizapp.migrate import migrate
+
+patch_psycopg()
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def _require_services():
+    if not DATABASE_URL or not REDIS_URL:
+        pytest.exit("DATABASE_URL and REDIS_URL must be set: run the suite with `make test`", 2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_database():
+    _require_services()
+    migrate(DATABASE_URL)
+    yield DATABASE_URL
+
+
+def truncate_all(dsn: str = DATABASE_URL) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT quote_ident(tablename) FROM pg_tables "
+                "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+            )
+            tables = [row[0] for row in cur.fetchall()]
+            if tables:
+                cur.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(migrated_database):
+    truncate_all(migrated_database)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    yield
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pg_conn():
+    conn = psycopg2.connect(DATABASE_URL)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def make_app():
+    """Build apps with config overrides (env-style strings); close their pools afterwards."""
+    apps = []
+
+    def factory(**overrides):
+        env = {**os.environ, "QUIZAPP_ENV": "test", **{k: str(v) for k, v in overrides.items()}}
+        app = create_app(Config.from_env(env))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["db_pool"].close()
+        app.extensions["redis"].close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,57 @@
+"""Config is read from env, validated, and names the bad variable."""
+
+import pytest
+
+from quizapp.config import Config, ConfigError
+
+BASE = {"DATABASE_URL": "postgresql://u@127.0.0.1:5432/db", "REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+def test_defaults_are_the_documented_ones(tmp_path):
+    cfg = Config.from_env({**BASE, "QUIZAPP_VAR_DIR": str(tmp_path)})
+    assert (cfg.DB_POOL_MIN, cfg.DB_POOL_MAX, cfg.DB_POOL_TIMEOUT) == (2, 20, 15.0)
+    assert cfg.DB_STATEMENT_TIMEOUT_MS == 30000
+    assert cfg.SESSION_LIFETIME_HOURS == 24
+    assert cfg.AI_RPM == 10 and cfg.AI_MAX_IN_FLIGHT == 8
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DB_POOL_MAX", "lots"),
+        ("DB_POOL_MAX", "0"),
+        ("DB_POOL_TIMEOUT", "soon"),
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("REDIS_URL", "http://127.0.0.1"),
+        ("QUIZAPP_ENV", "staging"),
+        ("SESSION_COOKIE_SECURE", "maybe"),
+        ("PAYMENT_PROVIDER", "paypal"),
+    ],
+)
+def test_invalid_value_names_the_variable(tmp_path, name, value):
+    env = {**BASE, "QUIZAPP_VAR_DIR": str(tmp_path), name: value}
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env(env)
+
+
+def test_missing_database_url_is_fatal(tmp_path):
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        Config.from_env({"REDIS_URL": BASE["REDIS_URL"], "QUIZAPP_VAR_DIR": str(tmp_path)})
+
+
+def test_production_requires_secret_key(tmp_path):
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Config.from_env({**BASE, "QUIZAPP_ENV": "production", "QUIZAPP_VAR_DIR": str(tmp_path)})
+
+
+def test_development_key_is_generated_once_and_shared(tmp_path):
+    env = {**BASE, "QUIZAPP_VAR_DIR": str(tmp_path)}
+    first = Config.from_env(env).SECRET_KEY
+    second = Config.from_env(env).SECRET_KEY
+    assert first == second and len(first) == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_pool_min_above_max_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="DB_POOL_MIN"):
+        Config.from_env({**BASE, "QUIZAPP_VAR_DIR": str(tmp_path), "DB_POOL_MIN": "5", "DB_POOL_MAX": "2"})

@@ -1,0 +1,65 @@
+"""Redis-backed sessions: cookie name and attributes, TTL in Redis, rolling refresh, outage page."""
+
+from flask import session
+
+from tests.support.servers import free_port
+
+
+def _add_session_routes(app):
+    @app.post("/_t/remember")
+    def remember():
+        session["answers"] = {"q1": 2}
+        return "ok"
+
+    @app.get("/_t/recall")
+    def recall():
+        return {"answers": session.get("answers")}
+
+
+def test_cookie_attributes_and_ttl(make_app, redis_client):
+    app = make_app(CSRF_ENABLED="false")
+    _add_session_routes(app)
+    client = app.test_client()
+    response = client.post("/_t/remember")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("bizmodel.sid=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    sid = cookie.split(";")[0].split("=", 1)[1]
+    key = f"s:{sid}"
+    ttl = redis_client.ttl(key)
+    assert 24 * 3600 - 60 < ttl <= 24 * 3600
+    assert client.get("/_t/recall").get_json() == {"answers": {"q1": 2}}
+    assert len(redis_client.get(key)) < 400  # compact msgpack payload
+
+
+def test_session_ttl_is_refreshed_on_activity(make_app, redis_client):
+    app = make_app(CSRF_ENABLED="false")
+    _add_session_routes(app)
+    client = app.test_client()
+    cookie = client.post("/_t/remember").headers["Set-Cookie"]
+    key = "s:" + cookie.split(";")[0].split("=", 1)[1]
+    redis_client.expire(key, 100)
+    client.get("/_t/recall")
+    assert redis_client.ttl(key) > 24 * 3600 - 60
+
+
+def test_secure_cookie_when_configured(make_app):
+    app = make_app(CSRF_ENABLED="false", SESSION_COOKIE_SECURE="true")
+    _add_session_routes(app)
+    cookie = app.test_client().post("/_t/remember").headers["Set-Cookie"]
+    assert "Secure" in cookie
+
+
+def test_redis_down_gives_friendly_503(make_app):
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_SOCKET_TIMEOUT=0.5)
+    _add_session_routes(app)
+    client = app.test_client()
+    client.set_cookie("bizmodel.sid", "abc")
+    response = client.get("/_t/recall", headers={"Accept": "text/html"})
+    assert response.status_code == 503
+    assert b"session store" in response.data and b"Traceback" not in response.data
+    assert response.headers["Retry-After"]
+    response = client.get("/_t/recall")
+    assert response.status_code == 503
+    # Liveness needs no Redis.
+    assert client.get("/healthz").status_code == 200
