@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db
+from . import db, security
 from .config import Config
 from .errors import register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
@@ -31,6 +31,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     csrf.init_app(app)
     register_error_handlers(app)
     _register_blueprints(app)
+    security.init_app(app)  # after blueprints: limits are applied by endpoint name
     return app
 
 

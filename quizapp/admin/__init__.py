@@ -1,0 +1,1 @@
+"""Admin area: authentication, cluster health page and actions."""

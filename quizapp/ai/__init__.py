@@ -1,0 +1,1 @@
+"""AI-written analysis of a result, under one cluster-wide OpenAI budget."""
