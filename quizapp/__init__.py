@@ -37,5 +37,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
 def _register_blueprints(app: Flask) -> None:
     from .health.views import bp as health_bp
+    from .payments.views import bp as payments_bp
+    from .quiz.views import bp as quiz_bp
 
     app.register_blueprint(health_bp)
+    app.register_blueprint(quiz_bp)
+    app.register_blueprint(payments_bp)

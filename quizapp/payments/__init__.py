@@ -1,0 +1,1 @@
+"""Paid full reports: payment providers, webhook verification and idempotent unlocks."""

@@ -1,0 +1,206 @@
+"""Quiz content (questions and business models) loaded from YAML and validated at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError
+
+SCALE_MIN, SCALE_MAX = 1, 5
+MIN_QUESTIONS, MIN_MODELS = 12, 8
+
+
+@dataclass(frozen=True)
+class Option:
+    label: str
+    weights: dict
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    kind: str  # choice | scale
+    text: str
+    options: tuple = ()
+    weights: dict | None = None  # scale questions only
+    low: str = ""
+    high: str = ""
+
+    def valid_choices(self) -> range:
+        if self.kind == "scale":
+            return range(SCALE_MIN, SCALE_MAX + 1)
+        return range(len(self.options))
+
+    def choice_label(self, choice: int) -> str:
+        if self.kind == "scale":
+            return f"{choice} of {SCALE_MAX}"
+        return self.options[choice].label
+
+
+@dataclass(frozen=True)
+class BusinessModel:
+    id: str
+    name: str
+    description: str
+    strengths: tuple
+    risks: tuple
+    first_steps: tuple
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "strengths": list(self.strengths),
+            "risks": list(self.risks),
+            "first_steps": list(self.first_steps),
+        }
+
+
+@dataclass(frozen=True)
+class Content:
+    questions: tuple
+    models: tuple
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.questions if q.id == question_id), None)
+
+    def model(self, model_id: str) -> BusinessModel | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+    def index_of(self, question_id: str) -> int:
+        return next(i for i, q in enumerate(self.questions) if q.id == question_id)
+
+
+class _Checker:
+    """Collects the file name into every error so a broken file names itself and the field."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, where, problem):
+        raise ConfigError(f"QUIZ_CONTENT_PATH {self.path}: {where}: {problem}")
+
+    def text(self, mapping, key, where):
+        value = mapping.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{where}.{key}", "must be a non-empty string")
+        return value.strip()
+
+    def texts(self, mapping, key, where):
+        value = mapping.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+            self.fail(f"{where}.{key}", "must be a non-empty list of strings")
+        return tuple(v.strip() for v in value)
+
+    def weights(self, mapping, where, model_ids):
+        value = mapping.get("weights")
+        if not isinstance(value, dict):
+            self.fail(f"{where}.weights", "must be a mapping of model id to number")
+        for model_id, weight in value.items():
+            if model_id not in model_ids:
+                self.fail(f"{where}.weights.{model_id}", "is not a known model id")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                self.fail(f"{where}.weights.{model_id}", "must be a number")
+        return dict(value)
+
+
+def load_content(path: str | Path) -> Content:
+    """Read and validate the content file; raise ConfigError naming the file and field."""
+    check = _Checker(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: is not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        check.fail("top level", "must be a mapping with 'models' and 'questions'")
+    models = _load_models(check, raw.get("models"))
+    model_ids = {m.id for m in models}
+    questions = _load_questions(check, raw.get("questions"), model_ids)
+    touched = {mid for q in questions for w in _all_weights(q) for mid in w}
+    for model in models:
+        if model.id not in touched:
+            check.fail(f"models.{model.id}", "no question weighs this model")
+    return Content(questions=tuple(questions), models=tuple(models))
+
+
+def _all_weights(question):
+    return [question.weights] if question.kind == "scale" else [o.weights for o in question.options]
+
+
+def _load_models(check, raw_models):
+    if not isinstance(raw_models, list) or len(raw_models) < MIN_MODELS:
+        check.fail("models", f"must be a list of at least {MIN_MODELS} models")
+    models, seen = [], set()
+    for i, raw in enumerate(raw_models):
+        where = f"models[{i}]"
+        if not isinstance(raw, dict):
+            check.fail(where, "must be a mapping")
+        model_id = check.text(raw, "id", where)
+        if model_id in seen:
+            check.fail(f"{where}.id", f"duplicate model id {model_id!r}")
+        seen.add(model_id)
+        models.append(
+            BusinessModel(
+                id=model_id,
+                name=check.text(raw, "name", where),
+                description=check.text(raw, "description", where),
+                strengths=check.texts(raw, "strengths", where),
+                risks=check.texts(raw, "risks", where),
+                first_steps=check.texts(raw, "first_steps", where),
+            )
+        )
+    return models
+
+
+def _load_questions(check, raw_questions, model_ids):
+    if not isinstance(raw_questions, list) or len(raw_questions) < MIN_QUESTIONS:
+        check.fail("questions", f"must be a list of at least {MIN_QUESTIONS} questions")
+    questions, seen = [], set()
+    for i, raw in enumerate(raw_questions):
+        where = f"questions[{i}]"
+        if not isinstance(raw, dict):
+            check.fail(where, "must be a mapping")
+        question_id = check.text(raw, "id", where)
+        if question_id in seen:
+            check.fail(f"{where}.id", f"duplicate question id {question_id!r}")
+        if not question_id.replace("_", "").isalnum() or len(question_id) > 40:
+            check.fail(f"{where}.id", "must be letters, digits and underscores (at most 40)")
+        seen.add(question_id)
+        kind = raw.get("kind")
+        text = check.text(raw, "text", where)
+        if kind == "scale":
+            questions.append(
+                Question(
+                    id=question_id,
+                    kind=kind,
+                    text=text,
+                    weights=check.weights(raw, where, model_ids),
+                    low=check.text(raw, "low", where),
+                    high=check.text(raw, "high", where),
+                )
+            )
+        elif kind == "choice":
+            raw_options = raw.get("options")
+            if not isinstance(raw_options, list) or not 2 <= len(raw_options) <= 8:
+                check.fail(f"{where}.options", "must be a list of 2 to 8 options")
+            options = []
+            for j, raw_option in enumerate(raw_options):
+                owhere = f"{where}.options[{j}]"
+                if not isinstance(raw_option, dict):
+                    check.fail(owhere, "must be a mapping")
+                options.append(
+                    Option(
+                        label=check.text(raw_option, "label", owhere),
+                        weights=check.weights(raw_option, owhere, model_ids),
+                    )
+                )
+            questions.append(Question(id=question_id, kind=kind, text=text, options=tuple(options)))
+        else:
+            check.fail(f"{where}.kind", "must be 'choice' or 'scale'")
+    return questions

@@ -1,0 +1,83 @@
+"""SQL for quiz attempts, daily quotas and email capture; every function takes the cursor first."""
+
+from __future__ import annotations
+
+from psycopg2.extras import Json
+
+
+def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at):
+    """Insert the attempt once; None when this attempt key was already recorded."""
+    # ON CONFLICT: a double submit or refresh races on attempt_key; the loser records nothing.
+    cur.execute(
+        "INSERT INTO quiz_attempts (attempt_key, public_id, answers, scores, top_model, started_at)"
+        " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s)"
+        " ON CONFLICT (attempt_key) DO NOTHING"
+        " RETURNING id, public_id, answers, scores, top_model, started_at, completed_at, paid_at",
+        {
+            "key": attempt_key,
+            "public_id": public_id,
+            "answers": Json(answers),
+            "scores": Json(scores),
+            "top": top_model,
+            "started": started_at,
+        },
+    )
+    return cur.fetchone()
+
+
+def attempt_by_key(cur, attempt_key):
+    cur.execute(
+        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+        " FROM quiz_attempts WHERE attempt_key = %(key)s",
+        {"key": attempt_key},
+    )
+    return cur.fetchone()
+
+
+def attempt_by_public_id(cur, public_id, for_update=False):
+    # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
+    lock = " FOR UPDATE" if for_update else ""
+    cur.execute(
+        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+        " FROM quiz_attempts WHERE public_id = %(public_id)s" + lock,
+        {"public_id": public_id},
+    )
+    return cur.fetchone()
+
+
+def take_quota(cur, *, client_key, day, daily_quota):
+    """Use one result from today's quota; the remaining count, or None when it is used up."""
+    # The row is created once per (client, day); the conditional UPDATE is the atomic decrement.
+    cur.execute(
+        "INSERT INTO quiz_quota (client_key, day, remaining) VALUES (%(client)s, %(day)s, %(quota)s)"
+        " ON CONFLICT (client_key, day) DO NOTHING",
+        {"client": client_key, "day": day, "quota": daily_quota},
+    )
+    cur.execute(
+        "UPDATE quiz_quota SET remaining = remaining - 1"
+        " WHERE client_key = %(client)s AND day = %(day)s AND remaining > 0 RETURNING remaining",
+        {"client": client_key, "day": day},
+    )
+    row = cur.fetchone()
+    return None if row is None else row["remaining"]
+
+
+def upsert_subscriber(cur, *, email, attempt_id):
+    """One row per email (case-insensitive); the latest attempt wins."""
+    cur.execute(
+        "INSERT INTO email_subscribers (email, last_attempt_id) VALUES (%(email)s, %(attempt)s)"
+        " ON CONFLICT ((lower(email))) DO UPDATE"
+        " SET last_attempt_id = EXCLUDED.last_attempt_id, email = EXCLUDED.email, updated_at = now()"
+        " RETURNING id",
+        {"email": email, "attempt": attempt_id},
+    )
+    return cur.fetchone()["id"]
+
+
+def enqueue_email(cur, *, subscriber_id, attempt_id, kind):
+    cur.execute(
+        "INSERT INTO email_outbox (subscriber_id, attempt_id, kind)"
+        " VALUES (%(subscriber)s, %(attempt)s, %(kind)s) RETURNING id",
+        {"subscriber": subscriber_id, "attempt": attempt_id, "kind": kind},
+    )
+    return cur.fetchone()["id"]

@@ -1,0 +1,255 @@
+"""Quiz use cases: start, answer, submit (one transaction), show results, capture emails."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+
+from .. import db
+from ..ai import service as ai_service
+from ..errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from . import repository
+from .data import Content, Question
+from .scoring import missing_questions, score_answers, validate_answer
+
+log = logging.getLogger(__name__)
+
+QUIZ_KEY, USER_KEY = "quiz", "uk"
+FORM_MAX_BYTES = 4096  # an answer form is a token and one small number
+PUBLIC_ID_BYTES = 16
+
+
+class InvalidAnswer(BadRequest):
+    """A rejected answer; the page is re-rendered with the message and the answers kept."""
+
+
+def content() -> Content:
+    return current_app.extensions["quiz_content"]
+
+
+def _state(session) -> dict:
+    return session.get(QUIZ_KEY) or {}
+
+
+def answers_of(session) -> dict:
+    return dict(_state(session).get("a") or {})
+
+
+def in_progress(session) -> bool:
+    return bool(_state(session).get("k"))
+
+
+def result_id_of(session) -> str | None:
+    return _state(session).get("r")
+
+
+def start_quiz(session) -> str:
+    """Begin a fresh attempt (new idempotency key, no answers); return the first question id."""
+    session[QUIZ_KEY] = {"k": secrets.token_urlsafe(16), "a": {}, "t": int(time.time())}
+    user_token(session)
+    return content().questions[0].id
+
+
+def user_token(session) -> str:
+    if USER_KEY not in session:
+        session[USER_KEY] = secrets.token_urlsafe(16)
+    return session[USER_KEY]
+
+
+def _hmac(label: str, value: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, f"{label}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def user_key(session) -> str:
+    """An opaque per-visitor key for the AI service: derived from the session, not its id."""
+    return _hmac("user", user_token(session))
+
+
+def client_key(session, ip: str | None) -> str:
+    return _hmac("quota", f"{user_token(session)}|{ip or '-'}")
+
+
+def next_unanswered(session) -> str | None:
+    answers = answers_of(session)
+    return next((q.id for q in content().questions if q.id not in answers), None)
+
+
+@dataclass
+class QuestionPage:
+    question: Question
+    number: int
+    total: int
+    previous_id: str | None
+    selected: int | None
+
+
+def question_page(session, question_id: str) -> QuestionPage:
+    """The page for one question; an unknown id is rejected with the answers kept."""
+    quiz = content()
+    question = quiz.question(question_id)
+    if question is None:
+        raise InvalidAnswer("That question does not exist. Your answers so far are kept.")
+    index = quiz.index_of(question_id)
+    return QuestionPage(
+        question=question,
+        number=index + 1,
+        total=len(quiz.questions),
+        previous_id=quiz.questions[index - 1].id if index else None,
+        selected=answers_of(session).get(question_id),
+    )
+
+
+def record_answer(session, question_id: str, form, content_length: int | None) -> str | None:
+    """Validate and store one answer; return the next question id (None when all are answered)."""
+    if not in_progress(session):
+        start_quiz(session)
+    page = question_page(session, question_id)
+    if content_length is not None and content_length > FORM_MAX_BYTES:
+        raise InvalidAnswer("That form was larger than an answer can be. Please choose again.")
+    values = form.getlist("choice")
+    if not values:
+        raise InvalidAnswer("Please choose an answer before going on.")
+    choice = validate_answer(page.question, values[0]) if len(values) == 1 else None
+    if choice is None:
+        raise InvalidAnswer("That answer is not one of the choices. Please choose again.")
+    state = dict(_state(session))
+    state["a"] = {**answers_of(session), question_id: choice}
+    state.pop("r", None)
+    session[QUIZ_KEY] = state
+    quiz = content()
+    following = quiz.questions[page.number:] + quiz.questions[: page.number]
+    return next((q.id for q in following if q.id not in state["a"]), None)
+
+
+def review(session) -> list[tuple[Question, int | None]]:
+    answers = answers_of(session)
+    return [(q, answers.get(q.id)) for q in content().questions]
+
+
+def submit(session, ip: str | None) -> str:
+    """Score and record the attempt in one transaction (idempotent per attempt key); public id."""
+    if not in_progress(session):
+        raise InvalidAnswer("Please start the quiz first.")
+    quiz = content()
+    answers = answers_of(session)
+    missing = missing_questions(quiz, answers)
+    if missing:
+        numbers = ", ".join(str(quiz.index_of(m) + 1) for m in missing)
+        raise InvalidAnswer(f"Please answer every question first (missing: {numbers}).")
+    state = _state(session)
+    scores = [s.as_dict() for s in score_answers(quiz, answers)]
+    started = datetime.fromtimestamp(state.get("t") or time.time(), tz=timezone.utc)
+    attempt = db.run_in_transaction(
+        _record_attempt,
+        attempt_key=state["k"],
+        answers=answers,
+        scores=scores,
+        started_at=started,
+        client=client_key(session, ip),
+        daily_quota=current_app.config["QUIZ_DAILY_QUOTA"],
+    )
+    session[QUIZ_KEY] = {**state, "r": attempt["public_id"]}
+    return attempt["public_id"]
+
+
+def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, daily_quota):
+    row = repository.insert_attempt(
+        cur,
+        attempt_key=attempt_key,
+        public_id=secrets.token_urlsafe(PUBLIC_ID_BYTES),
+        answers=answers,
+        scores=scores,
+        top_model=scores[0]["model_id"],
+        started_at=started_at,
+    )
+    if row is None:  # already recorded: a refresh or double submit, not another result
+        return repository.attempt_by_key(cur, attempt_key)
+    remaining = repository.take_quota(
+        cur, client_key=client, day=datetime.now(timezone.utc).date(), daily_quota=daily_quota
+    )
+    if remaining is None:  # raising rolls back the attempt inserted above
+        raise TooManyRequests(
+            f"You have reached today's limit of {daily_quota} results. Please come back tomorrow.",
+            retry_after=3600,
+        )
+    log.info("quiz.attempt_recorded", extra={"attempt_id": row["id"], "top_model": row["top_model"]})
+    return row
+
+
+def load_attempt(public_id: str) -> dict:
+    if not public_id or len(public_id) > 64:
+        raise NotFound("We could not find that result.")
+    row = db.run_in_transaction(repository.attempt_by_public_id, public_id)
+    if row is None:
+        raise NotFound("We could not find that result.")
+    return row
+
+
+def ranked_models(attempt: dict) -> list[dict]:
+    quiz = content()
+    ranked = []
+    for entry in attempt["scores"]:
+        model = quiz.model(entry["model_id"])
+        if model is not None:
+            ranked.append({**model.as_dict(), "score": entry["score"], "reasons": entry["reasons"]})
+    return ranked
+
+
+def result_page(session, public_id: str) -> dict:
+    """Everything the results page shows, including the AI analysis section."""
+    attempt = load_attempt(public_id)
+    ranked = ranked_models(attempt)
+    paid = attempt["paid_at"] is not None
+    analysis = ai_service.request_analysis(
+        subject_id=public_id,
+        prompt_inputs={"top_models": ranked[:3], "answers": dict(attempt["answers"])},
+        user_key=user_key(session),
+        paid=paid,
+    )
+    return {
+        "attempt": attempt,
+        "ranked": ranked,
+        "top": ranked[0],
+        "paid": paid,
+        "analysis": analysis,
+        "subject_id": public_id,
+    }
+
+
+def report_page(public_id: str) -> dict:
+    attempt = load_attempt(public_id)
+    if attempt["paid_at"] is None:
+        raise Forbidden("The full report for this result has not been unlocked yet.")
+    quiz = content()
+    answers = [(q, attempt["answers"].get(q.id)) for q in quiz.questions]
+    return {"attempt": attempt, "ranked": ranked_models(attempt), "answers": answers}
+
+
+def capture_email(public_id: str, raw_email: str) -> None:
+    """Store the address (one row per email, latest attempt linked) and queue the mail, together."""
+    raw_email = (raw_email or "").strip()
+    if not raw_email or len(raw_email) > 254:
+        raise BadRequest("Please enter a valid email address.")
+    try:
+        email = validate_email(raw_email, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise BadRequest("Please enter a valid email address.") from None
+    db.run_in_transaction(_store_email, public_id, email)
+
+
+def _store_email(cur, public_id, email):
+    attempt = repository.attempt_by_public_id(cur, public_id)
+    if attempt is None:
+        raise NotFound("We could not find that result.")
+    subscriber_id = repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
+    repository.enqueue_email(cur, subscriber_id=subscriber_id, attempt_id=attempt["id"], kind="result")
+    log.info("quiz.email_captured", extra={"attempt_id": attempt["id"]})

@@ -1,0 +1,103 @@
+"""Quiz pages: landing, one question a page, review and submit, results, email, full report."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+
+from ..errors import BadRequest
+from . import service
+from .data import load_content
+
+bp = Blueprint("quiz", __name__)
+
+
+@bp.record_once
+def _load_content(state):
+    # A broken content file stops start-up here with a ConfigError naming file and field.
+    app = state.app
+    app.extensions["quiz_content"] = load_content(app.config["QUIZ_CONTENT_PATH"])
+
+
+@bp.get("/")
+def landing():
+    return render_template(
+        "quiz/landing.html",
+        total=len(service.content().questions),
+        resume_id=service.next_unanswered(session) if service.in_progress(session) else None,
+        answered=len(service.answers_of(session)),
+        result_id=service.result_id_of(session),
+    )
+
+
+@bp.post("/start")
+def start():
+    first = service.start_quiz(session)
+    return redirect(url_for("quiz.question", question_id=first), 303)
+
+
+@bp.route("/q/<question_id>", methods=["GET", "POST"])
+def question(question_id):
+    if request.method == "GET":
+        try:
+            page = service.question_page(session, question_id)
+        except service.InvalidAnswer as exc:
+            return _question_error(exc, fallback=True)
+        return render_template("quiz/question.html", page=page, error=None)
+    try:
+        following = service.record_answer(session, question_id, request.form, request.content_length)
+    except service.InvalidAnswer as exc:
+        return _question_error(exc, question_id=question_id)
+    if following is None:
+        return redirect(url_for("quiz.review"), 303)
+    return redirect(url_for("quiz.question", question_id=following), 303)
+
+
+def _question_error(exc, question_id=None, fallback=False):
+    """Re-render a question page with the message and status 400; the session is untouched."""
+    target = None if fallback else question_id
+    if target is None or service.content().question(target) is None:
+        target = service.next_unanswered(session) or service.content().questions[0].id
+    page = service.question_page(session, target)
+    return render_template("quiz/question.html", page=page, error=exc.message), 400
+
+
+@bp.get("/review")
+def review():
+    return render_template("quiz/review.html", items=service.review(session), error=None)
+
+
+@bp.post("/submit")
+def submit():
+    try:
+        public_id = service.submit(session, request.remote_addr)
+    except service.InvalidAnswer as exc:
+        items = service.review(session)
+        return render_template("quiz/review.html", items=items, error=exc.message), 400
+    return redirect(url_for("quiz.result", public_id=public_id), 303)
+
+
+@bp.get("/r/<public_id>")
+def result(public_id):
+    page = service.result_page(session, public_id)
+    return render_template("quiz/result.html", **page, email_error=None)
+
+
+@bp.post("/r/<public_id>/email")
+def email(public_id):
+    try:
+        service.capture_email(public_id, request.form.get("email", ""))
+    except BadRequest as exc:
+        page = service.result_page(session, public_id)
+        return render_template("quiz/result.html", **page, email_error=exc.message), 400
+    flash("Thanks: we will email you your result.", "ok")
+    return redirect(url_for("quiz.result", public_id=public_id, _anchor="email"), 303)
+
+
+@bp.get("/r/<public_id>/report")
+def report(public_id):
+    return render_template("quiz/report.html", **service.report_page(public_id))
+
+
+@bp.app_context_processor
+def _quiz_globals():
+    return {"price_cents": current_app.config["STRIPE_PRICE_CENTS"]}
