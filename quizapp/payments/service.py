@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import stripe
@@ -66,20 +67,23 @@ def handle_webhook(payload: bytes, signature: str | None) -> str:
         raise BadRequest("Payload too large.")
     try:
         text = payload.decode("utf-8")
-        event = stripe.Webhook.construct_event(
+        stripe.Webhook.construct_event(
             text,
             signature,
             webhook_secret(current_app.config),
             tolerance=WEBHOOK_TOLERANCE_SECONDS,
         )
+        event = json.loads(text)  # verified above; plain dicts are easier to read than StripeObjects
     except stripe.SignatureVerificationError:
         log.warning("payments.webhook_bad_signature")
         raise BadRequest("Invalid signature.") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Invalid payload.") from None
-    if event["type"] != "checkout.session.completed":
+    if not isinstance(event, dict) or event.get("type") != "checkout.session.completed":
         return "ignored"
-    session_object = event["data"]["object"]
+    session_object = (event.get("data") or {}).get("object") or {}
+    if not isinstance(event.get("id"), str) or not isinstance(session_object, dict):
+        raise BadRequest("Invalid payload.")
     if session_object.get("payment_status") != "paid":
         return "ignored"
     metadata = session_object.get("metadata") or {}
