@@ -1,0 +1,87 @@
+"""Headless Chromium walk through the quiz (run un-patched in a subprocess); prints one JSON line.
+
+Usage: python tests/support/browser_walk.py http://127.0.0.1:PORT
+Takes the quiz with the keyboard and mouse, sees a result, leaves an email, pays in test mode and
+opens the full report. Exit status 0 with {"ok": true, ...} on success.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+
+from playwright.sync_api import sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PROGRESS = re.compile(r"Question (\d+) of (\d+)")
+
+
+def walk(base_url: str) -> dict:
+    report = {"ok": False, "steps": [], "questions": 0}
+    started = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(java_script_enabled=False, viewport={"width": 390, "height": 844})
+            page.set_default_timeout(15000)
+            page.goto(base_url + "/")
+            page.get_by_role("button", name="Start the quiz").click()
+            report["steps"].append("landing")
+            seen = []
+            while "/q/" in page.url:
+                progress = PROGRESS.search(page.locator(".progress-label").inner_text())
+                seen.append(int(progress.group(1)))
+                report["total"] = int(progress.group(2))
+                # Keyboard first for the first question (focus order), the mouse for the rest.
+                if len(seen) == 1:
+                    page.locator("#choice-0").focus()
+                    page.keyboard.press("Space")
+                else:
+                    page.locator("label").nth(len(seen) % 3).click()
+                page.get_by_role("button", name=re.compile("Next|Review answers")).click()
+            report["questions"] = len(seen)
+            report["progress_in_order"] = seen == list(range(1, len(seen) + 1))
+            report["steps"].append("answered")
+            page.get_by_role("button", name="See my result").click()
+            report["result_title"] = page.locator("h1").first.inner_text()
+            report["has_analysis"] = page.locator("#ai-analysis").count() == 1
+            report["result_url"] = page.url
+            report["steps"].append("result")
+            page.get_by_label("Email address (optional)").fill("walker@example.org")
+            page.get_by_role("button", name="Send it to me").click()
+            report["email_thanks"] = page.get_by_text("Thanks: we will email you").count() == 1
+            report["steps"].append("email")
+            page.get_by_role("button", name="Unlock the full report").click()
+            page.get_by_role("button", name="Pay (test mode)").click()
+            report["steps"].append("paid")
+            report["report_title"] = page.locator("h1").first.inner_text()
+            report["report_url"] = page.url
+            report["models_in_report"] = page.locator(".report-model").count()
+            report["ok"] = True
+        finally:
+            browser.close()
+    report["duration_s"] = round(time.monotonic() - started, 3)
+    return report
+
+
+def main() -> int:
+    try:
+        result = walk(sys.argv[1].rstrip("/"))
+    except Exception as exc:  # report the failure as JSON for the test to show
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result))
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
