@@ -65,7 +65,7 @@ def test_unknown_question_id_is_400_and_shows_next_unanswered(started):
 
 
 def test_submit_with_missing_answers_is_400_on_the_review_page(started):
-    client, content, before = started
+    client, _content, before = started
     response = submit(client)
     assert response.status_code == 400
     assert b"Please answer every question first (missing: 3, 4," in response.data

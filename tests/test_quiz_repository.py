@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import gevent
 import pytest
@@ -34,7 +34,7 @@ def _record(pool, key, client="client-a", quota=20):
         attempt_key=key,
         answers={"capital": 1},
         scores=scores,
-        started_at=datetime.now(timezone.utc),
+        started_at=datetime.now(UTC),
         client=client,
         daily_quota=quota,
     )

@@ -36,7 +36,7 @@ def test_shipped_content_has_enough_questions_and_models():
         assert model.description and model.strengths and model.risks and model.first_steps
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(complete_answers())
 def test_any_complete_answer_set_scores_every_model_in_range_with_reasons(answers):
     scores = score_answers(CONTENT, answers)
@@ -51,7 +51,7 @@ def test_any_complete_answer_set_scores_every_model_in_range_with_reasons(answer
     assert missing_questions(CONTENT, answers) == []
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(complete_answers())
 def test_reasons_name_the_answers_that_moved_the_score(answers):
     for entry in score_answers(CONTENT, answers):

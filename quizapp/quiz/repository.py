@@ -35,13 +35,19 @@ def attempt_by_key(cur, attempt_key):
 
 
 def attempt_by_public_id(cur, public_id, for_update=False):
-    # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
-    lock = " FOR UPDATE" if for_update else ""
-    cur.execute(
-        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
-        " FROM quiz_attempts WHERE public_id = %(public_id)s" + lock,
-        {"public_id": public_id},
-    )
+    if for_update:
+        # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+            " FROM quiz_attempts WHERE public_id = %(public_id)s FOR UPDATE",
+            {"public_id": public_id},
+        )
+    else:
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+            " FROM quiz_attempts WHERE public_id = %(public_id)s",
+            {"public_id": public_id},
+        )
     return cur.fetchone()
 
 

@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -147,7 +147,7 @@ def submit(session, ip: str | None) -> str:
         raise InvalidAnswer(f"Please answer every question first (missing: {numbers}).")
     state = _state(session)
     scores = [s.as_dict() for s in score_answers(quiz, answers)]
-    started = datetime.fromtimestamp(state.get("t") or time.time(), tz=timezone.utc)
+    started = datetime.fromtimestamp(state.get("t") or time.time(), tz=UTC)
     attempt = db.run_in_transaction(
         _record_attempt,
         attempt_key=state["k"],
@@ -174,7 +174,7 @@ def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, da
     if row is None:  # already recorded: a refresh or double submit, not another result
         return repository.attempt_by_key(cur, attempt_key)
     remaining = repository.take_quota(
-        cur, client_key=client, day=datetime.now(timezone.utc).date(), daily_quota=daily_quota
+        cur, client_key=client, day=datetime.now(UTC).date(), daily_quota=daily_quota
     )
     if remaining is None:  # raising rolls back the attempt inserted above
         raise TooManyRequests(

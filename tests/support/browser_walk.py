@@ -77,7 +77,7 @@ def walk(base_url: str) -> dict:
 def main() -> int:
     try:
         result = walk(sys.argv[1].rstrip("/"))
-    except Exception as exc:  # report the failure as JSON for the test to show
+    except Exception as exc:  # noqa: BLE001 - any failure is reported as JSON to the test
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(result))
     return 0 if result.get("ok") else 1
