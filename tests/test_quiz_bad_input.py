@@ -104,3 +104,16 @@ def test_malformed_body_is_400_not_500(started):
     )
     assert response.status_code == 400
     assert _answers(client) == before
+
+
+def test_body_over_the_app_limit_is_refused_without_losing_answers(make_app):
+    app = make_app(MAX_CONTENT_LENGTH="2048")
+    client = app.test_client()
+    content = app.extensions["quiz_content"]
+    client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
+    page = client.get(f"/q/{content.questions[0].id}")
+    client.post(f"/q/{content.questions[0].id}", data={"csrf_token": csrf_from(page), "choice": "1"})
+    data = {"csrf_token": csrf_from(page), "choice": "1", "pad": "x" * 3000}
+    response = client.post(f"/q/{content.questions[1].id}", data=data)
+    assert response.status_code == 413 and b"larger than we accept" in response.data
+    assert _answers(client) == {content.questions[0].id: 1}

@@ -176,3 +176,14 @@ def test_invalid_email_rerenders_result_with_400(client, content, pg_conn, email
     assert response.status_code == 400
     assert b"Please enter a valid email address." in response.data and b"Your best fit" in response.data
     assert _count(pg_conn, "SELECT count(*) FROM email_subscribers") == 0
+
+
+def test_changing_an_answer_after_submit_makes_a_new_attempt(client, content, pg_conn):
+    answer_all(client, content)
+    first = submit(client).headers["Location"]
+    question = content.questions[0]
+    page = client.get(f"/q/{question.id}")
+    client.post(f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "3"})
+    second = submit(client).headers["Location"]
+    assert second != first and submit(client).headers["Location"] == second
+    assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 2

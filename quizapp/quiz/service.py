@@ -123,7 +123,8 @@ def record_answer(session, question_id: str, form, content_length: int | None) -
         raise InvalidAnswer("That answer is not one of the choices. Please choose again.")
     state = dict(_state(session))
     state["a"] = {**answers_of(session), question_id: choice}
-    state.pop("r", None)
+    if state.pop("r", None):  # changing a submitted answer makes a new attempt, not the old result
+        state["k"] = secrets.token_urlsafe(16)
     session[QUIZ_KEY] = state
     quiz = content()
     following = quiz.questions[page.number:] + quiz.questions[: page.number]
