@@ -14,7 +14,9 @@ def started(app, client):
     client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
     for question in content.questions[:2]:
         page = client.get(f"/q/{question.id}")
-        client.post(f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "1"})
+        client.post(
+            f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "1"}
+        )
     return client, content, _answers(client)
 
 
@@ -46,17 +48,25 @@ def test_bad_answer_is_400_and_keeps_answers(started, form, message):
     client, content, before = started
     question = content.questions[SCALE_INDEX]
     assert question.kind == "scale"
-    response = client.post(f"/q/{question.id}", data={"csrf_token": _token(client, content), **form})
+    response = client.post(
+        f"/q/{question.id}", data={"csrf_token": _token(client, content), **form}
+    )
     assert response.status_code == 400
     assert message in response.data and b'role="alert"' in response.data
-    assert f"Question {SCALE_INDEX + 1} of".encode() in response.data  # the same page, re-rendered
+    assert (
+        f"Question {SCALE_INDEX + 1} of".encode() in response.data
+    )  # the same page, re-rendered
     assert _answers(client) == before
 
 
 def test_unknown_question_id_is_400_and_shows_next_unanswered(started):
     client, content, before = started
     for method in (client.get, client.post):
-        kwargs = {"data": {"csrf_token": _token(client, content), "choice": "1"}} if method == client.post else {}
+        kwargs = (
+            {"data": {"csrf_token": _token(client, content), "choice": "1"}}
+            if method == client.post
+            else {}
+        )
         response = method("/q/no_such_question", **kwargs)
         assert response.status_code == 400
         assert b"That question does not exist" in response.data
@@ -112,7 +122,10 @@ def test_body_over_the_app_limit_is_refused_without_losing_answers(make_app):
     content = app.extensions["quiz_content"]
     client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
     page = client.get(f"/q/{content.questions[0].id}")
-    client.post(f"/q/{content.questions[0].id}", data={"csrf_token": csrf_from(page), "choice": "1"})
+    client.post(
+        f"/q/{content.questions[0].id}",
+        data={"csrf_token": csrf_from(page), "choice": "1"},
+    )
     data = {"csrf_token": csrf_from(page), "choice": "1", "pad": "x" * 3000}
     response = client.post(f"/q/{content.questions[1].id}", data=data)
     assert response.status_code == 413 and b"larger than we accept" in response.data

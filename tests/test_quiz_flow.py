@@ -38,13 +38,20 @@ def test_landing_is_plain_html_with_a_start_form(client, content):
 def test_one_question_a_page_with_progress_back_and_forward(app, client, content):
     first, second, third = content.questions[:3]
     response = client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
-    assert response.status_code == 303 and response.headers["Location"].endswith(f"/q/{first.id}")
+    assert response.status_code == 303 and response.headers["Location"].endswith(
+        f"/q/{first.id}"
+    )
     page = client.get(f"/q/{first.id}")
     total = len(content.questions)
     assert f"Question 1 of {total}".encode() in page.data
     assert b"<fieldset" in page.data and b"<legend>" in page.data
-    assert re.search(rb'<label for="choice-0"><input type="radio" id="choice-0" name="choice"', page.data)
-    response = client.post(f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "2"})
+    assert re.search(
+        rb'<label for="choice-0"><input type="radio" id="choice-0" name="choice"',
+        page.data,
+    )
+    response = client.post(
+        f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "2"}
+    )
     assert response.headers["Location"].endswith(f"/q/{second.id}")
     page = client.get(f"/q/{second.id}")
     assert f"Question 2 of {total}".encode() in page.data
@@ -53,7 +60,9 @@ def test_one_question_a_page_with_progress_back_and_forward(app, client, content
     # Back: the earlier answer is preselected; changing it goes on to the first unanswered question.
     page = client.get(f"/q/{first.id}")
     assert b'value="2" required checked' in page.data
-    response = client.post(f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "3"})
+    response = client.post(
+        f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "3"}
+    )
     assert response.headers["Location"].endswith(f"/q/{third.id}")
     assert _answers(app, client) == {first.id: 3, second.id: 1}
 
@@ -61,7 +70,10 @@ def test_one_question_a_page_with_progress_back_and_forward(app, client, content
 def test_answers_survive_closing_the_tab(app, client, content):
     client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
     page = client.get(f"/q/{content.questions[0].id}")
-    client.post(f"/q/{content.questions[0].id}", data={"csrf_token": csrf_from(page), "choice": "1"})
+    client.post(
+        f"/q/{content.questions[0].id}",
+        data={"csrf_token": csrf_from(page), "choice": "1"},
+    )
     cookie = client.get_cookie("bizmodel.sid").value
     reopened = app.test_client()
     reopened.set_cookie("bizmodel.sid", cookie)
@@ -70,7 +82,9 @@ def test_answers_survive_closing_the_tab(app, client, content):
     assert f'href="/q/{content.questions[1].id}"'.encode() in landing.data
 
 
-def test_full_walk_gives_a_result_with_the_ai_section(app, client, content, monkeypatch, pg_conn):
+def test_full_walk_gives_a_result_with_the_ai_section(
+    app, client, content, monkeypatch, pg_conn
+):
     calls = []
     real = ai_service.request_analysis
 
@@ -93,7 +107,16 @@ def test_full_walk_gives_a_result_with_the_ai_section(app, client, content, monk
     assert call["user_key"] and sid not in call["user_key"]
     top = call["prompt_inputs"]["top_models"]
     assert len(top) == 3
-    assert set(top[0]) == {"id", "name", "score", "reasons", "description", "strengths", "risks", "first_steps"}
+    assert set(top[0]) == {
+        "id",
+        "name",
+        "score",
+        "reasons",
+        "description",
+        "strengths",
+        "risks",
+        "first_steps",
+    }
     assert call["prompt_inputs"]["answers"] == _answers(app, client)
     row_top = _count(pg_conn, "SELECT top_model FROM quiz_attempts")
     assert row_top == top[0]["id"]
@@ -108,11 +131,17 @@ def test_double_submit_and_refresh_record_one_attempt(app, client, content, pg_c
         other = app.test_client()
         other.set_cookie("bizmodel.sid", cookie)
         others.append(other)
-    jobs = [gevent.spawn(c.post, "/submit", data={"csrf_token": token}) for c in [client, *others]]
+    jobs = [
+        gevent.spawn(c.post, "/submit", data={"csrf_token": token})
+        for c in [client, *others]
+    ]
     gevent.joinall(jobs, raise_error=True)
     locations = {job.value.headers["Location"] for job in jobs}
     assert [job.value.status_code for job in jobs] == [303] * 7 and len(locations) == 1
-    assert client.post("/submit", data={"csrf_token": token}).headers["Location"] in locations
+    assert (
+        client.post("/submit", data={"csrf_token": token}).headers["Location"]
+        in locations
+    )
     assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 1
     assert _count(pg_conn, "SELECT sum(remaining) FROM quiz_quota") == 19
 
@@ -136,7 +165,11 @@ def test_new_attempt_after_start_again(client, content, pg_conn):
     first = submit(client).headers["Location"]
     landing = client.get("/")
     assert b"See your last result" in landing.data
-    answer_all(client, content, choose=lambda q: len(q.valid_choices()) - 1 if q.kind == "choice" else 5)
+    answer_all(
+        client,
+        content,
+        choose=lambda q: len(q.valid_choices()) - 1 if q.kind == "choice" else 5,
+    )
     second = submit(client).headers["Location"]
     assert first != second
     assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 2
@@ -154,27 +187,40 @@ def test_email_capture_upserts_and_queues(client, content, pg_conn):
     answer_all(client, content)
     result = submit(client).headers["Location"]
     page = client.get(result)
-    response = client.post(result + "/email", data={"csrf_token": csrf_from(page), "email": "ada@example.org"})
+    response = client.post(
+        result + "/email",
+        data={"csrf_token": csrf_from(page), "email": "ada@example.org"},
+    )
     assert response.status_code == 303
     assert b"Thanks: we will email you" in client.get(result).data
     answer_all(client, content)
     second = submit(client).headers["Location"]
     page = client.get(second)
-    client.post(second + "/email", data={"csrf_token": csrf_from(page), "email": "ADA@example.org"})
+    client.post(
+        second + "/email",
+        data={"csrf_token": csrf_from(page), "email": "ADA@example.org"},
+    )
     assert _count(pg_conn, "SELECT count(*) FROM email_subscribers") == 1
     assert _count(pg_conn, "SELECT count(*) FROM email_outbox") == 2
     latest = _count(pg_conn, "SELECT max(id) FROM quiz_attempts")
     assert _count(pg_conn, "SELECT last_attempt_id FROM email_subscribers") == latest
 
 
-@pytest.mark.parametrize("email", ["", "not-an-email", "a@b", "x" * 300 + "@example.org"])
+@pytest.mark.parametrize(
+    "email", ["", "not-an-email", "a@b", "x" * 300 + "@example.org"]
+)
 def test_invalid_email_rerenders_result_with_400(client, content, pg_conn, email):
     answer_all(client, content)
     result = submit(client).headers["Location"]
     page = client.get(result)
-    response = client.post(result + "/email", data={"csrf_token": csrf_from(page), "email": email})
+    response = client.post(
+        result + "/email", data={"csrf_token": csrf_from(page), "email": email}
+    )
     assert response.status_code == 400
-    assert b"Please enter a valid email address." in response.data and b"Your best fit" in response.data
+    assert (
+        b"Please enter a valid email address." in response.data
+        and b"Your best fit" in response.data
+    )
     assert _count(pg_conn, "SELECT count(*) FROM email_subscribers") == 0
 
 
@@ -183,7 +229,9 @@ def test_changing_an_answer_after_submit_makes_a_new_attempt(client, content, pg
     first = submit(client).headers["Location"]
     question = content.questions[0]
     page = client.get(f"/q/{question.id}")
-    client.post(f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "3"})
+    client.post(
+        f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "3"}
+    )
     second = submit(client).headers["Location"]
     assert second != first and submit(client).headers["Location"] == second
     assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 2

@@ -33,7 +33,9 @@ def test_shipped_content_has_enough_questions_and_models():
     assert len(CONTENT.questions) >= 12 and len(CONTENT.models) >= 8
     assert {q.kind for q in CONTENT.questions} == {"choice", "scale"}
     for model in CONTENT.models:
-        assert model.description and model.strengths and model.risks and model.first_steps
+        assert (
+            model.description and model.strengths and model.risks and model.first_steps
+        )
 
 
 @settings(max_examples=200, deadline=None, database=None)
@@ -75,8 +77,20 @@ def test_extreme_answers_reach_the_ends_of_the_scale():
 
 @pytest.mark.parametrize(
     ("question_index", "raw", "expected"),
-    [(0, "0", 0), (0, "3", 3), (0, "4", None), (0, "-1", None), (0, "x", None), (0, "", None),
-     (2, "1", 1), (2, "5", 5), (2, "0", None), (2, "6", None), (2, "2.5", None), (2, True, None)],
+    [
+        (0, "0", 0),
+        (0, "3", 3),
+        (0, "4", None),
+        (0, "-1", None),
+        (0, "x", None),
+        (0, "", None),
+        (2, "1", 1),
+        (2, "5", 5),
+        (2, "0", None),
+        (2, "6", None),
+        (2, "2.5", None),
+        (2, True, None),
+    ],
 )
 def test_validate_answer(question_index, raw, expected):
     assert validate_answer(CONTENT.questions[question_index], raw) == expected
@@ -95,10 +109,19 @@ def _broken_copy(tmp_path: Path, mutate) -> Path:
     [
         (lambda raw: raw["models"][2].pop("risks"), "models[2].risks"),
         (lambda raw: raw["questions"][1].update(kind="slider"), "questions[1].kind"),
-        (lambda raw: raw["questions"][0]["options"][1]["weights"].update(unicorn=2), "weights.unicorn"),
-        (lambda raw: raw["questions"][2]["weights"].update(saas="lots"), "questions[2].weights.saas"),
+        (
+            lambda raw: raw["questions"][0]["options"][1]["weights"].update(unicorn=2),
+            "weights.unicorn",
+        ),
+        (
+            lambda raw: raw["questions"][2]["weights"].update(saas="lots"),
+            "questions[2].weights.saas",
+        ),
         (lambda raw: raw.update(questions=raw["questions"][:5]), "questions"),
-        (lambda raw: raw["questions"][3].update(id=raw["questions"][0]["id"]), "questions[3].id"),
+        (
+            lambda raw: raw["questions"][3].update(id=raw["questions"][0]["id"]),
+            "questions[3].id",
+        ),
     ],
 )
 def test_broken_content_names_file_and_field(tmp_path, mutate, field):

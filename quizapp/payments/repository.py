@@ -7,7 +7,12 @@ def insert_checkout_session(cur, *, session_id, attempt_id, provider, amount_cen
     cur.execute(
         "INSERT INTO checkout_sessions (id, attempt_id, provider, amount_cents)"
         " VALUES (%(id)s, %(attempt)s, %(provider)s, %(amount)s) ON CONFLICT (id) DO NOTHING",
-        {"id": session_id, "attempt": attempt_id, "provider": provider, "amount": amount_cents},
+        {
+            "id": session_id,
+            "attempt": attempt_id,
+            "provider": provider,
+            "amount": amount_cents,
+        },
     )
 
 
@@ -20,7 +25,9 @@ def checkout_session(cur, session_id):
     return cur.fetchone()
 
 
-def record_payment(cur, *, event_id, attempt_id, checkout_session_id, provider, amount_cents):
+def record_payment(
+    cur, *, event_id, attempt_id, checkout_session_id, provider, amount_cents
+):
     """Record the event's payment once; False when this event id was already recorded."""
     # ON CONFLICT: webhook retries and replays carry the same event id; only the first counts.
     cur.execute(

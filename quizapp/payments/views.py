@@ -28,7 +28,9 @@ def checkout():
 
 @bp.post("/webhook")
 def webhook():
-    outcome = service.handle_webhook(request.get_data(cache=False), request.headers.get("Stripe-Signature"))
+    outcome = service.handle_webhook(
+        request.get_data(cache=False), request.headers.get("Stripe-Signature")
+    )
     return jsonify(received=True, outcome=outcome)
 
 
@@ -41,7 +43,10 @@ def test_checkout(session_id):
         raise NotFound()
     if request.method == "POST":
         return redirect(service.pay_offline_checkout(session_id), 303)
-    return render_template("payments/test_checkout.html", checkout=service.offline_checkout_page(session_id))
+    return render_template(
+        "payments/test_checkout.html",
+        checkout=service.offline_checkout_page(session_id),
+    )
 
 
 @bp.get("/return/<public_id>")

@@ -92,7 +92,11 @@ class _Checker:
 
     def texts(self, mapping, key, where):
         value = mapping.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
             self.fail(f"{where}.{key}", "must be a non-empty list of strings")
         return tuple(v.strip() for v in value)
 
@@ -114,9 +118,13 @@ def load_content(path: str | Path) -> Content:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: cannot be read ({exc.strerror})") from None
+        raise ConfigError(
+            f"QUIZ_CONTENT_PATH {path}: cannot be read ({exc.strerror})"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: is not valid YAML ({exc})") from None
+        raise ConfigError(
+            f"QUIZ_CONTENT_PATH {path}: is not valid YAML ({exc})"
+        ) from None
     if not isinstance(raw, dict):
         check.fail("top level", "must be a mapping with 'models' and 'questions'")
     models = _load_models(check, raw.get("models"))
@@ -130,7 +138,11 @@ def load_content(path: str | Path) -> Content:
 
 
 def _all_weights(question):
-    return [question.weights] if question.kind == "scale" else [o.weights for o in question.options]
+    return (
+        [question.weights]
+        if question.kind == "scale"
+        else [o.weights for o in question.options]
+    )
 
 
 def _load_models(check, raw_models):
@@ -170,7 +182,9 @@ def _load_questions(check, raw_questions, model_ids):
         if question_id in seen:
             check.fail(f"{where}.id", f"duplicate question id {question_id!r}")
         if not question_id.replace("_", "").isalnum() or len(question_id) > 40:
-            check.fail(f"{where}.id", "must be letters, digits and underscores (at most 40)")
+            check.fail(
+                f"{where}.id", "must be letters, digits and underscores (at most 40)"
+            )
         seen.add(question_id)
         kind = raw.get("kind")
         text = check.text(raw, "text", where)
@@ -200,7 +214,9 @@ def _load_questions(check, raw_questions, model_ids):
                         weights=check.weights(raw_option, owhere, model_ids),
                     )
                 )
-            questions.append(Question(id=question_id, kind=kind, text=text, options=tuple(options)))
+            questions.append(
+                Question(id=question_id, kind=kind, text=text, options=tuple(options))
+            )
         else:
             check.fail(f"{where}.kind", "must be 'choice' or 'scale'")
     return questions

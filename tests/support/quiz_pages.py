@@ -22,7 +22,8 @@ def answer_all(client, content, choose=lambda q: 0 if q.kind == "choice" else 3)
         page = client.get(f"/q/{question.id}")
         assert page.status_code == 200
         response = client.post(
-            f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": str(choose(question))}
+            f"/q/{question.id}",
+            data={"csrf_token": csrf_from(page), "choice": str(choose(question))},
         )
         assert response.status_code == 303, response.data[:500]
     return client.get("/review")
