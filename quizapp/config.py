@@ -136,7 +136,7 @@ class Config:
     PUBLIC_BASE_URL: str = ""
 
     # Payments
-    PAYMENT_PROVIDER: str = "test"
+    PAYMENT_PROVIDER: str = "test"  # production must set stripe
     STRIPE_SECRET_KEY: str = ""
     STRIPE_WEBHOOK_SECRET: str = ""
     STRIPE_PRICE_CENTS: int = 900
@@ -247,6 +247,9 @@ class Config:
         )
         if values["DB_POOL_MIN"] > values["DB_POOL_MAX"]:
             raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if mode == "production" and values["PAYMENT_PROVIDER"] == "test":
+            # The offline provider unlocks reports without money: never in production.
+            raise ConfigError("PAYMENT_PROVIDER=test is not allowed when QUIZAPP_ENV=production")
         if mode == "production" and values["PAYMENT_PROVIDER"] == "stripe":
             for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
                 if not values[name]:

@@ -55,3 +55,11 @@ def test_development_key_is_generated_once_and_shared(tmp_path):
 def test_pool_min_above_max_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="DB_POOL_MIN"):
         Config.from_env({**BASE, "QUIZAPP_VAR_DIR": str(tmp_path), "DB_POOL_MIN": "5", "DB_POOL_MAX": "2"})
+
+
+def test_production_refuses_the_offline_payment_provider(tmp_path):
+    env = {**BASE, "QUIZAPP_ENV": "production", "SECRET_KEY": "x" * 32, "QUIZAPP_VAR_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match="PAYMENT_PROVIDER"):
+        Config.from_env(env)
+    with pytest.raises(ConfigError, match="STRIPE_SECRET_KEY"):
+        Config.from_env({**env, "PAYMENT_PROVIDER": "stripe"})
