@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db, security
+from . import db, metrics, security
 from .config import Config
 from .errors import register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
@@ -30,6 +30,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     init_sessions(app, app.extensions["redis"])
     csrf.init_app(app)
     register_error_handlers(app)
+    metrics.init_app(app)  # per-worker status/latency counters for health and /metrics
     _register_blueprints(app)
     security.init_app(app)  # after blueprints: limits are applied by endpoint name
     return app
@@ -39,3 +40,6 @@ def _register_blueprints(app: Flask) -> None:
     from .health.views import bp as health_bp
 
     app.register_blueprint(health_bp)
+    from .admin.views import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
