@@ -45,8 +45,11 @@ control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
 if not control_socket:
     del control_socket
-# Worker heartbeat files in RAM, not on a possibly slow or read-only disk.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # nosec B108
+# Worker liveness files in RAM when possible, not on a possibly slow or read-only disk.
+_shm = "/dev/shm"  # nosec B108 - gunicorn's own liveness files, not user data
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    _shm if os.access(_shm, os.W_OK) else None
+)
 
 
 def _flask_app(worker):
