@@ -36,9 +36,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Trust X-Forwarded-* only from the local nginx.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # Request id (set by nginx or the app) and duration in microseconds on every access line.
-access_log_format = (
-    '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}i)s dur_us=%(D)s pid=%(p)s ua="%(a)s"'
-)
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}i)s dur_us=%(D)s pid=%(p)s ua="%(a)s"'
 # Gunicorn >= 25 opens a control socket in ~/.gunicorn by default: every instance of one user
 # would share that path. Off unless GUNICORN_CONTROL_SOCKET names a per-instance path.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")

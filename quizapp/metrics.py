@@ -92,7 +92,9 @@ class ClusterCollector:
     def collect(self):
         workers = self.workers
         yield GaugeMetricFamily(
-            "quizapp_workers", "Live worker processes reporting heartbeats", value=len(workers)
+            "quizapp_workers",
+            "Live worker processes reporting heartbeats",
+            value=len(workers),
         )
         yield from self._http(workers)
         yield from self._pool(workers)
@@ -140,7 +142,9 @@ class ClusterCollector:
     def _pool(self, workers):
         pools = [w["pool"] for w in workers if w.get("pool")]
         connections = GaugeMetricFamily(
-            "quizapp_db_pool_connections", "Postgres connections by state", labels=["state"]
+            "quizapp_db_pool_connections",
+            "Postgres connections by state",
+            labels=["state"],
         )
         connections.add_metric(["in_use"], sum(p["in_use"] for p in pools))
         connections.add_metric(["idle"], sum(p["idle"] for p in pools))
@@ -172,12 +176,18 @@ class ClusterCollector:
         yield GaugeMetricFamily(
             "quizapp_ai_queue_length",
             "Analyses waiting in the cluster-wide AI queue",
-            value=max((_number(s.get("queue_length")) or 0 for s in snapshots), default=0),
+            value=max(
+                (_number(s.get("queue_length")) or 0 for s in snapshots), default=0
+            ),
         )
         breaker = GaugeMetricFamily(
-            "quizapp_ai_breaker_workers", "Workers by AI circuit breaker state", labels=["state"]
+            "quizapp_ai_breaker_workers",
+            "Workers by AI circuit breaker state",
+            labels=["state"],
         )
-        states = Counter(str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots)
+        states = Counter(
+            str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots
+        )
         for state in ("CLOSED", "HALF_OPEN", "OPEN"):
             breaker.add_metric([state], states.get(state, 0))
         yield breaker

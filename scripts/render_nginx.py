@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Render nginx/quizapp.conf.template: a site file for a server, or a standalone nginx.conf.
 
-  scripts/render_nginx.py --ports 8001-8004 --listen 80 --server-name quiz.example.org > quizapp.conf
-  scripts/render_nginx.py --ports 8001,8002 --listen 127.0.0.1:8080 --standalone DIR  # writes DIR/nginx.conf
+scripts/render_nginx.py --ports 8001-8004 --listen 80 --server-name quiz.example.org > quizapp.conf
+scripts/render_nginx.py --ports 8001,8002 --listen 127.0.0.1:8080 --standalone DIR  # writes DIR/nginx.conf
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def parse_ports(spec: str) -> list[int]:
 
 
 def upstream_servers(ports: list[int], host: str = "127.0.0.1") -> str:
-    return "\n    ".join(f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports)
+    return "\n    ".join(
+        f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports
+    )
 
 
 def render_site(values: dict[str, str]) -> str:
@@ -76,7 +78,9 @@ def render_site(values: dict[str, str]) -> str:
     return text
 
 
-def site_values(ports, listen, server_name="_", static_root=None, access_log="off") -> dict:
+def site_values(
+    ports, listen, server_name="_", static_root=None, access_log="off"
+) -> dict:
     return {
         "QUIZAPP_UPSTREAM_SERVERS": upstream_servers(ports),
         "QUIZAPP_LISTEN": str(listen),
@@ -86,7 +90,9 @@ def site_values(ports, listen, server_name="_", static_root=None, access_log="of
     }
 
 
-def write_standalone(prefix: Path, ports, listen, server_name="_", static_root=None) -> Path:
+def write_standalone(
+    prefix: Path, ports, listen, server_name="_", static_root=None
+) -> Path:
     """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
     prefix = Path(prefix).resolve()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -98,7 +104,9 @@ def write_standalone(prefix: Path, ports, listen, server_name="_", static_root=N
     # can read the checkout and the temp dirs this script created.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
-    indented = "\n".join(("    " + line) if line else line for line in site.splitlines())
+    indented = "\n".join(
+        ("    " + line) if line else line for line in site.splitlines()
+    )
     conf.write_text(STANDALONE.format(user=user, prefix=prefix, site=indented))
     return conf
 
@@ -107,17 +115,30 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", default=os.environ.get("QUIZAPP_PORTS", "8001-8004"))
     parser.add_argument("--listen", default=os.environ.get("QUIZAPP_LISTEN", "80"))
-    parser.add_argument("--server-name", default=os.environ.get("QUIZAPP_SERVER_NAME", "_"))
+    parser.add_argument(
+        "--server-name", default=os.environ.get("QUIZAPP_SERVER_NAME", "_")
+    )
     parser.add_argument("--static-root", default=os.environ.get("QUIZAPP_STATIC_ROOT"))
     parser.add_argument("--access-log", default="/var/log/nginx/quizapp.access.log")
-    parser.add_argument("--standalone", metavar="DIR", help="write DIR/nginx.conf instead")
+    parser.add_argument(
+        "--standalone", metavar="DIR", help="write DIR/nginx.conf instead"
+    )
     args = parser.parse_args(argv)
     ports = parse_ports(args.ports)
     if args.standalone:
-        print(write_standalone(Path(args.standalone), ports, args.listen, args.server_name,
-                               args.static_root))
+        print(
+            write_standalone(
+                Path(args.standalone),
+                ports,
+                args.listen,
+                args.server_name,
+                args.static_root,
+            )
+        )
         return 0
-    values = site_values(ports, args.listen, args.server_name, args.static_root, args.access_log)
+    values = site_values(
+        ports, args.listen, args.server_name, args.static_root, args.access_log
+    )
     sys.stdout.write(render_site(values))
     return 0
 

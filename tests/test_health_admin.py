@@ -54,7 +54,10 @@ def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client)
     response = client.post(
         "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token}
     )
-    assert response.status_code == 302 and "done=reset_errors" in response.headers["Location"]
+    assert (
+        response.status_code == 302
+        and "done=reset_errors" in response.headers["Location"]
+    )
     assert worker_counters(app).window["4xx"] == 0
     assert redis_client.hget(heartbeat.ACTIONS_KEY, "reset_errors") == b"1"
     with pg_conn.cursor() as cur:
@@ -67,7 +70,9 @@ def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client)
 def test_unknown_action_is_a_404(app, client):
     _login(client)
     token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
-    response = client.post("/admin/health/actions", data={"action": "drop_db", "csrf_token": token})
+    response = client.post(
+        "/admin/health/actions", data={"action": "drop_db", "csrf_token": token}
+    )
     assert response.status_code == 404
 
 
@@ -80,11 +85,41 @@ def test_other_workers_apply_an_action_once_on_their_heartbeat(make_app):
     client = admin_app.test_client()
     _login(client)
     token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
-    client.post("/admin/health/actions", data={"action": "reset_errors", "csrf_token": token})
-    assert worker_counters(other).window["4xx"] == 1  # not yet: its heartbeat has not run
+    client.post(
+        "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token}
+    )
+    assert (
+        worker_counters(other).window["4xx"] == 1
+    )  # not yet: its heartbeat has not run
     figures = heartbeat.beat_once(other)
     assert worker_counters(other).window["4xx"] == 0
     assert figures["applied"]["reset_errors"] == 1
     other.test_client().get("/missing")
     heartbeat.beat_once(other)  # the same generation is never applied twice
     assert worker_counters(other).window["4xx"] == 1
+
+
+def test_every_action_is_audited_and_applied_here_at_once(
+    app, client, pg_conn, redis_client
+):
+    _login(client)
+    for action in ("reset_ai_queue", "close_breakers", "reset_errors"):
+        token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+        client.post(
+            "/admin/health/actions", data={"action": action, "csrf_token": token}
+        )
+    state = heartbeat.heartbeat_state(app)
+    assert state.applied == {
+        "reset_ai_queue": 1,
+        "close_breakers": 1,
+        "reset_errors": 1,
+    }
+    published = heartbeat.live_workers(redis_client, app.config["HEARTBEAT_SECONDS"])
+    assert published[0]["applied"] == state.applied
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT action FROM audit_log ORDER BY id")
+        assert [row[0] for row in cur.fetchall()] == [
+            "reset_ai_queue",
+            "close_breakers",
+            "reset_errors",
+        ]

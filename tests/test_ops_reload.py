@@ -47,7 +47,9 @@ def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=20.0)
 @pytest.mark.integration
 @pytest.mark.slow
 def test_reload_and_restart_lose_no_request(tmp_path):
-    with Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app") as stack:
+    with Stack(
+        tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app"
+    ) as stack:
         tally = {"sent": 0, "failed": 0, "examples": []}
         stop = gevent.event.Event()
         clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]
@@ -69,8 +71,10 @@ def test_reload_and_restart_lose_no_request(tmp_path):
         stop.set()
         gevent.joinall(clients, timeout=30, raise_error=True)
 
-    print(f"\n[figure] reload: {tally['sent']} requests, {tally['failed']} failed "
-          f"(HUP of one instance + restart of the other, {CLIENTS} clients through nginx)")
+    print(
+        f"\n[figure] reload: {tally['sent']} requests, {tally['failed']} failed "
+        f"(HUP of one instance + restart of the other, {CLIENTS} clients through nginx)"
+    )
     assert tally["failed"] == 0, tally["examples"][:10]
     assert during_hup > 0 and tally["sent"] > during_hup
     # Both instances took traffic from nginx (least_conn spreads it).

@@ -17,7 +17,9 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def _load_render_nginx():
-    spec = importlib.util.spec_from_file_location("render_nginx", ROOT / "scripts" / "render_nginx.py")
+    spec = importlib.util.spec_from_file_location(
+        "render_nginx", ROOT / "scripts" / "render_nginx.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -26,11 +28,15 @@ def _load_render_nginx():
 render_nginx = _load_render_nginx()
 
 
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_port(
+    port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before listening on {port}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -42,7 +48,9 @@ def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = 
 class Nginx:
     """One nginx (daemon off) whose pid, logs and temp files live in a tmp dir; stopped by pid."""
 
-    def __init__(self, upstream_ports: list[int], prefix: Path, port: int | None = None):
+    def __init__(
+        self, upstream_ports: list[int], prefix: Path, port: int | None = None
+    ):
         self.upstream_ports = list(upstream_ports)
         self.prefix = Path(prefix)
         self.port = port or free_port()
@@ -62,13 +70,25 @@ class Nginx:
         )
 
     def command(self, *extra: str) -> list[str]:
-        return [NGINX, "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), "-c", str(self.conf), *extra]
+        return [
+            NGINX,
+            "-p",
+            str(self.prefix),
+            "-e",
+            str(self.prefix / "error.log"),
+            "-c",
+            str(self.conf),
+            *extra,
+        ]
 
     def start(self) -> Nginx:
         self.render()
         with open(self.prefix / "stderr.log", "ab") as stderr:
             self.proc = subprocess.Popen(
-                self.command(), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
             )
         wait_port(self.port, proc=self.proc)
         return self
@@ -108,11 +128,17 @@ class SocketActivatedGunicorn(Gunicorn):
 
     def start(self, timeout=30.0) -> SocketActivatedGunicorn:
         self.env.update(
-            GUNICORN_BIND=f"127.0.0.1:{self.port}", GUNICORN_WORKERS=str(self.workers), LISTEN_FDS="1"
+            GUNICORN_BIND=f"127.0.0.1:{self.port}",
+            GUNICORN_WORKERS=str(self.workers),
+            LISTEN_FDS="1",
         )
         fd = self.listener.fileno()
         command = [
-            str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *self.extra_args, self.app_path
+            str(VENV_BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            *self.extra_args,
+            self.app_path,
         ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -136,8 +162,15 @@ class SocketActivatedGunicorn(Gunicorn):
 class Stack:
     """N gunicorn instances (each `workers` gevent workers) behind one nginx, all on loopback."""
 
-    def __init__(self, tmp_path: Path, instances=2, workers=1, app_path="wsgi:app", env=None,
-                 socket_activated=True):
+    def __init__(
+        self,
+        tmp_path: Path,
+        instances=2,
+        workers=1,
+        app_path="wsgi:app",
+        env=None,
+        socket_activated=True,
+    ):
         self.tmp_path = Path(tmp_path)
         self.socket_activated = socket_activated
         self.app_path = app_path
@@ -153,7 +186,12 @@ class Stack:
 
     def _gunicorn(self, port: int, listener=None) -> Gunicorn:
         env = {**self.env, "INSTANCE_NAME": f"test-{port}", "GUNICORN_ACCESS_LOG": "-"}
-        kwargs = dict(workers=self.workers, env=env, port=port, log_dir=self.tmp_path)
+        kwargs = {
+            "workers": self.workers,
+            "env": env,
+            "port": port,
+            "log_dir": self.tmp_path,
+        }
         if self.socket_activated:
             return SocketActivatedGunicorn(self.app_path, listener=listener, **kwargs)
         return Gunicorn(self.app_path, **kwargs)
