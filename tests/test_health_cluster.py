@@ -2,6 +2,8 @@
 
 import time
 
+import gevent
+
 from quizapp.health import aggregate, heartbeat
 
 
@@ -117,3 +119,15 @@ def test_withdrawn_and_expired_workers_leave_the_view(make_app, redis_client):
         heartbeat.publish(app)
     time.sleep(1.3)  # TTL is 3 heartbeats
     assert heartbeat.live_workers(redis_client, 0.4) == []
+
+
+def test_a_burst_of_requests_computes_the_report_once(make_app):
+    apps = [make_app(), make_app()]
+    with apps[0].app_context():
+        heartbeat.publish(apps[0])
+    clients = [app.test_client() for app in apps]
+    jobs = [gevent.spawn(clients[i % 2].get, "/api/health/detailed") for i in range(30)]
+    gevent.joinall(jobs, raise_error=True)
+    stamps = {job.value.get_json()["generated_at"] for job in jobs}
+    assert [job.value.status_code for job in jobs] == [200] * 30
+    assert len(stamps) == 1
