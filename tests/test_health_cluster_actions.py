@@ -1,6 +1,7 @@
 """Admin actions reach every worker of every instance; the report sees them all (real gunicorn)."""
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -73,6 +74,16 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
         # Prometheus counters stay monotonic: the 404s are still counted there.
         metrics = requests.get(url + "/metrics", timeout=10).text
         assert 'quizapp_http_requests_total{status="404"} 40.0' in metrics
+        assert f"quizapp_workers {float(INSTANCES * WORKERS)}" in metrics
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"],
+            input=metrics,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert lint.returncode == 0 and lint.stdout + lint.stderr == "", lint.stderr
 
     with pg_conn.cursor() as cur:
         cur.execute("SELECT actor, action FROM audit_log")
