@@ -93,6 +93,14 @@ def _running(state: Path) -> dict[str, int]:
 
 
 def start(args) -> int:
+    try:
+        return _start(args)
+    except SystemExit:
+        stop(args)  # leave nothing half-started behind
+        raise
+
+
+def _start(args) -> int:
     state = Path(args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     if _running(state):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs (redis, nginx, chromium, promtool, systemd-analyze) when they are missing.
+# Installs the system packages the project needs when they are missing: redis, nginx, chromium,
+# promtool (package prometheus) and systemd-analyze (package systemd).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

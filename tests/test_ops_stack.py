@@ -103,7 +103,8 @@ def test_stack_serves_the_app_static_files_and_metrics_through_nginx(stack, app)
     )
     on_disk = (ROOT / "quizapp" / "static" / "css" / "site.css").read_bytes()
     assert css.content == on_disk
-    if len(on_disk) >= 1024:
+    if len(on_disk) >= 1024:  # gzip_min_length
+        assert css.headers["Content-Encoding"] == "gzip"
         raw = session.get(
             url + "/static/css/site.css",
             headers={"Accept-Encoding": "gzip"},
