@@ -53,3 +53,32 @@ lint: venv
 
 clean-var: stop
 	rm -rf var
+
+# --- Operations (issue 7): the whole topology locally, and config checks ---
+STACK_INSTANCES ?= 4
+.PHONY: stack stack-stop stack-status lint-ops
+
+# nginx (STACK_PORT, default 8080) -> STACK_INSTANCES gunicorn instances (STACK_BASE_PORT..)
+stack: migrate
+	@$(WITH_ENV) STACK_INSTANCES=$(STACK_INSTANCES) $(PY) scripts/stack.py start
+
+stack-stop:
+	@$(PY) scripts/stack.py stop
+
+stack-status:
+	@$(PY) scripts/stack.py status
+
+# nginx -t and gixy on the rendered template, systemd-analyze verify on the units.
+lint-ops: venv
+	@d=$$(mktemp -d) && $(PY) scripts/render_nginx.py --ports 8001-8004 --listen 127.0.0.1:8080 \
+		--standalone $$d >/dev/null && nginx -q -t -p $$d -e $$d/error.log -c $$d/nginx.conf && \
+		$(VENV)/bin/gixy $$d/nginx.conf >$$d/gixy.out 2>&1 || { cat $$d/gixy.out; exit 1; }; \
+		rm -rf $$d; echo "nginx: nginx -t and gixy clean"
+	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target; do \
+		sed "s#/opt/quizapp#$(ROOT)#g; s#/etc/quizapp/quizapp.env#$$d/quizapp.env#" $$f > $$d/$${f#systemd/}; \
+		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
+		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
+		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
+		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
+
+lint: lint-ops

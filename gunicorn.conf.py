@@ -4,36 +4,75 @@ import multiprocessing
 import os
 
 
-def _env_int(name, default):
+def _env_int(name, default, minimum=0):
     raw = os.environ.get(name)
     try:
-        return int(raw) if raw else default
+        value = int(raw) if raw else default
     except ValueError:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
+# Loopback by default: nginx is the only thing that should talk to an instance.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 worker_class = "gevent"
-workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count())
-worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000)
-backlog = _env_int("GUNICORN_BACKLOG", 2048)
+workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count(), minimum=1)
+worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
+backlog = _env_int("GUNICORN_BACKLOG", 2048, minimum=1)
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
-timeout = _env_int("GUNICORN_TIMEOUT", 30)
-graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20)
-keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
+timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20, minimum=1)
+# Longer than nginx's upstream keepalive_timeout (4s), so nginx always closes an idle
+# connection first and never sends a request on one gunicorn is closing.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 5, minimum=1)
 proc_name = os.environ.get("GUNICORN_PROC_NAME", "quizapp")
 pidfile = os.environ.get("GUNICORN_PIDFILE") or None
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
-errorlog = "-"
+errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# Trust X-Forwarded-* only from the local nginx.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # Request id (set by nginx or the app) and duration in microseconds on every access line.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}o)s dur_us=%(D)s'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}i)s dur_us=%(D)s pid=%(p)s ua="%(a)s"'
+# Gunicorn >= 25 opens a control socket in ~/.gunicorn by default: every instance of one user
+# would share that path. Off unless GUNICORN_CONTROL_SOCKET names a per-instance path.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+if not control_socket:
+    del control_socket
+# Worker liveness files in RAM when possible, not on a possibly slow or read-only disk.
+_shm = "/dev/shm"  # nosec B108 - gunicorn's own liveness files, not user data
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
+    _shm if os.access(_shm, os.W_OK) else None
+)
+
+
+def _flask_app(worker):
+    app = worker.wsgi
+    return app if hasattr(app, "extensions") else None
 
 
 def post_worker_init(worker):
-    """Open this worker's own Postgres connections once it has loaded the app."""
-    app = getattr(worker.wsgi, "quizapp_app", None) or worker.wsgi
-    pool = getattr(app, "extensions", {}).get("db_pool")
+    """Open this worker's own Postgres connections and start its health heartbeat greenlet."""
+    app = _flask_app(worker)
+    if app is None:
+        return
+    pool = app.extensions.get("db_pool")
     if pool is not None:
         pool.warm()
+    from quizapp.health.heartbeat import start_heartbeat
+
+    start_heartbeat(app)
+
+
+def worker_exit(server, worker):
+    """Withdraw this worker's heartbeat so the cluster view drops it at once."""
+    app = _flask_app(worker)
+    if app is None:
+        return
+    from quizapp.health.heartbeat import stop_heartbeat
+
+    stop_heartbeat(app)

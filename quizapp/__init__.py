@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db, security
+from . import db, metrics, security
 from .config import Config
 from .errors import register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
@@ -30,12 +30,14 @@ def create_app(config: Config | dict | None = None) -> Flask:
     init_sessions(app, app.extensions["redis"])
     csrf.init_app(app)
     register_error_handlers(app)
+    metrics.init_app(app)  # per-worker status/latency counters for health and /metrics
     _register_blueprints(app)
     security.init_app(app)  # after blueprints: limits are applied by endpoint name
     return app
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin.views import bp as admin_bp
     from .health.views import bp as health_bp
     from .payments.views import bp as payments_bp
     from .quiz.views import bp as quiz_bp
@@ -43,3 +45,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(quiz_bp)
     app.register_blueprint(payments_bp)
+    app.register_blueprint(admin_bp)

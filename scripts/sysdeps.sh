@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages the project needs (redis, nginx, chromium) when they are missing.
+# Installs the system packages the project needs when they are missing: redis, nginx, chromium,
+# promtool (package prometheus) and systemd-analyze (package systemd).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool checks /metrics
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # verifies systemd/ units
 if [ "${QUIZAPP_SKIP_BROWSER:-0}" != 1 ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
 fi
@@ -17,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the packaged services; this project runs its own under var/.
-for svc in redis-server nginx; do
+for svc in redis-server nginx prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -1,1 +1,1 @@
-"""Liveness, readiness and (later) cluster-wide health."""
+"""Liveness, readiness, per-worker heartbeats and the cluster-wide health report and metrics."""

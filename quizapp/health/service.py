@@ -38,7 +38,9 @@ def readiness() -> tuple[bool, dict]:
         with app.app_context():
             try:
                 check(*args)
-            except Exception as exc:  # any failure means "not ready"; the reason is reported
+            except (
+                Exception
+            ) as exc:  # any failure means "not ready"; the reason is reported
                 return f"{type(exc).__name__}: unavailable"
         return "ok"
 
@@ -55,4 +57,3 @@ def readiness() -> tuple[bool, dict]:
         else:
             checks[name] = job.value
     return all(v == "ok" for v in checks.values()), checks
-

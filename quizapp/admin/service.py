@@ -1,0 +1,50 @@
+"""Admin use cases: the cluster health page and the actions applied to every worker."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from ..db import transaction
+from ..errors import NotFound
+from ..health import aggregate, heartbeat
+from . import repository
+
+log = logging.getLogger(__name__)
+
+# Form value -> (cluster action, label shown on the page).
+ACTIONS = {
+    "reset_ai_queue": "Reset the AI queue",
+    "reset_errors": "Reset error counters",
+    "close_breakers": "Force-close AI circuit breakers",
+}
+
+
+def health_page() -> dict:
+    """The cluster report plus the latest audited admin actions."""
+    report = aggregate.detailed_health()
+    with transaction() as cur:
+        audit = repository.recent_audit(cur)
+    return {"report": report, "audit": audit, "actions": ACTIONS}
+
+
+def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
+    """Audit the action and raise its generation in one step; every worker applies it on its
+    next heartbeat, this one at once. Returns the new generation."""
+    if action not in ACTIONS:
+        raise NotFound("No such admin action.")
+    app = current_app._get_current_object()
+    heartbeat.heartbeat_state(app)  # know the generations before raising one
+    client = app.extensions["redis"]
+    with transaction() as cur:
+        # Redis inside the transaction: if the raise fails, the audit row rolls back with it.
+        generation = heartbeat.request_cluster_action(client, action)
+        repository.insert_audit(
+            cur, actor, action, {"generation": generation, "remote_addr": remote_addr}
+        )
+    heartbeat.apply_pending_actions(app)
+    heartbeat.publish(app)
+    aggregate.forget_cached_report()
+    log.info("admin.cluster_action", extra={"action": action, "generation": generation})
+    return generation

@@ -1,0 +1,24 @@
+"""Admin pages: the cluster health page (self-refreshing) and its cluster-wide actions."""
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from . import service
+from .auth import admin_required
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.get("/health")
+@admin_required
+def health():
+    page = service.health_page()
+    return render_template("admin/health.html", done=request.args.get("done"), **page)
+
+
+@bp.post("/health/actions")
+@admin_required
+def health_action():
+    action = request.form.get("action", "")
+    actor = session.get("admin_user") or "admin"
+    service.run_cluster_action(action, actor, request.remote_addr)
+    return redirect(url_for("admin.health", done=action))

@@ -1,0 +1,214 @@
+"""Per-worker request counters and the Prometheus exposition aggregated from every worker's heartbeat."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from flask import Flask, current_app, request
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import generate_latest
+
+# Upper bounds (seconds) of the HTTP latency histogram; +Inf is implicit.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_STARTED_KEY = "quizapp.request_started"
+
+
+class WorkerCounters:
+    """Request figures of one worker process (one greenlet loop: no locking needed)."""
+
+    def __init__(self):
+        self.by_status: Counter[str] = Counter()
+        self.bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, +Inf last
+        self.duration_sum = 0.0
+        self.reset_errors()
+
+    def reset_errors(self) -> None:
+        """Start a new error window (an admin action); Prometheus counters stay monotonic."""
+        self.window = {"requests": 0, "4xx": 0, "5xx": 0, "since": time.time()}
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.by_status[str(status)] += 1
+        self.duration_sum += seconds
+        index = next((i for i, le in enumerate(LATENCY_BUCKETS) if seconds <= le), -1)
+        self.bucket_counts[index] += 1
+        self.window["requests"] += 1
+        if 400 <= status < 500:
+            self.window["4xx"] += 1
+        elif status >= 500:
+            self.window["5xx"] += 1
+
+    def snapshot(self) -> dict:
+        return {
+            "by_status": dict(self.by_status),
+            "latency_buckets": list(self.bucket_counts),
+            "latency_sum": round(self.duration_sum, 6),
+            "errors": dict(self.window),
+        }
+
+
+def worker_counters(app: Flask | None = None) -> WorkerCounters:
+    app = app or current_app
+    return app.extensions["worker_metrics"]
+
+
+def init_app(app: Flask) -> None:
+    """Count every response by status and latency in this worker."""
+    app.extensions["worker_metrics"] = WorkerCounters()
+
+    def mark_start():
+        request.environ[_STARTED_KEY] = time.perf_counter()
+
+    def count_response(response):
+        started = request.environ.get(_STARTED_KEY)
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        worker_counters(app).observe(response.status_code, elapsed)
+        return response
+
+    # First of all before_request hooks, so the clock starts even if a later hook refuses.
+    app.before_request_funcs.setdefault(None, []).insert(0, mark_start)
+    app.after_request(count_response)
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+class ClusterCollector:
+    """Turns the live workers' heartbeats into metric families (sums unless said otherwise)."""
+
+    def __init__(self, workers: list[dict]):
+        self.workers = workers
+
+    def collect(self):
+        workers = self.workers
+        yield GaugeMetricFamily(
+            "quizapp_workers",
+            "Live worker processes reporting heartbeats",
+            value=len(workers),
+        )
+        yield from self._http(workers)
+        yield from self._pool(workers)
+        yield from self._ai(workers)
+        limiter = GaugeMetricFamily(
+            "quizapp_limiter_fallback_workers",
+            "Workers whose rate limiter runs on the in-memory fallback instead of Redis",
+        )
+        limiter.add_metric([], sum(1 for w in workers if w["limiter"].get("fallback")))
+        yield limiter
+        yield GaugeMetricFamily(
+            "quizapp_resident_memory_bytes",
+            "Resident memory summed over workers",
+            value=sum(w.get("rss_bytes", 0) for w in workers),
+        )
+
+    def _http(self, workers):
+        requests_total = CounterMetricFamily(
+            "quizapp_http_requests", "HTTP responses by status code", labels=["status"]
+        )
+        by_status: Counter[str] = Counter()
+        for worker in workers:
+            by_status.update(worker["http"]["by_status"])
+        for status, count in sorted(by_status.items()):
+            requests_total.add_metric([status], count)
+        yield requests_total
+
+        counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        total_sum = 0.0
+        for worker in workers:
+            for i, count in enumerate(worker["http"]["latency_buckets"]):
+                counts[i] += count
+            total_sum += worker["http"]["latency_sum"]
+        cumulative, running = [], 0
+        for le, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts, strict=True):
+            running += count
+            cumulative.append((le, running))
+        yield HistogramMetricFamily(
+            "quizapp_http_request_duration_seconds",
+            "Time from the first hook to the response, per request",
+            buckets=cumulative,
+            sum_value=total_sum,
+        )
+
+    def _pool(self, workers):
+        pools = [w["pool"] for w in workers if w.get("pool")]
+        connections = GaugeMetricFamily(
+            "quizapp_db_pool_connections",
+            "Postgres connections by state",
+            labels=["state"],
+        )
+        connections.add_metric(["in_use"], sum(p["in_use"] for p in pools))
+        connections.add_metric(["idle"], sum(p["idle"] for p in pools))
+        yield connections
+        yield GaugeMetricFamily(
+            "quizapp_db_pool_max_connections",
+            "Configured pool size summed over workers",
+            value=sum(p["max"] for p in pools),
+        )
+        yield GaugeMetricFamily(
+            "quizapp_db_pool_waiting",
+            "Requests waiting for a Postgres connection",
+            value=sum(p["waiting"] for p in pools),
+        )
+        yield CounterMetricFamily(
+            "quizapp_db_pool_timeouts",
+            "Requests that waited DB_POOL_TIMEOUT and got a 503",
+            value=sum(p["timeouts"] for p in pools),
+        )
+        yield CounterMetricFamily(
+            "quizapp_db_pool_wait_seconds",
+            "Time spent waiting for a Postgres connection",
+            value=sum(p["wait_seconds"] for p in pools),
+        )
+
+    def _ai(self, workers):
+        snapshots = [w.get("ai") or {} for w in workers]
+        # The AI queue is cluster-wide: every worker reports the same length, so take the largest.
+        yield GaugeMetricFamily(
+            "quizapp_ai_queue_length",
+            "Analyses waiting in the cluster-wide AI queue",
+            value=max(
+                (_number(s.get("queue_length")) or 0 for s in snapshots), default=0
+            ),
+        )
+        breaker = GaugeMetricFamily(
+            "quizapp_ai_breaker_workers",
+            "Workers by AI circuit breaker state",
+            labels=["state"],
+        )
+        states = Counter(
+            str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots
+        )
+        for state in ("CLOSED", "HALF_OPEN", "OPEN"):
+            breaker.add_metric([state], states.get(state, 0))
+        yield breaker
+        figures = GaugeMetricFamily(
+            "quizapp_ai_figure",
+            "Other numeric AI service figures, summed over workers",
+            labels=["name"],
+        )
+        sums: Counter[str] = Counter()
+        for snapshot in snapshots:
+            for name, value in snapshot.items():
+                number = _number(value)
+                if number is not None and name != "queue_length":
+                    sums[name] += number
+        for name, value in sorted(sums.items()):
+            figures.add_metric([name], value)
+        yield figures
+
+
+def render_prometheus(workers: list[dict]) -> bytes:
+    """The Prometheus text exposition of the whole cluster."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ClusterCollector(workers))
+    return generate_latest(registry)

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Render nginx/quizapp.conf.template: a site file for a server, or a standalone nginx.conf.
+
+scripts/render_nginx.py --ports 8001-8004 --listen 80 --server-name quiz.example.org > quizapp.conf
+scripts/render_nginx.py --ports 8001,8002 --listen 127.0.0.1:8080 --standalone DIR  # writes DIR/nginx.conf
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "nginx" / "quizapp.conf.template"
+NAMES = (
+    "QUIZAPP_UPSTREAM_SERVERS",
+    "QUIZAPP_LISTEN",
+    "QUIZAPP_SERVER_NAME",
+    "QUIZAPP_STATIC_ROOT",
+    "QUIZAPP_ACCESS_LOG",
+)
+
+STANDALONE = """\
+# Written by scripts/render_nginx.py for a local, unprivileged-path nginx (make stack, tests).
+{user}worker_processes 1;
+worker_rlimit_nofile 8192;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+daemon off;
+
+events {{
+    worker_connections 2048;
+}}
+
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+
+{site}
+}}
+"""
+
+
+def parse_ports(spec: str) -> list[int]:
+    """'8001-8004' or '8001,8003' -> [8001, ...]."""
+    ports: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part:
+            low, high = (int(p) for p in part.split("-", 1))
+            ports.extend(range(low, high + 1))
+        elif part:
+            ports.append(int(part))
+    if not ports or any(not 0 < p < 65536 for p in ports):
+        raise ValueError(f"bad port list {spec!r}")
+    return ports
+
+
+def upstream_servers(ports: list[int], host: str = "127.0.0.1") -> str:
+    return "\n    ".join(
+        f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports
+    )
+
+
+def render_site(values: dict[str, str]) -> str:
+    text = TEMPLATE.read_text()
+    for name in NAMES:
+        text = text.replace("${" + name + "}", values[name])
+    return text
+
+
+def site_values(
+    ports, listen, server_name="_", static_root=None, access_log="off"
+) -> dict:
+    return {
+        "QUIZAPP_UPSTREAM_SERVERS": upstream_servers(ports),
+        "QUIZAPP_LISTEN": str(listen),
+        "QUIZAPP_SERVER_NAME": server_name,
+        "QUIZAPP_STATIC_ROOT": str(static_root or ROOT / "quizapp" / "static"),
+        "QUIZAPP_ACCESS_LOG": access_log,
+    }
+
+
+def write_standalone(
+    prefix: Path, ports, listen, server_name="_", static_root=None
+) -> Path:
+    """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
+    prefix = Path(prefix).resolve()
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    site = render_site(
+        site_values(ports, listen, server_name, static_root, str(prefix / "access.log"))
+    )
+    # As root, the workers would run as "nobody"; run them as the invoking user instead so they
+    # can read the checkout and the temp dirs this script created.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    indented = "\n".join(
+        ("    " + line) if line else line for line in site.splitlines()
+    )
+    conf.write_text(STANDALONE.format(user=user, prefix=prefix, site=indented))
+    return conf
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ports", default=os.environ.get("QUIZAPP_PORTS", "8001-8004"))
+    parser.add_argument("--listen", default=os.environ.get("QUIZAPP_LISTEN", "80"))
+    parser.add_argument(
+        "--server-name", default=os.environ.get("QUIZAPP_SERVER_NAME", "_")
+    )
+    parser.add_argument("--static-root", default=os.environ.get("QUIZAPP_STATIC_ROOT"))
+    parser.add_argument("--access-log", default="/var/log/nginx/quizapp.access.log")
+    parser.add_argument(
+        "--standalone", metavar="DIR", help="write DIR/nginx.conf instead"
+    )
+    args = parser.parse_args(argv)
+    ports = parse_ports(args.ports)
+    if args.standalone:
+        print(
+            write_standalone(
+                Path(args.standalone),
+                ports,
+                args.listen,
+                args.server_name,
+                args.static_root,
+            )
+        )
+        return 0
+    values = site_values(
+        ports, args.listen, args.server_name, args.static_root, args.access_log
+    )
+    sys.stdout.write(render_site(values))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

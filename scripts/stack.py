@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""The whole topology on this machine: nginx -> N gunicorn instances -> local Postgres and Redis.
+
+  scripts/stack.py start [--instances 4] [--base-port 8001 | --ports 8001,8002] [--port 8080]
+  scripts/stack.py stop | status
+Pids, logs and the rendered nginx.conf live in var/stack/ (or --state-dir). Without
+OPENAI_API_KEY, tests/fake_openai.py (when present) stands in for the AI provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import render_nginx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+FAKE_OPENAI = ROOT / "tests" / "fake_openai.py"
+NGINX = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait(
+    check, what: str, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(
+                f"stack: {what} exited with {proc.returncode}; see its log"
+            )
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(
+        f"stack: {what} did not come up within {timeout:.0f}s; see its log"
+    )
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:  # nosec B310 - loopback http only
+        return response.status < 500
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+def _spawn(name: str, command: list[str], state: Path, env: dict) -> subprocess.Popen:
+    with open(state / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (state / f"{name}.pid").write_text(str(proc.pid))
+    return proc
+
+
+def _running(state: Path) -> dict[str, int]:
+    found = {}
+    for pidfile in sorted(state.glob("*.pid")):
+        try:
+            pid = int(pidfile.read_text().strip())
+        except ValueError:
+            continue
+        if _alive(pid):
+            found[pidfile.stem] = pid
+    return found
+
+
+def start(args) -> int:
+    try:
+        return _start(args)
+    except SystemExit:
+        stop(args)  # leave nothing half-started behind
+        raise
+
+
+def _start(args) -> int:
+    state = Path(args.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    if _running(state):
+        print(
+            f"stack: already running ({', '.join(_running(state))}); `make stack-stop` first"
+        )
+        return 1
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if not os.environ.get(name):
+            raise SystemExit(f"stack: {name} is not set (run through `make stack`)")
+    ports = (
+        render_nginx.parse_ports(args.ports)
+        if args.ports
+        else [args.base_port + i for i in range(args.instances)]
+    )
+    env = {
+        **os.environ,
+        "GUNICORN_WORKERS": str(args.workers),
+        "GUNICORN_ACCESS_LOG": "-",
+    }
+    procs: list[tuple[str, subprocess.Popen]] = []
+    if not env.get("OPENAI_API_KEY") and FAKE_OPENAI.exists():
+        fake_port = args.fake_openai_port
+        procs.append(
+            (
+                "fake-openai",
+                _spawn(
+                    "fake-openai",
+                    [str(BIN / "python"), str(FAKE_OPENAI), "--port", str(fake_port)],
+                    state,
+                    env,
+                ),
+            )
+        )
+        env.update(
+            OPENAI_API_KEY="sk-local-fake",
+            OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/v1",
+        )
+        _wait(lambda: _port_open(fake_port), "fake OpenAI", 15, procs[-1][1])
+    for port in ports:
+        instance_env = {
+            **env,
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "INSTANCE_NAME": f"stack-{port}",
+            "GUNICORN_PIDFILE": "",
+        }
+        command = [
+            str(BIN / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "wsgi:app",
+        ]
+        procs.append(
+            (
+                f"gunicorn-{port}",
+                _spawn(f"gunicorn-{port}", command, state, instance_env),
+            )
+        )
+    for name, proc in procs:
+        if name.startswith("gunicorn-"):
+            port = int(name.split("-")[1])
+            _wait(
+                lambda p=port: _http_ok(f"http://127.0.0.1:{p}/healthz"), name, 60, proc
+            )
+    prefix = state / "nginx"
+    conf = render_nginx.write_standalone(prefix, ports, f"{args.host}:{args.port}")
+    nginx = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+    check = subprocess.run(
+        [*nginx, "-t", "-q"], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        raise SystemExit(f"stack: nginx -t failed:\n{check.stderr}")
+    proc = _spawn("nginx", nginx, state, env)
+    _wait(lambda: _http_ok(f"http://127.0.0.1:{args.port}/healthz"), "nginx", 15, proc)
+    (state / "stack.json").write_text(
+        json.dumps({"url": f"http://{args.host}:{args.port}/", "ports": ports})
+    )
+    print(
+        f"quizapp stack: http://{args.host}:{args.port}/  (nginx least_conn over "
+        f"{len(ports)} instances on {','.join(map(str, ports))}; `make stack-stop` stops it)"
+    )
+    return 0
+
+
+def stop(args) -> int:
+    state = Path(args.state_dir).resolve()
+    running = _running(state)
+    # nginx first, so no request reaches an instance that is going away.
+    order = sorted(running, key=lambda name: (name != "nginx", name.startswith("fake")))
+    for name in order:
+        pid = running[name]
+        os.kill(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        print(f"stack: stopped {name} (pid {pid})")
+    for pidfile in state.glob("*.pid"):
+        pidfile.unlink()
+    return 0
+
+
+def status(args) -> int:
+    state = Path(args.state_dir).resolve()
+    running = _running(state)
+    for name, pid in running.items():
+        print(f"{name}: pid {pid}")
+    info = state / "stack.json"
+    if running and info.exists():
+        print("url:", json.loads(info.read_text())["url"])
+    if not running:
+        print("stack: not running")
+    return 0 if running else 3
+
+
+def main(argv=None) -> int:
+    env = os.environ
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument(
+        "--instances", type=int, default=int(env.get("STACK_INSTANCES", 4))
+    )
+    parser.add_argument(
+        "--base-port", type=int, default=int(env.get("STACK_BASE_PORT", 8001))
+    )
+    parser.add_argument(
+        "--ports", default=env.get("STACK_PORTS", ""), help="e.g. 8001,8002"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(env.get("STACK_PORT", 8080)), help="nginx"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workers", type=int, default=int(env.get("STACK_WORKERS", 1)))
+    parser.add_argument(
+        "--fake-openai-port",
+        type=int,
+        default=int(env.get("STACK_FAKE_OPENAI_PORT", 8900)),
+    )
+    parser.add_argument(
+        "--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack"))
+    )
+    args = parser.parse_args(argv)
+    return {"start": start, "stop": stop, "status": status}[args.action](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

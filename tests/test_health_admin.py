@@ -1,0 +1,125 @@
+"""The admin health page: admin only, self-refreshing without JS, CSRF-protected audited actions."""
+
+import re
+import time
+
+from quizapp.health import heartbeat
+from quizapp.metrics import worker_counters
+
+
+def _login(client):
+    with client.session_transaction() as session:
+        session["admin"] = True
+        session["admin_seen"] = time.time()
+        session["admin_user"] = "ops-admin"
+
+
+def _csrf_token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_health_page_needs_an_admin(client):
+    response = client.get("/admin/health", headers={"Accept": "application/json"})
+    assert response.status_code == 403
+
+
+def test_health_page_shows_the_cluster_and_refreshes_itself(app, client):
+    with app.app_context():
+        heartbeat.publish(app)
+    _login(client)
+    response = client.get("/admin/health")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="5">' in html
+    assert "<script" not in html
+    assert "Score <strong>100</strong>/100" in html
+    assert heartbeat.heartbeat_state(app).worker_id.rsplit(":", 1)[1] in html
+
+
+def test_action_without_csrf_token_is_refused(app, client, pg_conn):
+    _login(client)
+    response = client.post("/admin/health/actions", data={"action": "reset_errors"})
+    assert response.status_code == 400
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM audit_log")
+        assert cur.fetchone()[0] == 0
+
+
+def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client):
+    _login(client)
+    client.get("/no/such/page")
+    client.get("/no/such/page")
+    assert worker_counters(app).window["4xx"] == 2
+    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    response = client.post(
+        "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token}
+    )
+    assert (
+        response.status_code == 302
+        and "done=reset_errors" in response.headers["Location"]
+    )
+    assert worker_counters(app).window["4xx"] == 0
+    assert redis_client.hget(heartbeat.ACTIONS_KEY, "reset_errors") == b"1"
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT actor, action, detail->>'generation' FROM audit_log")
+        assert cur.fetchall() == [("ops-admin", "reset_errors", "1")]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Done: Reset error counters" in page and "ops-admin: reset_errors" in page
+
+
+def test_unknown_action_is_a_404(app, client):
+    _login(client)
+    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    response = client.post(
+        "/admin/health/actions", data={"action": "drop_db", "csrf_token": token}
+    )
+    assert response.status_code == 404
+
+
+def test_other_workers_apply_an_action_once_on_their_heartbeat(make_app):
+    admin_app, other = make_app(), make_app()
+    with other.app_context():
+        heartbeat.beat_once(other)
+    other.test_client().get("/missing")
+    assert worker_counters(other).window["4xx"] == 1
+    client = admin_app.test_client()
+    _login(client)
+    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    client.post(
+        "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token}
+    )
+    assert (
+        worker_counters(other).window["4xx"] == 1
+    )  # not yet: its heartbeat has not run
+    figures = heartbeat.beat_once(other)
+    assert worker_counters(other).window["4xx"] == 0
+    assert figures["applied"]["reset_errors"] == 1
+    other.test_client().get("/missing")
+    heartbeat.beat_once(other)  # the same generation is never applied twice
+    assert worker_counters(other).window["4xx"] == 1
+
+
+def test_every_action_is_audited_and_applied_here_at_once(
+    app, client, pg_conn, redis_client
+):
+    _login(client)
+    for action in ("reset_ai_queue", "close_breakers", "reset_errors"):
+        token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+        client.post(
+            "/admin/health/actions", data={"action": action, "csrf_token": token}
+        )
+    state = heartbeat.heartbeat_state(app)
+    assert state.applied == {
+        "reset_ai_queue": 1,
+        "close_breakers": 1,
+        "reset_errors": 1,
+    }
+    published = heartbeat.live_workers(redis_client, app.config["HEARTBEAT_SECONDS"])
+    assert published[0]["applied"] == state.applied
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT action FROM audit_log ORDER BY id")
+        assert [row[0] for row in cur.fetchall()] == [
+            "reset_ai_queue",
+            "close_breakers",
+            "reset_errors",
+        ]
