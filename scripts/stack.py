@@ -129,7 +129,16 @@ def _start(args) -> int:
                 "fake-openai",
                 _spawn(
                     "fake-openai",
-                    [str(BIN / "python"), str(FAKE_OPENAI), "--port", str(fake_port)],
+                    [
+                        str(BIN / "python"),
+                        str(FAKE_OPENAI),
+                        "--port",
+                        str(fake_port),
+                        "--latency",
+                        env.get("FAKE_OPENAI_LATENCY", "0.8"),
+                        "--rpm",
+                        env.get("FAKE_OPENAI_RPM", "600"),
+                    ],
                     state,
                     env,
                 ),
