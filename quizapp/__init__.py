@@ -36,6 +36,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin.auth_views import bp as admin_auth_bp
     from .health.views import bp as health_bp
 
     app.register_blueprint(health_bp)
+    app.register_blueprint(admin_auth_bp)
