@@ -8,7 +8,8 @@ import time
 import uuid
 from urllib.parse import urlparse
 
-from flask import g, request
+from flask import current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 log = logging.getLogger("quizapp.request")
@@ -46,18 +47,22 @@ def content_security_policy(config) -> str:
     return "; ".join(directives)
 
 
-def assign_request_id() -> None:
-    """Keep nginx's id when it is a plain token, otherwise make one; error pages show it."""
+def start_request() -> None:
+    """Name the request (keep nginx's id when it is a plain token) and refuse oversized bodies."""
     g.request_started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    # Werkzeug only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse it up front.
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
 
 
 def install(app) -> None:
     trust_proxy(app)
     csp = content_security_policy(app.config)
     # First of all before_request functions, so that every error page knows its request id.
-    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.after_request
     def add_security_headers(response):
