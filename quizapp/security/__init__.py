@@ -48,13 +48,17 @@ def _check_admin_hash(pw_hash: str) -> None:
     """Fail fast on a hash werkzeug cannot check instead of a 500 at the first login."""
     if not pw_hash:
         return
+    message = (
+        "ADMIN_PASSWORD_HASH is not a werkzeug scrypt/pbkdf2 password hash "
+        "(make one with `python -m quizapp.admin.hash_password`)"
+    )
+    parts = pw_hash.split("$", 2)
+    if len(parts) != 3 or not parts[0].startswith(("scrypt", "pbkdf2")) or not all(parts):
+        raise ConfigError(message)
     try:
         check_password_hash(pw_hash, "")
     except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            "ADMIN_PASSWORD_HASH is not a werkzeug password hash "
-            "(make one with `python -m quizapp.admin.hash_password`)"
-        ) from exc
+        raise ConfigError(message) from exc
 
 
 def _same_origin_referrer() -> str | None:
