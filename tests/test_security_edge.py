@@ -56,9 +56,10 @@ def test_hsts_only_over_https_from_a_trusted_proxy(make_app):
     assert secure.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     # Without a trusted proxy a client cannot claim HTTPS (or an address) by header.
     direct = make_app(TRUSTED_PROXY_HOPS=0).test_client()
-    assert "Strict-Transport-Security" not in direct.get(
-        "/healthz", headers={"X-Forwarded-Proto": "https"}
-    ).headers
+    assert (
+        "Strict-Transport-Security"
+        not in direct.get("/healthz", headers={"X-Forwarded-Proto": "https"}).headers
+    )
     assert "Strict-Transport-Security" in direct.get("/healthz", base_url="https://localhost").headers
 
 
@@ -118,7 +119,10 @@ def test_one_structured_log_line_per_request(make_app, caplog):
     app = make_app()
     client = app.test_client()
     client.set_cookie("bizmodel.sid", "secret-session-id-123")
-    client.get("/no/such%0D%0AFAKE%20level=error/?email=someone@example.com", headers={"X-Request-ID": "req-12345678"})
+    client.get(
+        "/no/such%0D%0AFAKE%20level=error/?email=someone@example.com",
+        headers={"X-Request-ID": "req-12345678"},
+    )
     lines = [r for r in caplog.records if r.name == "quizapp.request"]
     assert len(lines) == 1
     record = lines[0]

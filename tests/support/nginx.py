@@ -54,7 +54,9 @@ http {{
 class Nginx:
     """One nginx on a free loopback port proxying to `upstreams` ("127.0.0.1:8001", ...)."""
 
-    def __init__(self, upstreams, port=None, listen="127.0.0.1", client_max_body_size="20m", extra_location=""):
+    def __init__(
+        self, upstreams, port=None, listen="127.0.0.1", client_max_body_size="20m", extra_location=""
+    ):
         self.upstreams = list(upstreams)
         self.port = port or free_port()
         self.listen = listen
