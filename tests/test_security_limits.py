@@ -63,6 +63,16 @@ def test_submit_limit_is_shared_by_two_instances(tmp_path):
             assert requests.post(url + "/_test/submit", timeout=10).status_code == 429
         # Health checks are never limited.
         assert all(requests.get(one.url + "/healthz", timeout=5).status_code == 200 for _ in range(5))
+    # One structured line per request, with its id, status and duration, across both instances.
+    lines = [
+        line
+        for server in (one, two)
+        for line in server.log_text().splitlines()
+        if "msg=request " in line and "path=/_test/submit" in line
+    ]
+    assert len(lines) == SUBMIT_LIMIT + 10 + 2
+    assert sum("status=429" in line for line in lines) == 12
+    assert all("method=POST" in line and "request_id=" in line and "duration_ms=" in line for line in lines)
 
 
 def test_spoofed_forwarded_for_behind_nginx_is_limited_by_real_address(tmp_path):
