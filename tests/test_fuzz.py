@@ -23,6 +23,7 @@ FUZZ_SETTINGS = settings(
     max_examples=150,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 small_text = st.text(max_size=40)

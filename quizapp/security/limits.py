@@ -61,7 +61,11 @@ def build_limiter(app) -> Limiter:
 
 
 def _check_limits_first(app, limiter: Limiter) -> None:
-    """Count a request before CSRF or session checks run, so refused posts still use the budget."""
+    """Count the page budget before CSRF or session checks, so requests they refuse still count.
+
+    Endpoint limits (submit, email, login) run when the view is called, i.e. after CSRF passed:
+    a password guess needs a valid token, so every guess is counted.
+    """
     funcs = app.before_request_funcs.setdefault(None, [])
     check = limiter._check_request_limit
     if check in funcs:

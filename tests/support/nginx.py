@@ -46,7 +46,9 @@ http {{
             proxy_set_header X-Request-ID $request_id;
 {extra_location}
         }}
+{extra_server}
     }}
+{extra_http}
 }}
 """
 
@@ -55,13 +57,23 @@ class Nginx:
     """One nginx on a free loopback port proxying to `upstreams` ("127.0.0.1:8001", ...)."""
 
     def __init__(
-        self, upstreams, port=None, listen="127.0.0.1", client_max_body_size="20m", extra_location=""
+        self,
+        upstreams,
+        port=None,
+        listen="127.0.0.1",
+        client_max_body_size="20m",
+        extra_location="",
+        extra_server="",
+        extra_http="",
     ):
+        """extra_*: raw nginx directives added inside `location /`, `server` and `http`."""
         self.upstreams = list(upstreams)
         self.port = port or free_port()
         self.listen = listen
         self.client_max_body_size = client_max_body_size
         self.extra_location = extra_location
+        self.extra_server = extra_server
+        self.extra_http = extra_http
         self.tmp = Path(tempfile.mkdtemp(prefix="nginx-test-"))
         self.proc: subprocess.Popen | None = None
 
@@ -86,6 +98,8 @@ class Nginx:
                 port=self.port,
                 client_max_body_size=self.client_max_body_size,
                 extra_location=self.extra_location,
+                extra_server=self.extra_server,
+                extra_http=self.extra_http,
             )
         )
         return self.config_path
