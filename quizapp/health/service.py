@@ -55,4 +55,3 @@ def readiness() -> tuple[bool, dict]:
         else:
             checks[name] = job.value
     return all(v == "ok" for v in checks.values()), checks
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
@@ -27,8 +27,6 @@ EXEMPT_PREFIXES = ("/api/health/", "/static/")
 
 
 def _is_exempt_path() -> bool:
-    from flask import request
-
     return request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIXES)
 
 
