@@ -103,7 +103,7 @@ def test_wrong_password_refused_and_audited(admin_app, pg_conn):
 
 def test_open_redirect_is_not_followed(admin_app):
     client = admin_app.test_client()
-    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/\t/evil.example"):
         client.post("/admin/logout", data={"csrf_token": _token(client)})
         assert _login(client, next_url=target).headers["Location"] == "/admin/"
 

@@ -11,7 +11,15 @@ bp = Blueprint("admin_auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: '/x' yes, '//evil' or 'https://evil' no."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Browsers drop tabs/newlines and read "\\" as "/", so "/\t/evil" would become "//evil".
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+        and " " not in target
+    ):
         return target
     return "/admin/"
 
