@@ -85,6 +85,7 @@ def apply_endpoint_limits(app) -> list[str]:
         if endpoint in app.view_functions:
             limiter.exempt(app.view_functions[endpoint])
             applied.append(endpoint)
+    app.extensions["quizapp.limited_endpoints"] = applied
     log.info("ratelimit.applied", extra={"endpoints": ",".join(applied) or "-"})
     return applied
 
