@@ -37,6 +37,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .admin.auth_views import bp as admin_auth_bp
     from .admin.views import bp as admin_bp
     from .health.views import bp as health_bp
     from .payments.views import bp as payments_bp
@@ -45,4 +46,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(quiz_bp)
     app.register_blueprint(payments_bp)
+    app.register_blueprint(admin_auth_bp)
     app.register_blueprint(admin_bp)

@@ -174,9 +174,7 @@ def _looks_alive(conn) -> bool:
 
 
 def _is_disconnect(exc, conn) -> bool:
-    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and bool(
-        conn.closed
-    )
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and bool(conn.closed)
 
 
 def current_pool() -> ConnectionPool:

@@ -63,12 +63,17 @@ class TooManyRequests(QuizError):
 class ServiceUnavailable(QuizError):
     status = 503
     title = "We are briefly unavailable"
-    message = "Part of the service is not answering right now. Your answers are safe; please try again in a few seconds."
+    message = (
+        "Part of the service is not answering right now. "
+        "Your answers are safe; please try again in a few seconds."
+    )
     retry_after = 5
 
 
 class DatabaseUnavailable(ServiceUnavailable):
-    message = "Our database is not answering right now. Your answers are safe; please try again in a few seconds."
+    message = (
+        "Our database is not answering right now. Your answers are safe; please try again in a few seconds."
+    )
 
 
 class PoolExhausted(ServiceUnavailable):
@@ -83,7 +88,8 @@ def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    accept = request.accept_mimetypes
+    return best == "application/json" and accept[best] > accept["text/html"]
 
 
 def render_error(status: int, title: str, message: str, retry_after=None, context=None):

@@ -7,7 +7,6 @@ import psycopg2
 import pytest
 
 from quizapp.db import run_in_transaction, transaction
-from quizapp.errors import PoolExhausted
 
 
 def _add_db_route(app):

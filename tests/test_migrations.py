@@ -29,8 +29,6 @@ def scratch_db():
     admin.close()
 
 
-
-
 def test_parallel_runners_apply_each_migration_once(scratch_db, tmp_path):
     # A migration that would fail if run twice proves exactly-once application.
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
@@ -43,7 +41,9 @@ def test_parallel_runners_apply_each_migration_once(scratch_db, tmp_path):
         "print(json.dumps(migrate(sys.argv[1], Path(sys.argv[2]))))"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, scratch_db, str(tmp_path)], stdout=subprocess.PIPE, cwd=ROOT)
+        subprocess.Popen(
+            [sys.executable, "-c", script, scratch_db, str(tmp_path)], stdout=subprocess.PIPE, cwd=ROOT
+        )
         for _ in range(6)
     ]
     results = []

@@ -32,9 +32,12 @@ def test_first_request_after_restart_succeeds(make_app):
     client = app.test_client()
     app.extensions["db_pool"].warm()
     assert client.get("/_t/write").status_code == 200
-    _pg_ctl("-m", "fast", "-w", "restart", "-o", f"-p {os.environ['QUIZAPP_PG_PORT']}", "-l", os.environ.get("QUIZAPP_PG_LOG", "/dev/null"))
+    pg_log = os.environ.get("QUIZAPP_PG_LOG", "/dev/null")
+    _pg_ctl("-m", "fast", "-w", "restart", "-o", f"-p {os.environ['QUIZAPP_PG_PORT']}", "-l", pg_log)
     accepted = time.monotonic()
     response = client.get("/_t/write")
     recovered = time.monotonic() - accepted
-    print(f"\n[figure] first write after Postgres restart: {response.status_code} in {recovered * 1000:.0f} ms")
+    print(
+        f"\n[figure] first write after Postgres restart: {response.status_code} in {recovered * 1000:.0f} ms"
+    )
     assert response.status_code == 200, response.data

@@ -147,7 +147,7 @@ def test_double_submit_and_refresh_record_one_attempt(app, client, content, pg_c
 
 
 def test_daily_quota_refuses_the_next_result(make_app, pg_conn):
-    app = make_app(QUIZ_DAILY_QUOTA="2")
+    app = make_app(QUIZ_DAILY_QUOTA="2", RATELIMIT_ENABLED="false")  # the quota, not the page limit
     client = app.test_client()
     content = app.extensions["quiz_content"]
     for _ in range(2):

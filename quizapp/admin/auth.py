@@ -1,27 +1,118 @@
-"""Admin authentication guard shared by every /admin page and admin API."""
+"""Admin authentication: password check, session regeneration, idle timeout, audit, the guard."""
 
 from __future__ import annotations
 
 import functools
+import logging
+import time
 
-from flask import redirect, request, session, url_for
+from flask import current_app, redirect, request, session, url_for
+from werkzeug.security import check_password_hash
 
-from ..errors import Forbidden, wants_json
+from ..db import transaction
+from ..errors import Forbidden, QuizError, wants_json
+from ..security.repository import insert_audit_entry
+
+log = logging.getLogger(__name__)
+
+ADMIN_ACTOR = "admin"
+_ADMIN_KEYS = ("admin", "admin_seen")
+ADMIN_PREFIXES = ("/admin", "/api/admin")
+
+
+class AdminLoginDisabled(QuizError):
+    status = 403
+    title = "Admin login is disabled"
+    message = (
+        "No admin password is configured. Set ADMIN_PASSWORD_HASH "
+        "(make one with `python -m quizapp.admin.hash_password`) and restart."
+    )
+
+
+def login_enabled() -> bool:
+    return bool(current_app.config.get("ADMIN_PASSWORD_HASH"))
+
+
+def _idle_seconds() -> int:
+    return current_app.config["ADMIN_IDLE_MINUTES"] * 60
 
 
 def is_admin() -> bool:
-    return bool(session.get("admin"))
+    """An admin session that has been active within ADMIN_IDLE_MINUTES."""
+    if not session.get("admin"):
+        return False
+    return time.time() - float(session.get("admin_seen", 0)) <= _idle_seconds()
+
+
+def _record(action: str, detail: dict) -> None:
+    with transaction() as cur:
+        insert_audit_entry(cur, ADMIN_ACTOR, action, detail)
+
+
+def log_in(password: str) -> bool:
+    """Check the password (constant time), audit the attempt, and on success start a fresh session."""
+    pw_hash = current_app.config.get("ADMIN_PASSWORD_HASH")
+    if not pw_hash:
+        raise AdminLoginDisabled()
+    ok = check_password_hash(pw_hash, password)
+    detail = {"ip": request.remote_addr}
+    _record("admin.login" if ok else "admin.login_failed", detail)
+    if not ok:
+        log.warning("admin.login_failed", extra={"ip": request.remote_addr})
+        return False
+    session["admin"] = True
+    session["admin_seen"] = time.time()
+    # A new session id on privilege change defeats session fixation.
+    current_app.session_interface.regenerate(session)
+    log.info("admin.login", extra={"ip": request.remote_addr})
+    return True
+
+
+def log_out() -> None:
+    was_admin = bool(session.get("admin"))
+    for key in _ADMIN_KEYS:
+        session.pop(key, None)
+    if was_admin:
+        _record("admin.logout", {"ip": request.remote_addr})
+        current_app.session_interface.regenerate(session)
+        log.info("admin.logout", extra={"ip": request.remote_addr})
+
+
+def _refuse():
+    """Pages redirect to the login form; the JSON admin API answers 403."""
+    if session.get("admin"):  # present but idle too long
+        for key in _ADMIN_KEYS:
+            session.pop(key, None)
+        log.info("admin.idle_timeout")
+    if wants_json():
+        raise Forbidden("Admin login required.")
+    return redirect(url_for("admin_auth.login", next=request.full_path.rstrip("?")))
+
+
+def _touch() -> None:
+    session["admin_seen"] = time.time()
 
 
 def admin_required(view):
-    """Pages redirect to the login form; the JSON admin API answers 403."""
-
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if not is_admin():
-            if wants_json():
-                raise Forbidden("Admin login required.")
-            return redirect(url_for("admin_auth.login", next=request.full_path))
+            return _refuse()
+        _touch()
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def guard_admin_paths():
+    """Belt and braces: every /admin and /api/admin route needs an admin, decorated or not."""
+    if not any(request.path == p or request.path.startswith(p + "/") for p in ADMIN_PREFIXES):
+        return None
+    if request.endpoint and request.endpoint.startswith("admin_auth."):
+        return None
+    if request.endpoint is None:  # unknown URL: let the 404 page answer
+        return None
+    if not is_admin():
+        return _refuse()
+    _touch()
+    return None

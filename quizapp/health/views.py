@@ -16,9 +16,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     ready, checks = service.readiness()
-    return jsonify(status="ready" if ready else "unavailable", checks=checks), (
-        200 if ready else 503
-    )
+    return jsonify(status="ready" if ready else "unavailable", checks=checks), (200 if ready else 503)
 
 
 @bp.get("/api/health/detailed")

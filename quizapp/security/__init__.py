@@ -1,22 +1,89 @@
-"""Edge protection: rate limits, trusted proxy, CSRF, security headers, request ids.
+"""Edge protection: rate limits, trusted proxy, CSRF page, security headers, request ids, admin guard.
 
 Contract for other packages:
 - init_app(app): called by create_app after blueprints are registered (limits are applied by
-  endpoint name: quiz.submit, quiz.email, admin_auth.login...).
-- limiter_status() -> dict: {"storage": "redis" | "memory-fallback", ...} for health.
+  endpoint name: quiz.submit, quiz.email, admin_auth.login; payments.webhook is not limited).
+- limiter_status() -> dict: {"storage": "redis" | "memory-fallback" | "disabled", ...} for health.
 """
 
 from __future__ import annotations
 
-from ..extensions import limiter
+import logging
+from urllib.parse import urlparse
+
+from flask import current_app, g, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.security import check_password_hash
+
+from ..config import ConfigError
+from ..errors import render_error, wants_json
+from . import edge, limits
+from .limits import limit_endpoint
+from .log_format import configure_logging
+
+log = logging.getLogger(__name__)
+
+__all__ = ["init_app", "limiter_status", "limit_endpoint"]
 
 
 def init_app(app) -> None:
-    """Not wired yet beyond the limiter object; the security work fills this in."""
-    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
-    app.config["RATELIMIT_ENABLED"] = False
-    limiter.init_app(app)
+    """Wire every edge protection into the app; call once blueprints are registered."""
+    configure_logging()
+    _check_admin_hash(app.config.get("ADMIN_PASSWORD_HASH", ""))
+    limits.build_limiter(app)
+    edge.install(app)  # after the limiter: the request id must be the very first before_request
+    limits.apply_endpoint_limits(app)
+    app.register_error_handler(CSRFError, handle_csrf_error)
+
+    from ..admin.auth import guard_admin_paths
+
+    app.before_request(guard_admin_paths)
 
 
-def limiter_status() -> dict:
-    return {"storage": "redis", "fallback": False}
+def limiter_status(app=None) -> dict:
+    return limits.status(app or current_app)
+
+
+def _check_admin_hash(pw_hash: str) -> None:
+    """Fail fast on a hash werkzeug cannot check instead of a 500 at the first login."""
+    if not pw_hash:
+        return
+    message = (
+        "ADMIN_PASSWORD_HASH is not a werkzeug scrypt/pbkdf2 password hash "
+        "(make one with `python -m quizapp.admin.hash_password`)"
+    )
+    parts = pw_hash.split("$", 2)
+    if len(parts) != 3 or not parts[0].startswith(("scrypt", "pbkdf2")) or not all(parts):
+        raise ConfigError(message)
+    try:
+        check_password_hash(pw_hash, "")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(message) from exc
+
+
+def _same_origin_referrer() -> str | None:
+    referrer = urlparse(request.referrer or "")
+    if referrer.netloc and referrer.netloc == request.host and referrer.scheme in ("http", "https"):
+        return referrer.path or "/"
+    return None
+
+
+def handle_csrf_error(exc: CSRFError):
+    """A stale or missing form token: explain, keep the session (and answers), offer the way back."""
+    log.info("csrf.rejected", extra={"path": request.path, "reason": exc.description})
+    title = "This form has expired"
+    message = (
+        "For your security each form carries a token, and this one was missing or out of date. "
+        "Your answers so far are kept: go back, reload the page and send it again."
+    )
+    if wants_json():
+        return render_error(400, title, message)
+    html = render_template(
+        "security/csrf_error.html",
+        status=400,
+        title=title,
+        message=message,
+        back_url=_same_origin_referrer() or "/",
+        request_id=getattr(g, "request_id", None),
+    )
+    return make_response(html, 400)

@@ -59,7 +59,13 @@ class Gunicorn:
         self.env["GUNICORN_WORKERS"] = str(self.workers)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), *self.extra_args, self.app_path],
+            [
+                str(VENV_BIN / "gunicorn"),
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                *self.extra_args,
+                self.app_path,
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
