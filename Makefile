@@ -82,3 +82,23 @@ lint-ops: venv
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
 
 lint: lint-ops
+
+# --- Benchmarks (issue 8): load ramps, chaos, published tables in docs/benchmarks.md ---
+.PHONY: bench bench-smoke chaos benchdeps
+
+benchdeps:
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+
+# Full ramps (BENCH_STEPS, default 500,1000,2000,5000 users); BENCH_QUICK=1 for a run under 5 minutes.
+bench: migrate benchdeps
+	@$(WITH_ENV) $(PY) bench/run.py
+
+# 20 s of zero-think-time quiz traffic; fails on any 5xx or integrity mismatch (also run by make test).
+bench-smoke: migrate
+	@$(WITH_ENV) $(PY) bench/run.py --smoke
+
+# Under steady load: kill -9 a worker, kill an instance, restart Postgres/Redis, pause Redis,
+# fake OpenAI 429/500/hang, HUP reload; writes the chaos table into docs/benchmarks.md.
+chaos: migrate
+	@$(WITH_ENV) $(PY) bench/chaos.py

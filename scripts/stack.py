@@ -119,6 +119,8 @@ def _start(args) -> int:
     env = {
         **os.environ,
         "GUNICORN_WORKERS": str(args.workers),
+        # Behind this nginx: believe its X-Forwarded-For, so limits count real clients.
+        "TRUSTED_PROXY_HOPS": "1",
         "GUNICORN_ACCESS_LOG": "-",
     }
     procs: list[tuple[str, subprocess.Popen]] = []

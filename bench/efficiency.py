@@ -1,0 +1,74 @@
+"""Efficiency ratio, measured in one run: question page vs the app's no-op endpoint vs a bare Flask hello.
+
+Each target runs under the same gunicorn settings (gevent, GUNICORN_WORKERS workers) and is driven by
+wrk from the other core, so the ratios compare across machines even when absolute numbers do not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.servers import Gunicorn
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def wrk(url: str, seconds: int, connections: int, headers: dict | None = None) -> float:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx answers; the ratio would be meaningless\n{out}")
+    return float(match.group(1))
+
+
+def question_session(base: str) -> tuple[str, str]:
+    """Start a real quiz and return (cookie header, first question path)."""
+    http = requests.Session()
+    landing = http.get(base + "/", timeout=10)
+    token = CSRF.search(landing.text).group(1)
+    page = http.post(base + "/start", data={"csrf_token": token}, timeout=10)
+    page.raise_for_status()
+    path = "/" + page.url.split("://", 1)[1].split("/", 1)[1]
+    cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+    return cookie, path
+
+
+def measure(seconds: int = 10, connections: int = 64, workers: int = 1) -> dict:
+    env = {
+        "QUIZAPP_ENV": os.environ.get("QUIZAPP_ENV", "development"),
+        # The limiter stays on (its Redis work is part of the cost) but must not refuse wrk's one IP.
+        "RATELIMIT_DEFAULT": "100000000/minute",
+        "GUNICORN_ACCESS_LOG": "",
+    }
+    results = {}
+    with Gunicorn("bench.hello_app:app", workers=workers, env=env) as hello:
+        wrk(hello.url + "/", 2, connections)  # warm-up
+        results["bare_hello"] = wrk(hello.url + "/", seconds, connections)
+    with Gunicorn("wsgi:app", workers=workers, env=env) as app:
+        cookie, path = question_session(app.url)
+        wrk(app.url + path, 2, connections, {"Cookie": cookie})
+        results["question_page"] = wrk(app.url + path, seconds, connections, {"Cookie": cookie})
+        results["noop_healthz"] = wrk(app.url + "/healthz", seconds, connections)
+    results["question_vs_hello"] = results["question_page"] / results["bare_hello"]
+    results["question_vs_noop"] = results["question_page"] / results["noop_healthz"]
+    results["settings"] = {"workers": workers, "connections": connections, "seconds": seconds}
+    return results
+
+
+if __name__ == "__main__":
+    seconds = int(os.environ.get("BENCH_EFFICIENCY_SECONDS", "10"))
+    print(json.dumps(measure(seconds=seconds), indent=2))

@@ -1,0 +1,188 @@
+"""Locust scenarios: quiz-takers (with and without think time), an admin polling health, an abuser.
+
+Every simulated user binds its TCP connections to its own source address in 127.0.0.0/8
+(127.1.x.y), so nginx and the per-IP limits see thousands of distinct clients; traffic only
+ever goes to the loopback target given with --host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+
+import gevent
+import gevent.socket
+from geventhttpclient.connectionpool import ConnectionPool
+from locust import FastHttpUser, between, constant, events, tag, task
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHOICE = re.compile(r'name="choice" value="(\d+)"')
+RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})")
+QUESTION = re.compile(r"/q/([A-Za-z0-9_-]+)")
+
+_addresses = itertools.count(0)
+_original_socket = ConnectionPool._create_tcp_socket
+
+
+def _bound_socket(self, family, socktype, protocol):
+    sock = _original_socket(self, family, socktype, protocol)
+    source = getattr(gevent.getcurrent(), "quizapp_source_ip", None)
+    if source:
+        sock.bind((source, 0))
+    return sock
+
+
+ConnectionPool._create_tcp_socket = _bound_socket
+
+
+def next_source_ip() -> str:
+    n = next(_addresses) % 65000
+    return f"127.1.{n // 250}.{n % 250 + 2}"
+
+
+class QuizTaker(FastHttpUser):
+    """A person: landing, 12 questions with 3-7 s think time, submit, result, AI poll, sometimes pay."""
+
+    wait_time = between(3, 7)
+    weight = int(os.environ.get("BENCH_WEIGHT_TAKER", "20"))
+    think = True
+
+    def on_start(self):
+        gevent.getcurrent().quizapp_source_ip = next_source_ip()
+
+    def _pause(self):
+        if self.think:
+            gevent.sleep(random.uniform(3, 7))  # nosec B311 - simulated think time
+
+    @task
+    def take_quiz(self):
+        # Each iteration is a new person: a fresh cookie jar, source address and connections.
+        self.client.cookiejar.clear()
+        self.client.client.clientpool.close()
+        gevent.getcurrent().quizapp_source_ip = next_source_ip()
+        page = self.client.get("/", name="landing")
+        token = _first(CSRF, page.text)
+        if not token:
+            gevent.sleep(1)  # refused (e.g. 429): back off like a person would
+            return
+        page = self.client.post("/start", data={"csrf_token": token}, name="start")
+        for _ in range(40):  # bounded: 12 questions expected
+            match = QUESTION.search(page.url or "")
+            if not match or page.status_code != 200:
+                break
+            self._pause()
+            choices = CHOICE.findall(page.text)
+            token = _first(CSRF, page.text)
+            page = self.client.post(
+                f"/q/{match.group(1)}",
+                data={"csrf_token": token, "choice": random.choice(choices)},  # nosec B311
+                name="question",
+            )
+        if "/review" not in (page.url or ""):
+            return
+        token = _first(CSRF, page.text)
+        page = self.client.post("/submit", data={"csrf_token": token}, name="submit")
+        match = RESULT.search(page.url or "")
+        if not match:
+            return
+        public_id = match.group(1)
+        events.request.fire(
+            request_type="FLOW",
+            name="quiz completed",
+            response_time=0,
+            response_length=0,
+            exception=None,
+            context={},
+        )
+        for _ in range(5):
+            status = self.client.get(f"/api/analysis/{public_id}", name="ai poll")
+            if status.status_code != 200 or not status.json().get("pending"):
+                break
+            gevent.sleep(2 if self.think else 0.2)
+        roll = random.random()  # nosec B311
+        token = _first(CSRF, page.text)
+        if roll < 0.2:
+            self.client.post(
+                f"/r/{public_id}/email",
+                data={"csrf_token": token, "email": f"user{random.randrange(10**9)}@example.com"},  # nosec B311
+                name="email",
+            )
+        if roll < 0.05:
+            self._pay(public_id, token)
+
+    def _pay(self, public_id, token):
+        page = self.client.post(
+            "/pay/checkout", data={"csrf_token": token, "public_id": public_id}, name="checkout"
+        )
+        if "/pay/test/" not in (page.url or ""):
+            return
+        token = _first(CSRF, page.text)
+        self.client.post(_path(page.url), data={"csrf_token": token}, name="pay")
+
+
+class FastQuizTaker(QuizTaker):
+    """The same flow with no think time: raw throughput."""
+
+    wait_time = constant(0)
+    weight = int(os.environ.get("BENCH_WEIGHT_FAST", "0"))
+    think = False
+
+
+class AdminPoller(FastHttpUser):
+    """An operator's dashboard polling the cluster health API."""
+
+    wait_time = constant(2)
+    weight = int(os.environ.get("BENCH_WEIGHT_ADMIN", "1"))
+
+    def on_start(self):
+        # nginx serves /api/health/ to loopback's 127.0.0.1 only, like a local monitoring agent.
+        gevent.getcurrent().quizapp_source_ip = None
+
+    @task
+    def poll(self):
+        with self.client.get("/api/health/detailed", name="health", catch_response=True) as response:
+            if response.status_code in (200, 503):
+                response.success()
+
+
+class Abuser(FastHttpUser):
+    """One client hammering the landing page: it should get 429s, others should not notice."""
+
+    wait_time = constant(0.05)
+    weight = int(os.environ.get("BENCH_WEIGHT_ABUSER", "1"))
+
+    def on_start(self):
+        gevent.getcurrent().quizapp_source_ip = "127.0.0.66"
+
+    @tag("abuse")
+    @task
+    def hammer(self):
+        with self.client.get("/", name="abuse", catch_response=True) as response:
+            if response.status_code == 429:
+                response.success()
+
+
+class NoopProbe(FastHttpUser):
+    """For the efficiency ratio: the app's cheapest endpoint (no session, no I/O)."""
+
+    wait_time = constant(0)
+    weight = int(os.environ.get("BENCH_WEIGHT_NOOP", "0"))
+
+    def on_start(self):
+        gevent.getcurrent().quizapp_source_ip = next_source_ip()
+
+    @task
+    def noop(self):
+        self.client.get(os.environ.get("BENCH_NOOP_PATH", "/healthz"), name="noop")
+
+
+def _first(pattern, text):
+    match = pattern.search(text or "")
+    return match.group(1) if match else ""
+
+
+def _path(url):
+    rest = url.split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[-1]
