@@ -51,8 +51,10 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
 
 
 def _flask_app(worker):
+    """The quizapp Flask app this worker serves, or None for any other WSGI app."""
     app = worker.wsgi
-    return app if hasattr(app, "extensions") else None
+    extensions = getattr(app, "extensions", None)
+    return app if extensions and "db_pool" in extensions and "redis" in extensions else None
 
 
 def post_worker_init(worker):

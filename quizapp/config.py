@@ -116,6 +116,7 @@ class Config:
     # Sessions
     SESSION_LIFETIME_HOURS: int = 24
     SESSION_COOKIE_SECURE: bool = False
+    SESSION_REFRESH_SECONDS: int = 300
 
     # Edge protection (issue: security)
     RATELIMIT_ENABLED: bool = True
@@ -124,9 +125,11 @@ class Config:
     RATELIMIT_EMAIL: str = "5/minute"
     RATELIMIT_LOGIN: str = "5/minute"
     RATELIMIT_STRATEGY: str = "moving-window"
+    RATELIMIT_HEADERS_ON_SUCCESS: bool = False
     TRUSTED_PROXY_HOPS: int = 0
     MAX_CONTENT_LENGTH: int = 10 * 1024 * 1024
     CSRF_ENABLED: bool = True
+    REQUEST_LOG_ALL: bool = False
     ADMIN_PASSWORD_HASH: str = ""
     ADMIN_IDLE_MINUTES: int = 30
 
@@ -201,6 +204,7 @@ class Config:
             REDIS_MAX_CONNECTIONS=_int(env, "REDIS_MAX_CONNECTIONS", 200, minimum=2),
             READY_TIMEOUT=_float(env, "READY_TIMEOUT", 1.0),
             SESSION_LIFETIME_HOURS=_int(env, "SESSION_LIFETIME_HOURS", 24, minimum=1),
+            SESSION_REFRESH_SECONDS=_int(env, "SESSION_REFRESH_SECONDS", 300, minimum=0),
             SESSION_COOKIE_SECURE=_bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
             RATELIMIT_ENABLED=_bool(env, "RATELIMIT_ENABLED", True),
             RATELIMIT_DEFAULT=env.get("RATELIMIT_DEFAULT") or cls.RATELIMIT_DEFAULT,
@@ -213,9 +217,11 @@ class Config:
                 ("moving-window", "sliding-window-counter", "fixed-window"),
                 "moving-window",
             ),
+            RATELIMIT_HEADERS_ON_SUCCESS=_bool(env, "RATELIMIT_HEADERS_ON_SUCCESS", False),
             TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5),
             MAX_CONTENT_LENGTH=_int(env, "MAX_CONTENT_LENGTH", 10 * 1024 * 1024, minimum=1024),
             CSRF_ENABLED=_bool(env, "CSRF_ENABLED", True),
+            REQUEST_LOG_ALL=_bool(env, "REQUEST_LOG_ALL", False),
             ADMIN_PASSWORD_HASH=env.get("ADMIN_PASSWORD_HASH", ""),
             ADMIN_IDLE_MINUTES=_int(env, "ADMIN_IDLE_MINUTES", 30, minimum=1),
             QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),

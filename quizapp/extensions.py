@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import redis
@@ -23,8 +24,24 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 
 
+REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
+
+
 class ResilientRedisSessionInterface(RedisSessionInterface):
-    """Redis sessions that turn a Redis outage into a 503 page instead of a traceback."""
+    """Redis sessions that turn a Redis outage into a 503 page instead of a traceback.
+
+    Rolling expiry without a write per request: a session is written when it changes, and
+    otherwise at most every SESSION_REFRESH_SECONDS of activity, each write renewing the full
+    lifetime of both the Redis key and the cookie.
+    """
+
+    def should_set_storage(self, app, session) -> bool:
+        if not session.modified:
+            refreshed = session.get(REFRESHED_AT_KEY, 0)
+            if time.time() - refreshed < app.config["SESSION_REFRESH_SECONDS"]:
+                return False
+        session[REFRESHED_AT_KEY] = int(time.time())  # marks it modified: the cookie is renewed too
+        return True
 
     def open_session(self, app, request):
         try:
@@ -58,10 +75,12 @@ def init_sessions(app, client: redis.Redis):
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
         PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_LIFETIME_HOURS"]),
-        SESSION_REFRESH_EACH_REQUEST=True,
+        # Rolling refresh is throttled by ResilientRedisSessionInterface.should_set_storage.
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
+    # 24 random bytes (192 bits) in 32 URL-safe characters: unguessable, and a short Redis key.
     app.session_interface = ResilientRedisSessionInterface(
-        app, client=client, key_prefix="s:", permanent=True, sid_length=32
+        app, client=client, key_prefix="s:", permanent=True, sid_length=24
     )
 
     @app.before_request

@@ -83,7 +83,9 @@ def test_webhook_is_exempt_from_the_per_ip_page_limit(make_app, probe_names):
 
 
 def test_api_429_is_json_with_rate_limit_headers(make_app, probe_names):
-    client = _app_with_probe_routes(make_app, RATELIMIT_DEFAULT="2/minute").test_client()
+    client = _app_with_probe_routes(
+        make_app, RATELIMIT_DEFAULT="2/minute", RATELIMIT_HEADERS_ON_SUCCESS="true"
+    ).test_client()
     ok = client.get("/api/_probe/ping")
     assert ok.headers["X-RateLimit-Limit"] == "2" and ok.headers["X-RateLimit-Remaining"] == "1"
     client.get("/api/_probe/ping")
@@ -104,3 +106,13 @@ def test_limits_can_be_switched_off(make_app, probe_names):
     app = _app_with_probe_routes(make_app, RATELIMIT_ENABLED="false")
     client = app.test_client()
     assert all(client.post("/_probe/result/abc/email").status_code == 200 for _ in range(8))
+
+
+def test_refusals_carry_rate_limit_headers_even_when_successes_do_not(make_app, probe_names):
+    client = _app_with_probe_routes(make_app, RATELIMIT_DEFAULT="1/minute").test_client()
+    ok = client.get("/api/_probe/ping")
+    assert ok.status_code == 200 and "X-RateLimit-Limit" not in ok.headers  # no extra round trip
+    refused = client.get("/api/_probe/ping")
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Limit"] == "1" and refused.headers["X-RateLimit-Remaining"] == "0"
+    assert int(refused.headers["X-RateLimit-Reset"]) > 0

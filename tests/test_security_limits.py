@@ -38,7 +38,7 @@ def client_from(source_ip: str) -> requests.Session:
 
 
 def test_submit_limit_is_shared_by_two_instances(tmp_path):
-    env = {"QUIZAPP_ENV": "test"}
+    env = {"QUIZAPP_ENV": "test", "REQUEST_LOG_ALL": "true"}  # count every request line
     with (
         Gunicorn(APP, workers=2, env=env, log_dir=tmp_path) as one,
         Gunicorn(APP, workers=1, env=env, log_dir=tmp_path) as two,

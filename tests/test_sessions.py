@@ -1,5 +1,9 @@
 """Redis-backed sessions: cookie name and attributes, TTL in Redis, rolling refresh, outage page."""
 
+import time
+
+import msgspec
+
 from flask import session
 
 from tests.support.servers import free_port
@@ -32,15 +36,25 @@ def test_cookie_attributes_and_ttl(make_app, redis_client):
     assert len(redis_client.get(key)) < 400  # compact msgpack payload
 
 
-def test_session_ttl_is_refreshed_on_activity(make_app, redis_client):
-    app = make_app(CSRF_ENABLED="false")
+def test_session_ttl_is_refreshed_on_activity_without_a_write_per_request(make_app, redis_client):
+    app = make_app(CSRF_ENABLED="false", SESSION_REFRESH_SECONDS=300)
     _add_session_routes(app)
     client = app.test_client()
     cookie = client.post("/_t/remember").headers["Set-Cookie"]
     key = "s:" + cookie.split(";")[0].split("=", 1)[1]
     redis_client.expire(key, 100)
-    client.get("/_t/recall")
+    # Within the refresh interval a read costs no write: neither the key nor the cookie is touched.
+    response = client.get("/_t/recall")
+    assert response.get_json() == {"answers": {"q1": 2}}
+    assert "Set-Cookie" not in response.headers and redis_client.ttl(key) <= 100
+    # Once the interval has passed, activity renews the full lifetime of the key and the cookie.
+    data = msgspec.msgpack.decode(redis_client.get(key))
+    data["_rt"] = int(time.time()) - 301
+    redis_client.set(key, msgspec.msgpack.encode(data), keepttl=True)
+    response = client.get("/_t/recall")
+    assert "Set-Cookie" in response.headers and "Expires=" in response.headers["Set-Cookie"]
     assert redis_client.ttl(key) > 24 * 3600 - 60
+    assert msgspec.msgpack.decode(redis_client.get(key))["answers"] == {"q1": 2}
 
 
 def test_secure_cookie_when_configured(make_app):

@@ -80,10 +80,20 @@ def install(app) -> None:
         return response
 
 
+SLOW_REQUEST_MS = 1000
+
+
 def _log_request(response) -> None:
     started = getattr(g, "request_started", None)
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started else None
-    log.info(
+    # gunicorn's access log already has every request with its id and duration; the app's own
+    # line is for what needs attention (errors, slow answers) unless REQUEST_LOG_ALL is set.
+    notable = response.status_code >= 400 or (duration_ms or 0) >= SLOW_REQUEST_MS
+    level = logging.INFO if notable or current_app.config["REQUEST_LOG_ALL"] else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
         "request",
         extra={
             "request_id": getattr(g, "request_id", "-"),

@@ -41,7 +41,9 @@ def build_limiter(app) -> Limiter:
             "socket_connect_timeout": config["REDIS_SOCKET_TIMEOUT"],
         },
     )
-    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # X-RateLimit-* on every answer costs a Redis round trip per request (the window's stats);
+    # refusals always carry them (handle_rate_limited), successes only when configured.
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", config.get("RATELIMIT_HEADERS_ON_SUCCESS", False))
     config.setdefault("RATELIMIT_KEY_PREFIX", "quizapp")
     limiter = Limiter(
         key_func=get_remote_address,  # the real client address once ProxyFix has run
@@ -103,13 +105,18 @@ def handle_rate_limited(exc: RateLimitExceeded):
     limiter = current_app.extensions[LIMITER_KEY]
     current = limiter.current_limit
     retry_after = max(1, int(current.reset_at - time.time())) if current else 60
-    return render_error(
+    response = render_error(
         429,
         "Slow down a little",
         "You have sent a lot of requests in a short time. Your answers are safe; "
         f"please wait about {retry_after} seconds and try again.",
         retry_after,
     )
+    if current:
+        response.headers.setdefault("X-RateLimit-Limit", str(current.limit.amount))
+        response.headers.setdefault("X-RateLimit-Remaining", "0")
+        response.headers.setdefault("X-RateLimit-Reset", str(int(current.reset_at)))
+    return response
 
 
 def _storage_dead(limiter: Limiter) -> bool:
