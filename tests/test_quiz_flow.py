@@ -24,7 +24,7 @@ def _count(pg_conn, sql):
 
 def _answers(app, client):
     with client.session_transaction() as sess:
-        return dict(sess.get("quiz", {}).get("a", {}))
+        return app.extensions["quiz_content"].unpack_answers(sess.get("quiz", {}).get("a", ""))
 
 
 def test_landing_is_plain_html_with_a_start_form(client, content):
@@ -38,9 +38,7 @@ def test_landing_is_plain_html_with_a_start_form(client, content):
 def test_one_question_a_page_with_progress_back_and_forward(app, client, content):
     first, second, third = content.questions[:3]
     response = client.post("/start", data={"csrf_token": csrf_from(client.get("/"))})
-    assert response.status_code == 303 and response.headers["Location"].endswith(
-        f"/q/{first.id}"
-    )
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/q/{first.id}")
     page = client.get(f"/q/{first.id}")
     total = len(content.questions)
     assert f"Question 1 of {total}".encode() in page.data
@@ -49,9 +47,7 @@ def test_one_question_a_page_with_progress_back_and_forward(app, client, content
         rb'<label for="choice-0"><input type="radio" id="choice-0" name="choice"',
         page.data,
     )
-    response = client.post(
-        f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "2"}
-    )
+    response = client.post(f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "2"})
     assert response.headers["Location"].endswith(f"/q/{second.id}")
     page = client.get(f"/q/{second.id}")
     assert f"Question 2 of {total}".encode() in page.data
@@ -60,9 +56,7 @@ def test_one_question_a_page_with_progress_back_and_forward(app, client, content
     # Back: the earlier answer is preselected; changing it goes on to the first unanswered question.
     page = client.get(f"/q/{first.id}")
     assert b'value="2" required checked' in page.data
-    response = client.post(
-        f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "3"}
-    )
+    response = client.post(f"/q/{first.id}", data={"csrf_token": csrf_from(page), "choice": "3"})
     assert response.headers["Location"].endswith(f"/q/{third.id}")
     assert _answers(app, client) == {first.id: 3, second.id: 1}
 
@@ -82,9 +76,7 @@ def test_answers_survive_closing_the_tab(app, client, content):
     assert f'href="/q/{content.questions[1].id}"'.encode() in landing.data
 
 
-def test_full_walk_gives_a_result_with_the_ai_section(
-    app, client, content, monkeypatch, pg_conn
-):
+def test_full_walk_gives_a_result_with_the_ai_section(app, client, content, monkeypatch, pg_conn):
     calls = []
     real = ai_service.request_analysis
 
@@ -131,17 +123,11 @@ def test_double_submit_and_refresh_record_one_attempt(app, client, content, pg_c
         other = app.test_client()
         other.set_cookie("bizmodel.sid", cookie)
         others.append(other)
-    jobs = [
-        gevent.spawn(c.post, "/submit", data={"csrf_token": token})
-        for c in [client, *others]
-    ]
+    jobs = [gevent.spawn(c.post, "/submit", data={"csrf_token": token}) for c in [client, *others]]
     gevent.joinall(jobs, raise_error=True)
     locations = {job.value.headers["Location"] for job in jobs}
     assert [job.value.status_code for job in jobs] == [303] * 7 and len(locations) == 1
-    assert (
-        client.post("/submit", data={"csrf_token": token}).headers["Location"]
-        in locations
-    )
+    assert client.post("/submit", data={"csrf_token": token}).headers["Location"] in locations
     assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 1
     assert _count(pg_conn, "SELECT sum(remaining) FROM quiz_quota") == 19
 
@@ -206,21 +192,14 @@ def test_email_capture_upserts_and_queues(client, content, pg_conn):
     assert _count(pg_conn, "SELECT last_attempt_id FROM email_subscribers") == latest
 
 
-@pytest.mark.parametrize(
-    "email", ["", "not-an-email", "a@b", "x" * 300 + "@example.org"]
-)
+@pytest.mark.parametrize("email", ["", "not-an-email", "a@b", "x" * 300 + "@example.org"])
 def test_invalid_email_rerenders_result_with_400(client, content, pg_conn, email):
     answer_all(client, content)
     result = submit(client).headers["Location"]
     page = client.get(result)
-    response = client.post(
-        result + "/email", data={"csrf_token": csrf_from(page), "email": email}
-    )
+    response = client.post(result + "/email", data={"csrf_token": csrf_from(page), "email": email})
     assert response.status_code == 400
-    assert (
-        b"Please enter a valid email address." in response.data
-        and b"Your best fit" in response.data
-    )
+    assert b"Please enter a valid email address." in response.data and b"Your best fit" in response.data
     assert _count(pg_conn, "SELECT count(*) FROM email_subscribers") == 0
 
 
@@ -229,9 +208,17 @@ def test_changing_an_answer_after_submit_makes_a_new_attempt(client, content, pg
     first = submit(client).headers["Location"]
     question = content.questions[0]
     page = client.get(f"/q/{question.id}")
-    client.post(
-        f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "3"}
-    )
+    client.post(f"/q/{question.id}", data={"csrf_token": csrf_from(page), "choice": "3"})
     second = submit(client).headers["Location"]
     assert second != first and submit(client).headers["Location"] == second
     assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == 2
+
+
+def test_answers_are_packed_compactly_and_survive_a_content_change(app, content):
+    answers = {q.id: (3 if q.kind == "scale" else 1) for q in content.questions[:5]}
+    packed = content.pack_answers(answers)
+    assert len(packed) == len(content.fingerprint) + 1 + len(content.questions)
+    assert content.unpack_answers(packed) == answers
+    # Packed for another question list: never misread as this one's answers.
+    assert content.unpack_answers("zzzz:" + packed.split(":", 1)[1]) == {}
+    assert content.unpack_answers("") == {}

@@ -3,7 +3,6 @@
 import time
 
 import msgspec
-
 from flask import session
 
 from tests.support.servers import free_port

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,24 @@ class Content:
     def index_of(self, question_id: str) -> int:
         return next(i for i, q in enumerate(self.questions) if q.id == question_id)
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Changes whenever the question list changes, so old packed answers are never misread."""
+        shape = "|".join(f"{q.id}:{q.kind}:{len(q.options)}" for q in self.questions)
+        return hashlib.sha256(shape.encode()).hexdigest()[:4]
+
+    def pack_answers(self, answers: dict) -> str:
+        """question id -> choice as one digit per question in order ('-' unanswered): ~20 bytes
+        in the session instead of ~130, since every choice is a single digit (<= 8 options, 1-5)."""
+        digits = "".join(str(answers[q.id]) if q.id in answers else "-" for q in self.questions)
+        return f"{self.fingerprint}:{digits}"
+
+    def unpack_answers(self, packed: str) -> dict:
+        version, _, digits = (packed or "").partition(":")
+        if version != self.fingerprint or len(digits) != len(self.questions):
+            return {}  # another content version: the answers cannot be mapped back, start afresh
+        return {q.id: int(d) for q, d in zip(self.questions, digits, strict=True) if d != "-"}
+
 
 class _Checker:
     """Collects the file name into every error so a broken file names itself and the field."""
@@ -118,13 +138,9 @@ def load_content(path: str | Path) -> Content:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(
-            f"QUIZ_CONTENT_PATH {path}: cannot be read ({exc.strerror})"
-        ) from None
+        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"QUIZ_CONTENT_PATH {path}: is not valid YAML ({exc})"
-        ) from None
+        raise ConfigError(f"QUIZ_CONTENT_PATH {path}: is not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         check.fail("top level", "must be a mapping with 'models' and 'questions'")
     models = _load_models(check, raw.get("models"))
@@ -138,11 +154,7 @@ def load_content(path: str | Path) -> Content:
 
 
 def _all_weights(question):
-    return (
-        [question.weights]
-        if question.kind == "scale"
-        else [o.weights for o in question.options]
-    )
+    return [question.weights] if question.kind == "scale" else [o.weights for o in question.options]
 
 
 def _load_models(check, raw_models):
@@ -182,9 +194,7 @@ def _load_questions(check, raw_questions, model_ids):
         if question_id in seen:
             check.fail(f"{where}.id", f"duplicate question id {question_id!r}")
         if not question_id.replace("_", "").isalnum() or len(question_id) > 40:
-            check.fail(
-                f"{where}.id", "must be letters, digits and underscores (at most 40)"
-            )
+            check.fail(f"{where}.id", "must be letters, digits and underscores (at most 40)")
         seen.add(question_id)
         kind = raw.get("kind")
         text = check.text(raw, "text", where)
@@ -214,9 +224,7 @@ def _load_questions(check, raw_questions, model_ids):
                         weights=check.weights(raw_option, owhere, model_ids),
                     )
                 )
-            questions.append(
-                Question(id=question_id, kind=kind, text=text, options=tuple(options))
-            )
+            questions.append(Question(id=question_id, kind=kind, text=text, options=tuple(options)))
         else:
             check.fail(f"{where}.kind", "must be 'choice' or 'scale'")
     return questions

@@ -5,9 +5,7 @@ from __future__ import annotations
 from psycopg2.extras import Json
 
 
-def insert_attempt(
-    cur, *, attempt_key, public_id, answers, scores, top_model, started_at
-):
+def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at):
     """Insert the attempt once; None when this attempt key was already recorded."""
     # ON CONFLICT: a double submit or refresh races on attempt_key; the loser records nothing.
     cur.execute(

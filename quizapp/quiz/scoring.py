@@ -34,9 +34,7 @@ def _contributions(question: Question, choice: int) -> dict:
 
 def _bounds(question: Question, model_id: str) -> tuple[float, float]:
     """The lowest and highest contribution any answer to this question can give a model."""
-    values = [
-        _contributions(question, c).get(model_id, 0.0) for c in question.valid_choices()
-    ]
+    values = [_contributions(question, c).get(model_id, 0.0) for c in question.valid_choices()]
     return min(values), max(values)
 
 
@@ -65,14 +63,8 @@ def score_answers(content: Content, answers: dict) -> list[ModelScore]:
                     )
                 )
         score = 50 if high == low else round(100 * (raw - low) / (high - low))
-        reasons = tuple(text for _, _, text in sorted(moved)[:MAX_REASONS]) or (
-            NEUTRAL_REASON,
-        )
-        results.append(
-            ModelScore(
-                model_id=model.id, score=max(0, min(100, score)), reasons=reasons
-            )
-        )
+        reasons = tuple(text for _, _, text in sorted(moved)[:MAX_REASONS]) or (NEUTRAL_REASON,)
+        results.append(ModelScore(model_id=model.id, score=max(0, min(100, score)), reasons=reasons))
     order = {m.id: i for i, m in enumerate(content.models)}
     return sorted(results, key=lambda s: (-s.score, order[s.model_id]))
 
@@ -92,6 +84,4 @@ def validate_answer(question: Question, raw_choice) -> int | None:
 
 
 def missing_questions(content: Content, answers: dict) -> list[str]:
-    return [
-        q.id for q in content.questions if validate_answer(q, answers.get(q.id)) is None
-    ]
+    return [q.id for q in content.questions if validate_answer(q, answers.get(q.id)) is None]

@@ -40,7 +40,7 @@ def _state(session) -> dict:
 
 
 def answers_of(session) -> dict:
-    return dict(_state(session).get("a") or {})
+    return content().unpack_answers(_state(session).get("a") or "")
 
 
 def in_progress(session) -> bool:
@@ -53,7 +53,7 @@ def result_id_of(session) -> str | None:
 
 def start_quiz(session) -> str:
     """Begin a fresh attempt (new idempotency key, no answers); return the first question id."""
-    session[QUIZ_KEY] = {"k": secrets.token_urlsafe(16), "a": {}, "t": int(time.time())}
+    session[QUIZ_KEY] = {"k": secrets.token_urlsafe(16), "a": "", "t": int(time.time())}
     user_token(session)
     return content().questions[0].id
 
@@ -97,9 +97,7 @@ def question_page(session, question_id: str) -> QuestionPage:
     quiz = content()
     question = quiz.question(question_id)
     if question is None:
-        raise InvalidAnswer(
-            "That question does not exist. Your answers so far are kept."
-        )
+        raise InvalidAnswer("That question does not exist. Your answers so far are kept.")
     index = quiz.index_of(question_id)
     return QuestionPage(
         question=question,
@@ -110,35 +108,28 @@ def question_page(session, question_id: str) -> QuestionPage:
     )
 
 
-def record_answer(
-    session, question_id: str, form, content_length: int | None
-) -> str | None:
+def record_answer(session, question_id: str, form, content_length: int | None) -> str | None:
     """Validate and store one answer; return the next question id (None when all are answered)."""
     if not in_progress(session):
         start_quiz(session)
     page = question_page(session, question_id)
     if content_length is not None and content_length > FORM_MAX_BYTES:
-        raise InvalidAnswer(
-            "That form was larger than an answer can be. Please choose again."
-        )
+        raise InvalidAnswer("That form was larger than an answer can be. Please choose again.")
     values = form.getlist("choice")
     if not values:
         raise InvalidAnswer("Please choose an answer before going on.")
     choice = validate_answer(page.question, values[0]) if len(values) == 1 else None
     if choice is None:
-        raise InvalidAnswer(
-            "That answer is not one of the choices. Please choose again."
-        )
+        raise InvalidAnswer("That answer is not one of the choices. Please choose again.")
     state = dict(_state(session))
-    state["a"] = {**answers_of(session), question_id: choice}
-    if state.pop(
-        "r", None
-    ):  # changing a submitted answer makes a new attempt, not the old result
+    answers = {**answers_of(session), question_id: choice}
+    state["a"] = content().pack_answers(answers)
+    if state.pop("r", None):  # changing a submitted answer makes a new attempt, not the old result
         state["k"] = secrets.token_urlsafe(16)
     session[QUIZ_KEY] = state
     quiz = content()
     following = quiz.questions[page.number :] + quiz.questions[: page.number]
-    return next((q.id for q in following if q.id not in state["a"]), None)
+    return next((q.id for q in following if q.id not in answers), None)
 
 
 def review(session) -> list[tuple[Question, int | None]]:
@@ -172,9 +163,7 @@ def submit(session, ip: str | None) -> str:
     return attempt["public_id"]
 
 
-def _record_attempt(
-    cur, *, attempt_key, answers, scores, started_at, client, daily_quota
-):
+def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, daily_quota):
     row = repository.insert_attempt(
         cur,
         attempt_key=attempt_key,
@@ -272,10 +261,6 @@ def _store_email(cur, public_id, email):
     attempt = repository.attempt_by_public_id(cur, public_id)
     if attempt is None:
         raise NotFound("We could not find that result.")
-    subscriber_id = repository.upsert_subscriber(
-        cur, email=email, attempt_id=attempt["id"]
-    )
-    repository.enqueue_email(
-        cur, subscriber_id=subscriber_id, attempt_id=attempt["id"], kind="result"
-    )
+    subscriber_id = repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
+    repository.enqueue_email(cur, subscriber_id=subscriber_id, attempt_id=attempt["id"], kind="result")
     log.info("quiz.email_captured", extra={"attempt_id": attempt["id"]})

@@ -32,9 +32,7 @@ def landing():
     return render_template(
         "quiz/landing.html",
         total=len(service.content().questions),
-        resume_id=service.next_unanswered(session)
-        if service.in_progress(session)
-        else None,
+        resume_id=service.next_unanswered(session) if service.in_progress(session) else None,
         answered=len(service.answers_of(session)),
         result_id=service.result_id_of(session),
     )
@@ -55,9 +53,7 @@ def question(question_id):
             return _question_error(exc, fallback=True)
         return render_template("quiz/question.html", page=page, error=None)
     try:
-        following = service.record_answer(
-            session, question_id, request.form, request.content_length
-        )
+        following = service.record_answer(session, question_id, request.form, request.content_length)
     except service.InvalidAnswer as exc:
         return _question_error(exc, question_id=question_id)
     if following is None:
@@ -76,9 +72,7 @@ def _question_error(exc, question_id=None, fallback=False):
 
 @bp.get("/review")
 def review():
-    return render_template(
-        "quiz/review.html", items=service.review(session), error=None
-    )
+    return render_template("quiz/review.html", items=service.review(session), error=None)
 
 
 @bp.post("/submit")
