@@ -43,7 +43,8 @@ def render(result: dict) -> str:
         f"{result['fake_latency']} s latency and its own {result['fake_rpm']}/min limit. Locust runs on the "
         "same 2 cores; every simulated user binds its own source address in 127.1.0.0/16, so per-IP "
         "limits see distinct clients. Page latency is nginx's `$request_time` for quiz-taker pages "
-        "(server side); `client p99` is what locust saw, including its own queueing.",
+        "(server side); `client p99` is what locust saw, including its own queueing. 4xx and 5xx count "
+        "quiz-takers' and admins' answers; the abuser (one address hammering `/`) is counted apart.",
         "",
         "## Load steps",
         "",
@@ -64,7 +65,7 @@ def render(result: dict) -> str:
                 "locust CPU %",
             ]
         ),
-        _row(["---"] * 13),
+        _row(["---"] * 14),
     ]
     for s in steps:
         lines.append(
@@ -110,7 +111,8 @@ def render(result: dict) -> str:
             f"Question page = **{eff['question_vs_hello']:.0%} of bare hello**, "
             f"{eff['question_vs_noop']:.0%} of the app's no-op endpoint "
             f"({eff['settings']['workers']} worker, {eff['settings']['connections']} connections, "
-            f"{eff['settings']['seconds']} s each).",
+            f"{eff['settings']['seconds']} s each, median of {eff['settings'].get('rounds', 1)} "
+            "interleaved rounds).",
             "",
         ]
     ai = result.get("ai")
