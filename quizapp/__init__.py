@@ -36,6 +36,8 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from .ai.views import bp as ai_bp
     from .health.views import bp as health_bp
 
     app.register_blueprint(health_bp)
+    app.register_blueprint(ai_bp)
