@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 
 WINDOW_KEY = "ai:budget:window"
 INFLIGHT_KEY = "ai:budget:inflight"
-# Network jitter between our acquire and the upstream's arrival clock: count each start this much longer.
-WINDOW_GUARD_MS = 250
+# Lag between our stamp and the upstream's arrival clock (a busy worker, a new connection):
+# every start counts this much longer than the window, so the upstream never sees one too many.
+WINDOW_GUARD_MS = 500
 
 # KEYS: window zset, in-flight zset. ARGV: rpm, window_ms, max_in_flight, lease_ms, lease_id.
 # Returns {1, 0} when a slot was taken, {0, wait_ms} otherwise. Clock: Redis TIME, one for all workers.
@@ -49,6 +50,16 @@ return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'), redi
 """
 
 
+# KEYS: window zset, metrics hash. ARGV: lease_id. Re-stamp the start just before the request
+# leaves (the slot was taken earlier, maybe before a breaker check), and count the call.
+STAMP = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return redis.call('HINCRBY', KEYS[2], 'calls', 1)
+"""
+
+
 class BudgetExhausted(Exception):
     """No budget slot could be taken before the job's deadline."""
 
@@ -71,6 +82,7 @@ class Budget:
         self.lease_ms = int(lease_seconds * 1000)
         self._acquire = redis_client.register_script(ACQUIRE)
         self._usage = redis_client.register_script(USAGE)
+        self._stamp = redis_client.register_script(STAMP)
 
     def try_acquire(self) -> tuple[str | None, float]:
         """Take a slot now: (lease id, 0) or (None, seconds until a retry may succeed)."""
@@ -98,6 +110,10 @@ class Budget:
                 raise BudgetExhausted()
             # Jitter spreads the contenders of every worker so they do not wake in lockstep.
             gevent.sleep(min(wait, remaining, 1.0) + random.uniform(0, 0.05))
+
+    def stamp_start(self, lease_id: str, metrics_key: str) -> None:
+        """The call starts now: its window entry counts from this moment (and count it)."""
+        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
 
     def release(self, lease_id: str) -> None:
         """The call ended: free its in-flight slot (its start stays counted in the window)."""

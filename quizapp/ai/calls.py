@@ -18,6 +18,7 @@ from tenacity import (
 from . import client as ai_client
 from .breaker import BreakerOpen
 from .budget import BudgetExhausted
+from .store import METRICS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class Caller:
         self.rt = runtime
         self.redis = runtime.redis
         self._release_owner = self.redis.register_script(RELEASE_OWNER)
+        # This process's moving average of call latency: a call that cannot end before the
+        # job's deadline is not started (it would spend budget on an answer nobody sees).
+        self.latency_estimate = 0.0
 
     def cached(self, fingerprint: str) -> str | None:
         value = self.redis.get(CACHE_PREFIX + fingerprint)
@@ -135,24 +139,29 @@ class Caller:
     def attempt(self, messages: list[dict], deadline: float) -> str:
         """One upstream call: budget slot first (every retry pays again), then the breaker, then SDK."""
         lease = self.rt.budget.acquire(deadline)
+        called = False
         try:
+            if time.time() + self.latency_estimate >= deadline:
+                raise AnalysisUnavailable("deadline")
             probe = self.rt.breaker.allow()
-        except BreakerOpen:
-            self.rt.budget.refund(lease)
-            raise
-        self.rt.store.count("calls")
-        try:
+            self.rt.budget.stamp_start(lease, METRICS_KEY)
+            called, started = True, time.monotonic()
             text = ai_client.complete_chat(
                 self.rt.client, self.rt.config["OPENAI_MODEL"], messages
             )
         except gevent.Timeout:
-            self.rt.breaker.record_failure(probe)
+            if called:
+                self.rt.breaker.record_failure(probe)
             raise
         except Exception as exc:
-            if ai_client.counts_as_failure(exc):
+            if called and ai_client.counts_as_failure(exc):
                 self.rt.breaker.record_failure(probe)
             raise
         finally:
-            self.rt.budget.release(lease)
+            # Whatever interrupts us (even the job's deadline), the slot goes back now.
+            (self.rt.budget.release if called else self.rt.budget.refund)(lease)
         self.rt.breaker.record_success(probe)
+        elapsed = time.monotonic() - started
+        previous = self.latency_estimate or elapsed
+        self.latency_estimate = 0.8 * previous + 0.2 * elapsed
         return text
