@@ -196,3 +196,13 @@ def test_paid_jobs_jump_the_queue(ai_app, fake):
     assert wait_final(app, "paid-0").state == "done"
     with app.app_context():
         assert service.analysis_status("free-2").pending
+
+
+def test_redis_outage_still_renders_the_marked_algorithmic_analysis(ai_app):
+    app = ai_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_SOCKET_TIMEOUT=0.2)
+    with app.test_request_context():
+        status = service.request_analysis("down-1", synthetic_inputs(1), "u1")
+    assert (status.state, status.fallback) == ("fallback", True)
+    assert "unavailable" in status.message and status.text.startswith(
+        "Your strongest fit"
+    )

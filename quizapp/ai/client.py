@@ -15,7 +15,10 @@ class UpstreamError(Exception):
 
 def build_client(config) -> openai.OpenAI:
     """One SDK client per process; the SDK never retries on its own (tenacity owns retries)."""
-    timeout = float(config["OPENAI_TIMEOUT"])
+    # A call must end before its in-flight lease expires, or the cap could be exceeded.
+    timeout = min(
+        float(config["OPENAI_TIMEOUT"]), 0.9 * float(config["AI_LEASE_SECONDS"])
+    )
     return openai.OpenAI(
         api_key=config["OPENAI_API_KEY"],
         base_url=config["OPENAI_BASE_URL"] or None,

@@ -12,25 +12,54 @@ Contract (kept stable for quiz/, admin/ and health/):
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
 from dataclasses import asdict, dataclass
+
+import redis
 
 from ..errors import BadRequest
 from . import prompts
 from .queue import FALLBACK_MESSAGES
 from .runtime import enabled, get_runtime
 
+log = logging.getLogger(__name__)
+
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LATE_GRACE_SECONDS = (
     1.0  # a pending job this far past its deadline is finished by whoever reads it
+)
+UNAVAILABLE_MESSAGE = (
+    "AI analysis is unavailable right now; this is the algorithmic analysis."
 )
 OFF_MESSAGE = "AI analysis is switched off; this is the algorithmic analysis."
 REFUSED_MESSAGE = (
     "You already have {cap} AI analyses being written, so this one was not queued. "
     "Here is the algorithmic analysis; refresh the page once the others are ready to ask again."
 )
+
+
+DISABLED_METRICS = {
+    "enabled": False,
+    "queue_length": 0,
+    "local_queue_length": 0,
+    "wait_p50_seconds": None,
+    "wait_p95_seconds": None,
+    "waits_sampled": 0,
+    "calls": 0,
+    "retries": 0,
+    "fallbacks": 0,
+    "dedup_hits": 0,
+    "cache_hits": 0,
+    "refused": 0,
+    "breaker_state": "CLOSED",
+    "window_used": 0,
+    "window_limit": 0,
+    "in_flight": 0,
+    "in_flight_limit": 0,
+}
 
 
 @dataclass
@@ -62,6 +91,18 @@ def request_analysis(
             message=OFF_MESSAGE,
         )
     _check_subject(subject_id)
+    try:
+        return _queue_analysis(subject_id, prompt_inputs, user_key, paid)
+    except redis.RedisError:
+        # The results page still renders: the user gets the algorithmic analysis, unpersisted.
+        log.warning("ai.redis_unavailable")
+        text = prompts.algorithmic_analysis(prompt_inputs)
+        return AnalysisStatus(
+            state="fallback", text=text, fallback=True, message=UNAVAILABLE_MESSAGE
+        )
+
+
+def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus:
     rt = get_runtime()
     existing = analysis_status(subject_id)
     if existing is not None:
@@ -158,7 +199,7 @@ def analysis_status(subject_id: str):
 def metrics_snapshot() -> dict:
     """Cluster-wide figures from Redis, plus this process's local queue length."""
     if not enabled():
-        return {"enabled": False, "queue_length": 0, "breaker_state": "CLOSED"}
+        return {**DISABLED_METRICS, "counters": {}}
     rt = get_runtime()
     waits = sorted(rt.store.recent_waits())
     counters = rt.store.counters()

@@ -40,3 +40,17 @@ def ai_reset_queue():
 def ai_close_breaker():
     service.force_close_breaker()
     return jsonify({"closed": True})
+
+
+PAGE = """{% extends "base.html" %}
+{% block head %}{% include "ai/_analysis_head.html" %}{% endblock %}
+{% block content %}{% include "ai/_analysis.html" %}{% endblock %}"""
+
+
+@app.get("/_test/ai/page/<subject_id>")
+def ai_results_page(subject_id):
+    """A stand-in results page: the AI section as the quiz's results page includes it."""
+    from flask import render_template_string
+
+    analysis = service.analysis_status(subject_id)
+    return render_template_string(PAGE, analysis=analysis, subject_id=subject_id)
