@@ -206,3 +206,37 @@ def test_redis_outage_still_renders_the_marked_algorithmic_analysis(ai_app):
     assert "unavailable" in status.message and status.text.startswith(
         "Your strongest fit"
     )
+
+
+def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(
+    ai_app, fake, redis_client
+):
+    from quizapp.ai.calls import OWNER_PREFIX
+    from quizapp.ai.prompts import prompt_fingerprint
+
+    inputs = synthetic_inputs("orphan")
+    # A worker that died while owning this prompt's call leaves its owner key until it expires.
+    redis_client.set(
+        OWNER_PREFIX + prompt_fingerprint(inputs, "gpt-4o-mini"), "dead", px=800
+    )
+    app = ai_app()
+    with app.test_request_context():
+        service.request_analysis("orphan-1", inputs, "u1")
+    final = wait_final(app, "orphan-1")
+    assert final.state == "done" and len(fake.calls()["calls"]) == 1
+
+
+def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake):
+    fake.set_mode(mode="error500")
+    app = ai_app(AI_RETRIES=1, AI_PER_USER=100)
+    inputs = synthetic_inputs("failing")
+    with app.test_request_context():
+        for i in range(10):
+            service.request_analysis(f"fail-{i}", inputs, f"u{i}")
+    finals = [wait_final(app, f"fail-{i}") for i in range(10)]
+    assert {(f.state, f.fallback) for f in finals} == {("fallback", True)}
+    assert {f.message for f in finals} == {
+        "The AI service failed to answer; here is the algorithmic analysis."
+    }
+    assert len(fake.calls()["calls"]) == 1
+    fake.set_mode(mode="ok")

@@ -73,17 +73,28 @@ class Caller:
             cached = self.cached(fingerprint)
             if cached is not None:
                 return cached, "dedup_hits"
-            text = self.call_with_retries(messages, deadline)
-        except BaseException:
-            self.redis.set(FAILED_PREFIX + fingerprint, "1", ex=FAILED_SECONDS)
-            raise
-        else:
-            self.redis.set(
-                CACHE_PREFIX + fingerprint, text, ex=self.rt.config["AI_CACHE_SECONDS"]
-            )
+            # This very prompt failed seconds ago: share that outcome, do not hammer upstream.
+            failed = self.redis.get(FAILED_PREFIX + fingerprint)
+            if failed is not None:
+                raise AnalysisUnavailable(failed.decode())
+            text = self._call_and_publish(fingerprint, messages, deadline)
             return text, "completed"
         finally:
             self._release_owner(keys=[OWNER_PREFIX + fingerprint], args=[token])
+
+    def _call_and_publish(self, fingerprint, messages, deadline) -> str:
+        try:
+            text = self.call_with_retries(messages, deadline)
+        except AnalysisUnavailable as exc:
+            # Our deadline is only ours: a waiter with time left may still take over.
+            if exc.reason != "deadline":
+                self.redis.set(
+                    FAILED_PREFIX + fingerprint, exc.reason, ex=FAILED_SECONDS
+                )
+            raise
+        ttl = self.rt.config["AI_CACHE_SECONDS"]
+        self.redis.set(CACHE_PREFIX + fingerprint, text, ex=ttl)
+        return text
 
     def await_shared(
         self, fingerprint: str, messages: list[dict], deadline: float
@@ -93,8 +104,9 @@ class Caller:
             text = self.cached(fingerprint)
             if text is not None:
                 return text, "dedup_hits"
-            if self.redis.exists(FAILED_PREFIX + fingerprint):
-                raise AnalysisUnavailable("upstream_error")
+            failed = self.redis.get(FAILED_PREFIX + fingerprint)
+            if failed is not None:
+                raise AnalysisUnavailable(failed.decode())
             token = self.try_own(fingerprint, deadline)
             if token:
                 return self.fetch_as_owner(fingerprint, messages, token, deadline)

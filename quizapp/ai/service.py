@@ -186,7 +186,7 @@ def analysis_status(subject_id: str):
         )
     if state == "running":
         return AnalysisStatus(
-            state="running", message="Your analysis is being written now."
+            state="running", message="Your analysis is being prepared now."
         )
     return AnalysisStatus(
         state=state,

@@ -17,7 +17,7 @@
         status.textContent = data.state === "queued"
           ? "Your AI analysis is queued" + (data.position ? ", position " + data.position : "") +
             (data.eta_seconds !== null ? ", about " + Math.round(data.eta_seconds) + " s." : ".")
-          : (data.message || "Your analysis is being written now.");
+          : (data.message || "Your analysis is being prepared now.");
       }
       return false;
     }
