@@ -15,7 +15,7 @@ from gevent.queue import PriorityQueue
 
 from . import prompts
 from .calls import AnalysisUnavailable
-from .store import DEADLINES_KEY
+from .store import DEADLINES_KEY, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class AIQueue:
         job = QueuedJob(
             0 if paid else 1, next(self._seq), subject_id, inputs, fingerprint, deadline
         )
-        result = self.results[subject_id] = AsyncResult()
+        # A promoted job (now paid) is queued again here; the first dispatcher to start it wins.
+        result = self.results.setdefault(subject_id, AsyncResult())
         self.jobs.put(job)
         # Whatever the dispatchers are doing, a job still queued at its deadline gets the fallback.
         timer = gevent.Greenlet(self.expire, subject_id, inputs)
@@ -96,8 +97,8 @@ class AIQueue:
 
     # -- finishing ------------------------------------------------------------------------------
     def finish_ai(self, subject_id: str, text: str, counter: str) -> None:
-        if self.rt.store.finish(subject_id, "done", text, False, "", counter):
-            self._resolve(subject_id, "done")
+        self.rt.store.finish(subject_id, "done", text, False, "", counter)
+        self._resolve(subject_id)
 
     def finish_fallback(
         self, subject_id: str, inputs: dict | None, reason: str
@@ -108,7 +109,7 @@ class AIQueue:
         )
         if finished:
             log.info("ai.fallback", extra={"reason": reason})
-        self._resolve(subject_id, "fallback")
+        self._resolve(subject_id)
         return finished
 
     def expire(self, subject_id: str, inputs: dict) -> None:
@@ -117,10 +118,17 @@ class AIQueue:
         except Exception:  # Redis down: the sweepers and the poll endpoint retry later
             log.warning("ai.expire_failed", exc_info=True)
 
-    def _resolve(self, subject_id: str, state: str) -> None:
-        result = self.results.pop(subject_id, None)
-        if result is not None and not result.ready():
-            result.set(state)
+    def _resolve(self, subject_id: str) -> None:
+        """Wake local waiters once the job is final, whoever finished it (any worker)."""
+        result = self.results.get(subject_id)
+        if result is None:
+            return
+        job = self.rt.store.read(subject_id)
+        state = job.get("state") if job else "expired"
+        if state not in PENDING:
+            self.results.pop(subject_id, None)
+            if not result.ready():
+                result.set(state)
 
     # -- the loops -----------------------------------------------------------------------------
     def _dispatch_forever(self) -> None:

@@ -106,6 +106,10 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
     rt = get_runtime()
     existing = analysis_status(subject_id)
     if existing is not None:
+        if paid and existing.state == "queued" and rt.store.promote(subject_id):
+            job = rt.store.read(subject_id)
+            rt.queue.put(subject_id, job["inputs"], job["fp"], True, job["deadline"])
+            return analysis_status(subject_id)
         return existing
     cfg = rt.config
     fingerprint = prompts.prompt_fingerprint(prompt_inputs, cfg["OPENAI_MODEL"])

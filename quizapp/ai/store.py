@@ -53,6 +53,19 @@ return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1])}
 """
 )
 
+# KEYS: job, queue. ARGV: subject. A queued free job becomes paid: ahead of every free job,
+# behind those who paid earlier.
+PROMOTE = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'paid') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'paid', '1')
+redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+return 1
+"""
+)
+
 # KEYS: job, queue. ARGV: subject. Queued -> running (leaves the queue); 0 if no longer queued.
 START = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
@@ -94,6 +107,7 @@ class JobStore:
         self.ttl = ttl_seconds
         self._enqueue = redis_client.register_script(ENQUEUE)
         self._start = redis_client.register_script(START)
+        self._promote = redis_client.register_script(PROMOTE)
         self._finish = redis_client.register_script(FINISH)
 
     def enqueue(
@@ -146,6 +160,11 @@ class JobStore:
         if fallback:
             pipe.hincrby(METRICS_KEY, "fallbacks", 1)
         pipe.execute()
+
+    def promote(self, subject_id: str) -> bool:
+        return bool(
+            self._promote(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id])
+        )
 
     def start(self, subject_id: str) -> bool:
         return bool(
