@@ -242,29 +242,28 @@ def test_a_killed_workers_lease_expires_and_its_user_gets_the_fallback(cluster, 
 def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
     from playwright.sync_api import sync_playwright
 
-    fake.set_mode(
-        latency=1.0
-    )  # under OPENAI_TIMEOUT=2 s, longer than one poll interval
+    # Under OPENAI_TIMEOUT=2 s, and long enough that the page first shows the pending state.
+    fake.set_mode(latency=1.5)
     session = requests.Session()
-    ask(session, cluster[0], "page-1", synthetic_inputs("page"), "u1")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox"]
         )
         try:
             page = browser.new_page()
+            no_js = browser.new_context(java_script_enabled=False).new_page()
+            ask(session, cluster[0], "page-1", synthetic_inputs("page"), "u1")
+            ask(session, cluster[0], "page-2", synthetic_inputs("page-2"), "u2")
             page.goto(f"{cluster[1]}/_test/ai/page/page-1")
+            no_js.goto(f"{cluster[0]}/_test/ai/page/page-2")
             assert page.locator("[data-role=status]").is_visible()
+            assert no_js.locator("[data-role=refresh] a").count() == 1
+            assert 'http-equiv="refresh"' in no_js.content()
             page.wait_for_selector(
                 "[data-role=text]:has-text('Fake AI analysis')", timeout=15000
             )
             assert page.locator("[data-role=status]").count() == 0
             assert page.locator("#ai-analysis").get_attribute("data-state") == "done"
-            no_js = browser.new_context(java_script_enabled=False).new_page()
-            ask(session, cluster[0], "page-2", synthetic_inputs("page-2"), "u2")
-            no_js.goto(f"{cluster[0]}/_test/ai/page/page-2")
-            assert no_js.locator("[data-role=refresh] a").count() == 1
-            assert 'http-equiv="refresh"' in no_js.content()
         finally:
             browser.close()
     poll_until_final(session, cluster[1], "page-2", time.monotonic() + DEADLINE)

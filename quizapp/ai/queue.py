@@ -20,6 +20,7 @@ from .store import DEADLINES_KEY, PENDING
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 0.5
+CLEANUP_GRACE = 1.0
 FALLBACK_MESSAGES = {
     "deadline": "The AI analysis took too long today; here is the algorithmic analysis.",
     "queue_full": "Many people are finishing right now; here is the algorithmic analysis.",
@@ -171,7 +172,9 @@ class AIQueue:
     def _run_bounded(self, job: QueuedJob, obtain) -> None:
         """Run `obtain` under the job's deadline; any failure ends in the marked fallback."""
         try:
-            with gevent.Timeout(max(0.01, job.deadline - time.time())):
+            # The job's timer gives the user the fallback at the deadline itself; the grace lets
+            # our own code stop on its deadline checks instead of being cut mid-bookkeeping.
+            with gevent.Timeout(max(0.01, job.deadline - time.time()) + CLEANUP_GRACE):
                 text, counter = obtain()
         except gevent.Timeout:
             self.finish_fallback(job.subject_id, job.inputs, "deadline")
