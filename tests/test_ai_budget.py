@@ -100,9 +100,8 @@ def test_breaker_opens_half_opens_one_probe_and_closes(redis_client):
         t for t in concurrently(20, lambda: _probe_or_none(breaker)) if t is not None
     ]
     assert len(tokens) == 1 and tokens[0] != ""  # exactly one probe cluster-wide
-    assert (
-        breaker.record_failure(tokens[0]) == "OPEN"
-    )  # a failed probe re-opens at once
+    # A failed probe re-opens at once.
+    assert breaker.record_failure(tokens[0]) == "OPEN"
     assert _probe_or_none(breaker) is None
     gevent.sleep(0.55)
     probe = breaker.allow()

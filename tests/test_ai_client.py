@@ -40,9 +40,8 @@ def runtime(make_app, fake):
 def test_429_retries_after_the_servers_retry_after_ms_and_pay_budget_again(
     runtime, fake
 ):
-    fake.set_mode(
-        mode="ratelimit", count=2, retry_after=0.7
-    )  # retry-after: 1, retry-after-ms: 700
+    # Retry-after: 1, retry-after-ms: 700.
+    fake.set_mode(mode="ratelimit", count=2, retry_after=0.7)
     text = runtime.caller.call_with_retries(MESSAGES, deadline=time.time() + 10)
     calls = fake.calls()["calls"]
     assert text.startswith("Fake AI analysis")
@@ -56,9 +55,8 @@ def test_429_retries_after_the_servers_retry_after_ms_and_pay_budget_again(
     assert all(0.7 <= gap < 1.0 for gap in gaps)
     assert runtime.store.counters()["retries"] == 2
     assert runtime.budget.usage()["window_used"] == 3  # each attempt took a budget slot
-    assert (
-        runtime.breaker.state() == "CLOSED"
-    )  # rate limiting is backpressure, not failure
+    # Rate limiting is backpressure, not failure.
+    assert runtime.breaker.state() == "CLOSED"
 
 
 def test_5xx_retries_then_the_breaker_opens(runtime, fake):
@@ -69,9 +67,8 @@ def test_5xx_retries_then_the_breaker_opens(runtime, fake):
     assert failure.value.reason == "breaker_open"
     assert [c["status"] for c in fake.calls()["calls"]] == [500, 500]
     assert runtime.breaker.state() == "OPEN"
-    assert (
-        runtime.budget.usage()["window_used"] == 2
-    )  # the refused attempt's slot was refunded
+    # The refused attempt's slot was refunded.
+    assert runtime.budget.usage()["window_used"] == 2
 
 
 def test_malformed_body_and_timeouts(runtime, fake):
@@ -79,18 +76,14 @@ def test_malformed_body_and_timeouts(runtime, fake):
     with pytest.raises(AnalysisUnavailable) as failure:
         runtime.caller.call_with_retries(MESSAGES, deadline=time.time() + 10)
     assert failure.value.reason == "upstream_error"
-    assert (
-        len(fake.calls()["calls"]) == 1
-    )  # not retried: a retry cannot fix a broken body
-    runtime.caller.call_with_retries(
-        MESSAGES, deadline=time.time() + 10
-    )  # resets the count
-    fake.set_mode(
-        mode="hang", count=1
-    )  # first attempt times out (OPENAI_TIMEOUT=1), next succeeds
+    # Not retried: a retry cannot fix a broken body.
+    assert len(fake.calls()["calls"]) == 1
+    # Resets the count.
+    runtime.caller.call_with_retries(MESSAGES, deadline=time.time() + 10)
+    # First attempt times out (OPENAI_TIMEOUT=1), next succeeds.
+    fake.set_mode(mode="hang", count=1)
     text = runtime.caller.call_with_retries(MESSAGES, deadline=time.time() + 10)
     assert text.startswith("Fake AI analysis") and len(fake.calls()["calls"]) == 4
     assert runtime.store.counters()["retries"] == 1
-    assert (
-        runtime.breaker.state() == "CLOSED"
-    )  # the success reset the consecutive count
+    # The success reset the consecutive count.
+    assert runtime.breaker.state() == "CLOSED"

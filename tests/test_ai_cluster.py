@@ -149,9 +149,8 @@ def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
         f["text"].startswith("Fake AI analysis") and not f["fallback"] for f in done
     )
     assert len(done) == sum(1 for c in log["calls"] if c["status"] == 200)
-    assert (
-        backlog_calls == windows * RPM
-    )  # the budget is used to the last call while backlogged
+    # The budget is used to the last call while backlogged.
+    assert backlog_calls == windows * RPM
     assert max(elapsed) <= DEADLINE + POLL_SECONDS + 2.0
     assert snapshot["queue_length"] == 0 and snapshot["in_flight"] == 0
 
@@ -199,16 +198,14 @@ def test_breaker_opens_half_opens_with_one_probe_and_closes(cluster, fake):
     second = ask(session, cluster[1], "b-2", synthetic_inputs("b2"), "u2")
     second = poll_until_final(session, cluster[0], "b-2", time.monotonic() + 5)
     assert second["state"] == "fallback" and "not answering" in second["message"]
-    assert (
-        len(fake.calls()["calls"]) == 3
-    )  # open: straight to fallback, no upstream call
+    # Open: straight to fallback, no upstream call.
+    assert len(fake.calls()["calls"]) == 3
     fake.set_mode(mode="ok", latency=1.0)
     gevent.sleep(2.1)  # AI_BREAKER_COOLDOWN
     outcomes = run_users(cluster, 6, lambda i: synthetic_inputs(f"probe-{i}"))
     states = sorted(final["state"] for _, final, _ in outcomes)
-    assert (
-        states == ["done"] + ["fallback"] * 5
-    )  # exactly one probe went through, cluster-wide
+    # Exactly one probe went through, cluster-wide.
+    assert states == ["done"] + ["fallback"] * 5
     assert len(fake.calls()["calls"]) == 4
     assert {metrics(url)["breaker_state"] for url in cluster} == {"CLOSED"}
 
@@ -221,9 +218,8 @@ def test_a_killed_workers_lease_expires_and_its_user_gets_the_fallback(cluster, 
     while not fake.calls()["calls"] and time.monotonic() < deadline:
         gevent.sleep(0.05)
     assert metrics(cluster[1])["in_flight"] == 1
-    os.kill(
-        started["pid"], signal.SIGKILL
-    )  # a worker of the gunicorn we started; its master respawns it
+    # A worker of the gunicorn we started; its master respawns it.
+    os.kill(started["pid"], signal.SIGKILL)
     killed_at = time.monotonic()
     while metrics(cluster[1])["in_flight"] and time.monotonic() < killed_at + LEASE + 2:
         gevent.sleep(0.1)

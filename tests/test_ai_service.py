@@ -182,9 +182,8 @@ def test_paid_jobs_jump_the_queue(ai_app, fake):
     with app.test_request_context():
         for i in range(4):
             service.request_analysis(f"free-{i}", synthetic_inputs(f"f{i}"), f"u{i}")
-        gevent.sleep(
-            0.1
-        )  # free-0 is with the dispatcher now; free-1..3 wait in the queue
+        # Free-0 is with the dispatcher now; free-1..3 wait in the queue.
+        gevent.sleep(0.1)
         paid = service.request_analysis(
             "paid-0", synthetic_inputs("p"), "payer", paid=True
         )

@@ -50,22 +50,24 @@ class AIQueue:
         self.results: dict[str, AsyncResult] = {}
         self._seq = itertools.count()
         self._greenlets: list[gevent.Greenlet] = []
-        self.group = (
-            Group()
-        )  # every greenlet this queue starts, so stop() can end them all
+        self._loops: list = []
+        # Every greenlet this queue starts, so stop() can end them all.
+        self.group = Group()
 
     def ensure_started(self) -> None:
-        if self._greenlets and all(not g.dead for g in self._greenlets):
+        """Spawn the dispatchers and the sweeper on first use; replace any that died."""
+        if not self._greenlets:
+            self._loops = [self._dispatch_forever] * self.rt.config["AI_DISPATCHERS"]
+            self._loops.append(self._sweep_forever)
+            self._greenlets = [self.group.spawn(loop) for loop in self._loops]
+            log.info(
+                "ai.dispatchers_started",
+                extra={"count": len(self._loops) - 1, "pid": self.pid},
+            )
             return
-        count = self.rt.config["AI_DISPATCHERS"]
-        self._greenlets = [
-            self.group.spawn(self._dispatch_forever) for _ in range(count)
-        ]
-        self._greenlets.append(self.group.spawn(self._sweep_forever))
-        log.info(
-            "ai.dispatchers_started",
-            extra={"count": self.rt.config["AI_DISPATCHERS"], "pid": self.pid},
-        )
+        for index, greenlet in enumerate(self._greenlets):
+            if greenlet.dead:
+                self._greenlets[index] = self.group.spawn(self._loops[index])
 
     def put(
         self,
@@ -144,9 +146,8 @@ class AIQueue:
     def run_job(self, job: QueuedJob) -> None:
         remaining = job.deadline - time.time()
         if remaining <= 0 or not self.rt.store.start(job.subject_id):
-            self.expire(
-                job.subject_id, job.inputs
-            )  # no-op if it already finished (reset, deadline)
+            # No-op if it already finished (reset, deadline).
+            self.expire(job.subject_id, job.inputs)
             return
         caller = self.rt.caller
         cached = caller.cached(job.fingerprint)
@@ -193,9 +194,8 @@ class AIQueue:
                     if job is None or not self.finish_fallback(
                         subject_id, job.get("inputs"), "deadline"
                     ):
-                        self.rt.redis.zrem(
-                            DEADLINES_KEY, subject_id
-                        )  # expired or finished already
+                        # Expired or finished already.
+                        self.rt.redis.zrem(DEADLINES_KEY, subject_id)
             except Exception:
                 log.warning("ai.sweep_failed", exc_info=True)
 
