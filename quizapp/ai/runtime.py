@@ -40,7 +40,11 @@ class AIRuntime:
             cooldown_seconds=config["AI_BREAKER_COOLDOWN"],
             probe_seconds=config["AI_LEASE_SECONDS"],
         )
-        self.store = JobStore(redis_client, ttl_seconds=config["AI_CACHE_SECONDS"])
+        self.store = JobStore(
+            redis_client,
+            ttl_seconds=config["AI_CACHE_SECONDS"],
+            secret=config["SECRET_KEY"],
+        )
         self.caller = Caller(self)
         self.queue = AIQueue(self)
 

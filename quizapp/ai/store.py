@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import time
@@ -23,9 +24,10 @@ def job_key(subject_id: str) -> str:
     return f"ai:job:{subject_id}"
 
 
-def user_key_for(user_key: str) -> str:
-    """The per-user slot set, named by a hash so no session id or email reaches Redis keys."""
-    return "ai:user:" + hashlib.sha256(user_key.encode()).hexdigest()[:32]
+def user_key_for(user_key: str, secret: str) -> str:
+    """The per-user slot set, named by an HMAC so no session id or email reaches Redis keys."""
+    digest = hmac.new(secret.encode(), user_key.encode(), hashlib.sha256).hexdigest()
+    return "ai:user:" + digest[:32]
 
 
 _NOW = (
@@ -102,9 +104,10 @@ return 1
 class JobStore:
     """Create, start, finish and read analysis jobs; every transition is one atomic script."""
 
-    def __init__(self, redis_client, ttl_seconds: int):
+    def __init__(self, redis_client, ttl_seconds: int, secret: str):
         self.redis = redis_client
         self.ttl = ttl_seconds
+        self.secret = secret
         self._enqueue = redis_client.register_script(ENQUEUE)
         self._start = redis_client.register_script(START)
         self._promote = redis_client.register_script(PROMOTE)
@@ -124,7 +127,7 @@ class JobStore:
         """('queued', rank) | ('exists'|'refused'|'full', -1)."""
         # Paid reports sort before every free one; within a class, first come first served.
         score = (0 if paid else 1) * 10**13 + int(time.time() * 1000)
-        user_set = user_key_for(user_key)
+        user_set = user_key_for(user_key, self.secret)
         outcome, rank = self._enqueue(
             keys=[job_key(subject_id), QUEUE_KEY, user_set, DEADLINES_KEY],
             args=[
