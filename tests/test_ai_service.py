@@ -177,8 +177,12 @@ def test_results_section_renders_pending_and_done(ai_app):
 
 
 def test_paid_jobs_jump_the_queue(ai_app, fake):
-    fake.set_mode(latency=0.5)
-    app = ai_app(AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100)
+    fake.set_mode(
+        latency=1.0
+    )  # free-0 keeps the one dispatcher busy while we queue and pay
+    app = ai_app(
+        AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100, AI_DEADLINE_SECONDS=10
+    )
     with app.test_request_context():
         for i in range(4):
             service.request_analysis(f"free-{i}", synthetic_inputs(f"f{i}"), f"u{i}")
