@@ -39,6 +39,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from .admin.auth_views import bp as admin_auth_bp
     from .admin.views import bp as admin_bp
+    from .ai.views import bp as ai_bp
     from .health.views import bp as health_bp
     from .payments.views import bp as payments_bp
     from .quiz.views import bp as quiz_bp
@@ -48,3 +49,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(payments_bp)
     app.register_blueprint(admin_auth_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(ai_bp)

@@ -124,6 +124,7 @@ class Config:
     RATELIMIT_SUBMIT: str = "20/minute"
     RATELIMIT_EMAIL: str = "5/minute"
     RATELIMIT_LOGIN: str = "5/minute"
+    RATELIMIT_POLL: str = "120/minute"
     RATELIMIT_STRATEGY: str = "moving-window"
     RATELIMIT_HEADERS_ON_SUCCESS: bool = False
     TRUSTED_PROXY_HOPS: int = 0
@@ -211,6 +212,7 @@ class Config:
             RATELIMIT_SUBMIT=env.get("RATELIMIT_SUBMIT") or cls.RATELIMIT_SUBMIT,
             RATELIMIT_EMAIL=env.get("RATELIMIT_EMAIL") or cls.RATELIMIT_EMAIL,
             RATELIMIT_LOGIN=env.get("RATELIMIT_LOGIN") or cls.RATELIMIT_LOGIN,
+            RATELIMIT_POLL=env.get("RATELIMIT_POLL") or cls.RATELIMIT_POLL,
             RATELIMIT_STRATEGY=_choice(
                 env,
                 "RATELIMIT_STRATEGY",

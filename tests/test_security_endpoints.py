@@ -116,3 +116,10 @@ def test_refusals_carry_rate_limit_headers_even_when_successes_do_not(make_app, 
     assert refused.status_code == 429
     assert refused.headers["X-RateLimit-Limit"] == "1" and refused.headers["X-RateLimit-Remaining"] == "0"
     assert int(refused.headers["X-RateLimit-Reset"]) > 0
+
+
+def test_analysis_poll_has_its_own_limit_instead_of_the_page_default(make_app):
+    app = make_app(RATELIMIT_DEFAULT="2/minute", RATELIMIT_POLL="4/minute")
+    client = app.test_client()
+    codes = [client.get("/api/analysis/unknown-subject").status_code for _ in range(5)]
+    assert codes == [404, 404, 404, 404, 429]  # 4 polls allowed, not the page default's 2

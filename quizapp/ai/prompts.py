@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 
 def algorithmic_analysis(prompt_inputs: dict) -> str:
     """A readable analysis built only from the scores and their reasons (the marked fallback)."""
@@ -20,3 +23,44 @@ def algorithmic_analysis(prompt_inputs: dict) -> str:
     if steps:
         lines.append("A first step: " + steps[0])
     return " ".join(lines)
+
+
+SYSTEM_PROMPT = (
+    "You are a pragmatic business coach. In at most 180 words, explain to a quiz-taker why the "
+    "business models below fit their answers, what to watch out for, and one concrete first step. "
+    "Speak to them directly; do not invent facts about them."
+)
+
+
+def build_messages(prompt_inputs: dict) -> list[dict]:
+    """The chat messages for one result: only scores, reasons and answer choices, no personal data."""
+    lines = []
+    for model in (prompt_inputs.get("top_models") or [])[:3]:
+        lines.append(f"- {model.get('name')} ({model.get('score')}/100)")
+        for label in ("reasons", "strengths", "risks", "first_steps"):
+            values = model.get(label) or []
+            if values:
+                lines.append(
+                    f"  {label.replace('_', ' ')}: "
+                    + "; ".join(str(v) for v in values[:4])
+                )
+    answers = prompt_inputs.get("answers") or {}
+    if answers:
+        lines.append(
+            "Answers: " + ", ".join(f"{k}={answers[k]}" for k in sorted(answers))
+        )
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": "Best-fitting business models:\n" + "\n".join(lines),
+        },
+    ]
+
+
+def prompt_fingerprint(prompt_inputs: dict, model: str) -> str:
+    """sha256 of the canonical prompt inputs and model: the cache and dedup key."""
+    canonical = json.dumps(
+        {"model": model, "messages": build_messages(prompt_inputs)}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -12,9 +12,54 @@ Contract (kept stable for quiz/, admin/ and health/):
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+import time
 from dataclasses import asdict, dataclass
 
+import redis
+
+from ..errors import BadRequest
 from . import prompts
+from .queue import FALLBACK_MESSAGES
+from .runtime import enabled, get_runtime
+
+log = logging.getLogger(__name__)
+
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LATE_GRACE_SECONDS = (
+    1.0  # a pending job this far past its deadline is finished by whoever reads it
+)
+UNAVAILABLE_MESSAGE = (
+    "AI analysis is unavailable right now; this is the algorithmic analysis."
+)
+OFF_MESSAGE = "AI analysis is switched off; this is the algorithmic analysis."
+REFUSED_MESSAGE = (
+    "You already have {cap} AI analyses being written, so this one was not queued. "
+    "Here is the algorithmic analysis; refresh the page once the others are ready to ask again."
+)
+
+
+DISABLED_METRICS = {
+    "enabled": False,
+    "queue_length": 0,
+    "local_queue_length": 0,
+    "wait_p50_seconds": None,
+    "wait_p95_seconds": None,
+    "waits_sampled": 0,
+    "calls": 0,
+    "retries": 0,
+    "fallbacks": 0,
+    "dedup_hits": 0,
+    "cache_hits": 0,
+    "refused": 0,
+    "breaker_state": "CLOSED",
+    "window_used": 0,
+    "window_limit": 0,
+    "in_flight": 0,
+    "in_flight_limit": 0,
+}
 
 
 @dataclass
@@ -34,27 +79,185 @@ class AnalysisStatus:
         return {**asdict(self), "pending": self.pending}
 
 
-def request_analysis(subject_id: str, prompt_inputs: dict, user_key: str, paid: bool = False):
-    """AI is not wired yet: every result gets the marked algorithmic analysis."""
+def request_analysis(
+    subject_id: str, prompt_inputs: dict, user_key: str, paid: bool = False
+):
+    """Queue an AI analysis (or return the existing one); never waits for the upstream API."""
+    if not enabled():
+        return AnalysisStatus(
+            state="off",
+            text=prompts.algorithmic_analysis(prompt_inputs),
+            fallback=True,
+            message=OFF_MESSAGE,
+        )
+    _check_subject(subject_id)
+    try:
+        return _queue_analysis(subject_id, prompt_inputs, user_key, paid)
+    except redis.RedisError:
+        # The results page still renders: the user gets the algorithmic analysis, unpersisted.
+        log.warning("ai.redis_unavailable")
+        text = prompts.algorithmic_analysis(prompt_inputs)
+        return AnalysisStatus(
+            state="fallback", text=text, fallback=True, message=UNAVAILABLE_MESSAGE
+        )
+
+
+def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus:
+    rt = get_runtime()
+    existing = analysis_status(subject_id)
+    if existing is not None:
+        if paid and existing.state == "queued" and rt.store.promote(subject_id):
+            job = rt.store.read(subject_id)
+            rt.queue.put(subject_id, job["inputs"], job["fp"], True, job["deadline"])
+            return analysis_status(subject_id)
+        return existing
+    cfg = rt.config
+    fingerprint = prompts.prompt_fingerprint(prompt_inputs, cfg["OPENAI_MODEL"])
+    cached = rt.caller.cached(fingerprint)
+    if cached is not None:
+        rt.store.record_final(subject_id, "done", cached, False, "", "cache_hits")
+        return AnalysisStatus(state="done", text=cached)
+    rt.store.count("requests")
+    outcome, rank = rt.store.enqueue(
+        subject_id,
+        prompt_inputs,
+        fingerprint,
+        user_key,
+        paid,
+        queue_max=cfg["AI_QUEUE_MAX"],
+        per_user=cfg["AI_PER_USER"],
+        deadline_s=cfg["AI_DEADLINE_SECONDS"],
+    )
+    if outcome == "exists":
+        return analysis_status(subject_id)
+    if outcome == "refused":
+        rt.store.count("refused")
+        message = REFUSED_MESSAGE.format(cap=cfg["AI_PER_USER"])
+        text = prompts.algorithmic_analysis(prompt_inputs)
+        return AnalysisStatus(
+            state="refused", text=text, fallback=True, message=message
+        )
+    if outcome == "full":
+        text = prompts.algorithmic_analysis(prompt_inputs)
+        rt.store.record_final(
+            subject_id,
+            "fallback",
+            text,
+            True,
+            FALLBACK_MESSAGES["queue_full"],
+            "queue_full",
+        )
+        return AnalysisStatus(
+            state="fallback",
+            text=text,
+            fallback=True,
+            message=FALLBACK_MESSAGES["queue_full"],
+        )
+    rt.queue.put(
+        subject_id,
+        prompt_inputs,
+        fingerprint,
+        paid,
+        time.time() + cfg["AI_DEADLINE_SECONDS"],
+    )
+    position = rank + 1
     return AnalysisStatus(
-        state="off",
-        text=prompts.algorithmic_analysis(prompt_inputs),
-        fallback=True,
-        message="AI analysis is switched off; this is the algorithmic analysis.",
+        state="queued", position=position, eta_seconds=_eta(rt, position)
     )
 
 
 def analysis_status(subject_id: str):
-    return None
+    """The job's state from Redis (any worker may answer); None if there is no such job."""
+    if not enabled() or not SUBJECT_ID.match(subject_id or ""):
+        return None
+    rt = get_runtime()
+    job = rt.store.read(subject_id)
+    if job is None:
+        return None
+    state = job.get("state", "")
+    if (
+        state in ("queued", "running")
+        and time.time() > job["deadline"] + LATE_GRACE_SECONDS
+    ):
+        # Its worker died or is stuck: the reader finishes it, exactly once cluster-wide.
+        rt.queue.finish_fallback(subject_id, job.get("inputs"), "deadline")
+        job = rt.store.read(subject_id) or job
+        state = job.get("state", "")
+    if state == "queued":
+        position = rt.store.position(subject_id)
+        return AnalysisStatus(
+            state="queued", position=position, eta_seconds=_eta(rt, position or 1)
+        )
+    if state == "running":
+        return AnalysisStatus(
+            state="running", message="Your analysis is being prepared now."
+        )
+    return AnalysisStatus(
+        state=state,
+        text=job.get("text"),
+        fallback=job["fallback"],
+        message=job.get("message", ""),
+    )
 
 
 def metrics_snapshot() -> dict:
-    return {"enabled": False, "queue_length": 0, "breaker_state": "CLOSED"}
+    """Cluster-wide figures from Redis, plus this process's local queue length."""
+    if not enabled():
+        return {**DISABLED_METRICS, "counters": {}}
+    rt = get_runtime()
+    waits = sorted(rt.store.recent_waits())
+    counters = rt.store.counters()
+    return {
+        "enabled": True,
+        "queue_length": rt.store.queue_length(),
+        "local_queue_length": rt.queue.jobs.qsize(),
+        "wait_p50_seconds": _percentile(waits, 50),
+        "wait_p95_seconds": _percentile(waits, 95),
+        "waits_sampled": len(waits),
+        "calls": counters.get("calls", 0),
+        "retries": counters.get("retries", 0),
+        "fallbacks": counters.get("fallbacks", 0),
+        "dedup_hits": counters.get("dedup_hits", 0),
+        "cache_hits": counters.get("cache_hits", 0),
+        "refused": counters.get("refused", 0),
+        "counters": counters,
+        "breaker_state": rt.breaker.state(),
+        **rt.budget.usage(),
+    }
 
 
 def reset_queue() -> int:
-    return 0
+    """Give every queued job (any worker, any instance) its fallback now; returns how many."""
+    if not enabled():
+        return 0
+    rt = get_runtime()
+    reset = 0
+    for subject_id in rt.store.queued_subjects():
+        job = rt.store.read(subject_id)
+        if job is not None and job.get("state") == "queued":
+            reset += rt.queue.finish_fallback(subject_id, job.get("inputs"), "reset")
+    return reset
 
 
 def force_close_breaker() -> None:
-    return None
+    if enabled():
+        get_runtime().breaker.force_close()
+
+
+def _check_subject(subject_id: str) -> None:
+    if not SUBJECT_ID.match(subject_id or ""):
+        raise BadRequest("That result id is not valid.")
+
+
+def _eta(rt, position: int) -> float:
+    """Seconds until a job at `position` starts, if the budget stays the binding limit."""
+    cfg = rt.config
+    per_call = cfg["AI_WINDOW_SECONDS"] / cfg["AI_RPM"]
+    return float(min(math.ceil(position * per_call), cfg["AI_DEADLINE_SECONDS"]))
+
+
+def _percentile(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, max(0, math.ceil(pct / 100 * len(values)) - 1))
+    return round(values[index], 3)

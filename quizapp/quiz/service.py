@@ -215,17 +215,22 @@ def ranked_models(attempt: dict) -> list[dict]:
     return ranked
 
 
+def _analysis(session, public_id: str, attempt: dict, ranked: list[dict]):
+    """The AI section for a result; a paid attempt's job jumps ahead of free ones."""
+    return ai_service.request_analysis(
+        subject_id=public_id,
+        prompt_inputs={"top_models": ranked[:3], "answers": dict(attempt["answers"])},
+        user_key=user_key(session),
+        paid=attempt["paid_at"] is not None,
+    )
+
+
 def result_page(session, public_id: str) -> dict:
     """Everything the results page shows, including the AI analysis section."""
     attempt = load_attempt(public_id)
     ranked = ranked_models(attempt)
     paid = attempt["paid_at"] is not None
-    analysis = ai_service.request_analysis(
-        subject_id=public_id,
-        prompt_inputs={"top_models": ranked[:3], "answers": dict(attempt["answers"])},
-        user_key=user_key(session),
-        paid=paid,
-    )
+    analysis = _analysis(session, public_id, attempt, ranked)
     return {
         "attempt": attempt,
         "ranked": ranked,
@@ -236,13 +241,21 @@ def result_page(session, public_id: str) -> dict:
     }
 
 
-def report_page(public_id: str) -> dict:
+def report_page(session, public_id: str) -> dict:
+    """The paid full report: every model ranked, the answers, and the (priority) AI analysis."""
     attempt = load_attempt(public_id)
     if attempt["paid_at"] is None:
         raise Forbidden("The full report for this result has not been unlocked yet.")
     quiz = content()
     answers = [(q, attempt["answers"].get(q.id)) for q in quiz.questions]
-    return {"attempt": attempt, "ranked": ranked_models(attempt), "answers": answers}
+    ranked = ranked_models(attempt)
+    return {
+        "attempt": attempt,
+        "ranked": ranked,
+        "answers": answers,
+        "analysis": _analysis(session, public_id, attempt, ranked),
+        "subject_id": public_id,
+    }
 
 
 def capture_email(public_id: str, raw_email: str) -> None:

@@ -104,7 +104,7 @@ def email(public_id):
 
 @bp.get("/r/<public_id>/report")
 def report(public_id):
-    return render_template("quiz/report.html", **service.report_page(public_id))
+    return render_template("quiz/report.html", **service.report_page(session, public_id))
 
 
 @bp.app_context_processor

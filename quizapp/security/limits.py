@@ -20,6 +20,8 @@ ENDPOINT_LIMITS = {
     "quiz.email": "RATELIMIT_EMAIL",
     "admin_auth.login": "RATELIMIT_LOGIN",
 }
+# endpoint -> config key of a limit that replaces the page default (pages polled by scripts).
+POLLED_ENDPOINTS = {"ai.analysis_json": "RATELIMIT_POLL"}
 # Server-to-server and signature-verified: the per-IP page limit would only drop paid events.
 UNLIMITED_ENDPOINTS = ("payments.webhook",)
 EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -82,6 +84,11 @@ def apply_endpoint_limits(app) -> list[str]:
     for endpoint, config_key in ENDPOINT_LIMITS.items():
         if endpoint in app.view_functions:
             limit_endpoint(app, endpoint, app.config[config_key])
+            applied.append(endpoint)
+    for endpoint, config_key in POLLED_ENDPOINTS.items():
+        if endpoint in app.view_functions:
+            view = app.view_functions[endpoint]
+            app.view_functions[endpoint] = limiter.limit(app.config[config_key], override_defaults=True)(view)
             applied.append(endpoint)
     for endpoint in UNLIMITED_ENDPOINTS:
         if endpoint in app.view_functions:

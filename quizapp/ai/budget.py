@@ -1,0 +1,138 @@
+"""The cluster-wide OpenAI budget in Redis: a sliding window of call starts plus in-flight leases."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+
+import gevent
+
+log = logging.getLogger(__name__)
+
+WINDOW_KEY = "ai:budget:window"
+INFLIGHT_KEY = "ai:budget:inflight"
+# Lag between our stamp and the upstream's arrival clock (a busy worker, a new connection):
+# every start counts this much longer than the window, so the upstream never sees one too many.
+WINDOW_GUARD_MS = 500
+
+# KEYS: window zset, in-flight zset. ARGV: rpm, window_ms, max_in_flight, lease_ms, lease_id.
+# Returns {1, 0} when a slot was taken, {0, wait_ms} otherwise. Clock: Redis TIME, one for all workers.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local rpm, window, cap, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local used = redis.call('ZCARD', KEYS[1])
+local flying = redis.call('ZCARD', KEYS[2])
+if used < rpm and flying < cap then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  redis.call('ZADD', KEYS[2], now + lease, ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], window + 1000)
+  redis.call('PEXPIRE', KEYS[2], lease + 1000)
+  return {1, 0}
+end
+local wait = 50
+if used >= rpm then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = math.max(1, tonumber(oldest[2]) + window - now + 1)
+end
+return {0, wait}
+"""
+
+# KEYS: window zset, in-flight zset. ARGV: window_ms. Returns {window used, in flight}.
+USAGE = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'), redis.call('ZCOUNT', KEYS[2], now, '+inf')}
+"""
+
+
+# KEYS: window zset, metrics hash. ARGV: lease_id. Re-stamp the start just before the request
+# leaves (the slot was taken earlier, maybe before a breaker check), and count the call.
+STAMP = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return redis.call('HINCRBY', KEYS[2], 'calls', 1)
+"""
+
+
+class BudgetExhausted(Exception):
+    """No budget slot could be taken before the job's deadline."""
+
+
+class Budget:
+    """At most `rpm` starts per `window` and `max_in_flight` leases, summed over every worker."""
+
+    def __init__(
+        self,
+        redis_client,
+        rpm: int,
+        window_seconds: float,
+        max_in_flight: int,
+        lease_seconds: float,
+    ):
+        self.redis = redis_client
+        self.rpm = rpm
+        self.window_ms = int(window_seconds * 1000) + WINDOW_GUARD_MS
+        self.max_in_flight = max_in_flight
+        self.lease_ms = int(lease_seconds * 1000)
+        self._acquire = redis_client.register_script(ACQUIRE)
+        self._usage = redis_client.register_script(USAGE)
+        self._stamp = redis_client.register_script(STAMP)
+
+    def try_acquire(self) -> tuple[str | None, float]:
+        """Take a slot now: (lease id, 0) or (None, seconds until a retry may succeed)."""
+        lease_id = uuid.uuid4().hex
+        taken, wait_ms = self._acquire(
+            keys=[WINDOW_KEY, INFLIGHT_KEY],
+            args=[
+                self.rpm,
+                self.window_ms,
+                self.max_in_flight,
+                self.lease_ms,
+                lease_id,
+            ],
+        )
+        return (lease_id, 0.0) if int(taken) else (None, int(wait_ms) / 1000.0)
+
+    def acquire(self, deadline: float) -> str:
+        """Wait (cooperatively) for a slot until `deadline` (time.time()); raise BudgetExhausted."""
+        while True:
+            lease_id, wait = self.try_acquire()
+            if lease_id:
+                return lease_id
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise BudgetExhausted()
+            # Jitter spreads the contenders of every worker so they do not wake in lockstep.
+            gevent.sleep(min(wait, remaining, 1.0) + random.uniform(0, 0.05))
+
+    def stamp_start(self, lease_id: str, metrics_key: str) -> None:
+        """The call starts now: its window entry counts from this moment (and count it)."""
+        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
+
+    def release(self, lease_id: str) -> None:
+        """The call ended: free its in-flight slot (its start stays counted in the window)."""
+        self.redis.zrem(INFLIGHT_KEY, lease_id)
+
+    def refund(self, lease_id: str) -> None:
+        """No call was made after all: free both the window entry and the in-flight slot."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(INFLIGHT_KEY, lease_id)
+        pipe.zrem(WINDOW_KEY, lease_id)
+        pipe.execute()
+
+    def usage(self) -> dict:
+        used, flying = self._usage(
+            keys=[WINDOW_KEY, INFLIGHT_KEY], args=[self.window_ms]
+        )
+        return {
+            "window_used": int(used),
+            "window_limit": self.rpm,
+            "in_flight": int(flying),
+            "in_flight_limit": self.max_in_flight,
+        }

@@ -1,0 +1,244 @@
+"""Job state in Redis keyed by subject_id (no personal data), so any worker can answer a poll."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+QUEUE_KEY = "ai:queue"  # zset subject_id -> priority score (paid first, then arrival)
+DEADLINES_KEY = (
+    "ai:deadlines"  # zset subject_id -> deadline (ms), swept by every worker
+)
+METRICS_KEY = "ai:metrics"  # hash of counters
+WAITS_KEY = "ai:waits"  # list of recent waits (ms), newest first
+WAITS_KEPT = 1000
+PENDING = ("queued", "running")
+
+
+def job_key(subject_id: str) -> str:
+    return f"ai:job:{subject_id}"
+
+
+def user_key_for(user_key: str, secret: str) -> str:
+    """The per-user slot set, named by an HMAC so no session id or email reaches Redis keys."""
+    digest = hmac.new(secret.encode(), user_key.encode(), hashlib.sha256).hexdigest()
+    return "ai:user:" + digest[:32]
+
+
+_NOW = (
+    "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+)
+
+# KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
+# (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
+ENQUEUE = (
+    _NOW
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1} end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'refused', -1} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {'full', -1} end
+local deadline = now + tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'state', 'queued', 'inputs', ARGV[7], 'fp', ARGV[8], 'paid', ARGV[9],
+  'user', ARGV[10], 'enqueued_at', now, 'deadline', deadline)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[3], deadline, ARGV[1])
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) + 1000)
+redis.call('ZADD', KEYS[4], deadline, ARGV[1])
+return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1])}
+"""
+)
+
+# KEYS: job, queue. ARGV: subject. A queued free job becomes paid: ahead of every free job,
+# behind those who paid earlier.
+PROMOTE = (
+    _NOW
+    + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+if redis.call('HGET', KEYS[1], 'paid') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'paid', '1')
+redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+return 1
+"""
+)
+
+# KEYS: job, queue. ARGV: subject. Queued -> running (leaves the queue); 0 if no longer queued.
+START = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: job, queue, deadlines, metrics, waits. ARGV: subject, state, text, fallback, message, ttl_s,
+# counter, waits_kept. Compare-and-set: only a pending job finishes, exactly once cluster-wide.
+FINISH = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'running' then return 0 end
+local user = redis.call('HGET', KEYS[1], 'user')
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'text', ARGV[3], 'fallback', ARGV[4], 'message', ARGV[5],
+  'finished_at', now)
+redis.call('HDEL', KEYS[1], 'inputs')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if user then redis.call('ZREM', user, ARGV[1]) end
+redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[4], 'fallbacks', 1) end
+local enqueued = tonumber(redis.call('HGET', KEYS[1], 'enqueued_at') or now)
+redis.call('LPUSH', KEYS[5], now - enqueued)
+redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[8]) - 1)
+return 1
+"""
+)
+
+
+class JobStore:
+    """Create, start, finish and read analysis jobs; every transition is one atomic script."""
+
+    def __init__(self, redis_client, ttl_seconds: int, secret: str):
+        self.redis = redis_client
+        self.ttl = ttl_seconds
+        self.secret = secret
+        self._enqueue = redis_client.register_script(ENQUEUE)
+        self._start = redis_client.register_script(START)
+        self._promote = redis_client.register_script(PROMOTE)
+        self._finish = redis_client.register_script(FINISH)
+
+    def enqueue(
+        self,
+        subject_id,
+        inputs,
+        fingerprint,
+        user_key,
+        paid,
+        queue_max,
+        per_user,
+        deadline_s,
+    ):
+        """('queued', rank) | ('exists'|'refused'|'full', -1)."""
+        # Paid reports sort before every free one; within a class, first come first served.
+        score = (0 if paid else 1) * 10**13 + int(time.time() * 1000)
+        user_set = user_key_for(user_key, self.secret)
+        outcome, rank = self._enqueue(
+            keys=[job_key(subject_id), QUEUE_KEY, user_set, DEADLINES_KEY],
+            args=[
+                subject_id,
+                score,
+                queue_max,
+                per_user,
+                int(deadline_s * 1000),
+                self.ttl,
+                json.dumps(inputs, sort_keys=True),
+                fingerprint,
+                int(bool(paid)),
+                user_set,
+            ],
+        )
+        return _text(outcome), int(rank)
+
+    def record_final(self, subject_id, state, text, fallback, message, counter) -> None:
+        """A job that never queued (queue full) still leaves its answer for the poll endpoint."""
+        pipe = self.redis.pipeline(transaction=True)
+        fields = {
+            "state": state,
+            "text": text,
+            "fallback": int(bool(fallback)),
+            "message": message,
+        }
+        pipe.hset(
+            job_key(subject_id),
+            mapping={**fields, "finished_at": int(time.time() * 1000)},
+        )
+        pipe.expire(job_key(subject_id), self.ttl)
+        pipe.hincrby(METRICS_KEY, counter, 1)
+        if fallback:
+            pipe.hincrby(METRICS_KEY, "fallbacks", 1)
+        pipe.execute()
+
+    def promote(self, subject_id: str) -> bool:
+        return bool(
+            self._promote(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id])
+        )
+
+    def start(self, subject_id: str) -> bool:
+        return bool(
+            self._start(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id])
+        )
+
+    def finish(self, subject_id, state, text, fallback, message, counter) -> bool:
+        return bool(
+            self._finish(
+                keys=[
+                    job_key(subject_id),
+                    QUEUE_KEY,
+                    DEADLINES_KEY,
+                    METRICS_KEY,
+                    WAITS_KEY,
+                ],
+                args=[
+                    subject_id,
+                    state,
+                    text,
+                    int(bool(fallback)),
+                    message,
+                    self.ttl,
+                    counter,
+                    WAITS_KEPT,
+                ],
+            )
+        )
+
+    def read(self, subject_id: str) -> dict | None:
+        raw = self.redis.hgetall(job_key(subject_id))
+        if not raw:
+            return None
+        job = {_text(k): _text(v) for k, v in raw.items()}
+        for name in ("enqueued_at", "deadline", "finished_at"):
+            if name in job:
+                job[name] = int(job[name]) / 1000.0
+        job["fallback"] = job.get("fallback") == "1"
+        job["inputs"] = json.loads(job["inputs"]) if job.get("inputs") else None
+        return job
+
+    def position(self, subject_id: str) -> int | None:
+        rank = self.redis.zrank(QUEUE_KEY, subject_id)
+        return None if rank is None else int(rank) + 1
+
+    def queued_subjects(self) -> list[str]:
+        return [_text(s) for s in self.redis.zrange(QUEUE_KEY, 0, -1)]
+
+    def overdue_subjects(self, limit: int = 100) -> list[str]:
+        now_ms = int(time.time() * 1000)
+        return [
+            _text(s)
+            for s in self.redis.zrangebyscore(
+                DEADLINES_KEY, "-inf", now_ms, start=0, num=limit
+            )
+        ]
+
+    def count(self, counter: str, amount: int = 1) -> None:
+        self.redis.hincrby(METRICS_KEY, counter, amount)
+
+    def counters(self) -> dict:
+        return {_text(k): int(v) for k, v in self.redis.hgetall(METRICS_KEY).items()}
+
+    def queue_length(self) -> int:
+        return int(self.redis.zcard(QUEUE_KEY))
+
+    def recent_waits(self) -> list[float]:
+        return [
+            int(v) / 1000.0 for v in self.redis.lrange(WAITS_KEY, 0, WAITS_KEPT - 1)
+        ]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

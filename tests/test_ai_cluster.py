@@ -1,0 +1,265 @@
+"""Two gunicorn instances x two gevent workers share one AI budget, breaker, dedup and job store."""
+
+import math
+import os
+import signal
+import time
+
+import gevent
+import pytest
+import requests
+from gevent.event import Event
+
+from tests.fake_openai import FakeOpenAIProcess, max_starts_in_window, synthetic_inputs
+from tests.support.servers import Gunicorn, free_port
+
+RPM, WINDOW, IN_FLIGHT, DEADLINE, LEASE = 10, 6.0, 4, 14.0, 3.0
+POLL_SECONDS = 1.0
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def fake():
+    server = FakeOpenAIProcess(free_port(), latency=0.3, rpm=10000).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(fake):
+    env = {
+        "QUIZAPP_ENV": "test",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_TIMEOUT": "2",
+        "AI_RPM": str(RPM),
+        "AI_WINDOW_SECONDS": str(WINDOW),
+        "AI_MAX_IN_FLIGHT": str(IN_FLIGHT),
+        "AI_PER_USER": "2",
+        "AI_QUEUE_MAX": "500",
+        "AI_DEADLINE_SECONDS": str(DEADLINE),
+        "AI_DISPATCHERS": "4",
+        "AI_LEASE_SECONDS": str(LEASE),
+        "AI_RETRIES": "3",
+        "AI_BREAKER_FAILURES": "3",
+        "AI_BREAKER_COOLDOWN": "2",
+    }
+    servers = [
+        Gunicorn("tests.support.aiapp:app", workers=2, env=env) for _ in range(2)
+    ]
+    jobs = [gevent.spawn(server.start) for server in servers]
+    try:
+        gevent.joinall(jobs, raise_error=True)
+        yield [server.url for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_fake(fake):
+    fake.reset()
+    fake.set_mode(mode="ok", latency=0.3)
+
+
+def ask(session, base, subject_id, inputs, user_key, paid=False):
+    body = {
+        "subject_id": subject_id,
+        "inputs": inputs,
+        "user_key": user_key,
+        "paid": paid,
+    }
+    response = session.post(base + "/_test/ai/request", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def poll_until_final(session, base, subject_id, limit):
+    while True:
+        status = session.get(f"{base}/api/analysis/{subject_id}", timeout=10).json()
+        if not status["pending"] or time.monotonic() > limit:
+            return status
+        gevent.sleep(POLL_SECONDS)
+
+
+def run_users(urls, count, inputs_for, user_for=lambda i: f"user-{i}"):
+    """`count` users finish at once on alternating instances and poll the other one."""
+    go, outcomes = Event(), [None] * count
+
+    def user(i):
+        session = requests.Session()
+        go.wait()
+        started = time.monotonic()
+        subject = f"subj-{i}"
+        first = ask(session, urls[i % 2], subject, inputs_for(i), user_for(i))
+        final = first
+        if first["pending"]:
+            final = poll_until_final(
+                session, urls[(i + 1) % 2], subject, started + DEADLINE + 5
+            )
+        outcomes[i] = (first, final, time.monotonic() - started)
+        session.close()
+
+    greenlets = [gevent.spawn(user, i) for i in range(count)]
+    gevent.sleep(0.2)
+    go.set()
+    gevent.joinall(greenlets, raise_error=True)
+    return outcomes
+
+
+def metrics(url):
+    return requests.get(url + "/_test/ai/metrics", timeout=5).json()
+
+
+def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
+    outcomes = run_users(cluster, 200, lambda i: synthetic_inputs(f"crowd-{i}"))
+    log = fake.calls()
+    starts = sorted(c["start"] for c in log["calls"])
+    busiest = max_starts_in_window(starts, WINDOW)
+    finals = [final for _, final, _ in outcomes]
+    done = [f for f in finals if f["state"] == "done"]
+    fallbacks = [f for f in finals if f["state"] == "fallback"]
+    elapsed = [seconds for _, _, seconds in outcomes]
+    windows = math.floor(DEADLINE / WINDOW)
+    backlog_calls = sum(1 for s in starts if s < starts[0] + windows * WINDOW)
+    snapshot = metrics(cluster[0])
+    print(
+        f"\n[figure] 200 users, 2 instances x 2 workers: max calls in any {WINDOW:.0f}s window = {busiest} (budget {RPM})"
+    )
+    print(
+        f"[figure] max concurrent upstream calls = {log['max_concurrency']} (cap {IN_FLIGHT})"
+    )
+    print(
+        f"[figure] utilisation while backlogged: {backlog_calls}/{windows * RPM} calls in the first {windows} windows"
+    )
+    print(
+        f"[figure] outcomes: {len(done)} AI, {len(fallbacks)} marked fallback, slowest user {max(elapsed):.1f}s (deadline {DEADLINE:.0f}s)"
+    )
+    print(
+        f"[figure] server-side wait p50 = {snapshot['wait_p50_seconds']}s, p95 = {snapshot['wait_p95_seconds']}s"
+    )
+    assert busiest <= RPM
+    assert log["max_concurrency"] <= IN_FLIGHT
+    assert len(done) + len(fallbacks) == 200
+    assert all(
+        f["fallback"] and f["text"] and "too long" in f["message"] for f in fallbacks
+    )
+    assert all(
+        f["text"].startswith("Fake AI analysis") and not f["fallback"] for f in done
+    )
+    assert len(done) == sum(1 for c in log["calls"] if c["status"] == 200)
+    # The budget is used to the last call while backlogged.
+    assert backlog_calls == windows * RPM
+    assert max(elapsed) <= DEADLINE + POLL_SECONDS + 2.0
+    assert snapshot["queue_length"] == 0 and snapshot["in_flight"] == 0
+
+
+def test_50_identical_requests_make_one_upstream_call(cluster, fake):
+    same = synthetic_inputs("identical")
+    outcomes = run_users(cluster, 50, lambda i: same)
+    finals = [final for _, final, _ in outcomes]
+    assert {f["state"] for f in finals} == {"done"}
+    assert len({f["text"] for f in finals}) == 1
+    assert len(fake.calls()["calls"]) == 1
+    snapshot = metrics(cluster[1])
+    print(
+        f"\n[figure] 50 identical requests: 1 upstream call, {snapshot['dedup_hits']} dedup hits, {snapshot['cache_hits']} cache hits"
+    )
+    assert snapshot["dedup_hits"] + snapshot["cache_hits"] == 49
+
+
+def test_per_user_cap_across_instances(cluster, fake):
+    fake.set_mode(latency=1.0)
+    outcomes = run_users(
+        cluster,
+        3,
+        lambda i: synthetic_inputs(f"cap-{i}"),
+        user_for=lambda i: "one-user",
+    )
+    firsts = sorted(first["state"] for first, _, _ in outcomes)
+    assert firsts == ["queued", "queued", "refused"]
+    refused = next(first for first, _, _ in outcomes if first["state"] == "refused")
+    assert refused["fallback"] and "not queued" in refused["message"]
+    assert sorted(final["state"] for _, final, _ in outcomes) == [
+        "done",
+        "done",
+        "refused",
+    ]
+
+
+def test_breaker_opens_half_opens_with_one_probe_and_closes(cluster, fake):
+    session = requests.Session()
+    fake.set_mode(mode="error500")
+    ask(session, cluster[0], "b-1", synthetic_inputs("b1"), "u1")
+    first = poll_until_final(session, cluster[1], "b-1", time.monotonic() + DEADLINE)
+    assert first["state"] == "fallback" and len(fake.calls()["calls"]) == 3
+    assert {metrics(url)["breaker_state"] for url in cluster} == {"OPEN"}
+    second = ask(session, cluster[1], "b-2", synthetic_inputs("b2"), "u2")
+    second = poll_until_final(session, cluster[0], "b-2", time.monotonic() + 5)
+    assert second["state"] == "fallback" and "not answering" in second["message"]
+    # Open: straight to fallback, no upstream call.
+    assert len(fake.calls()["calls"]) == 3
+    fake.set_mode(mode="ok", latency=1.0)
+    gevent.sleep(2.1)  # AI_BREAKER_COOLDOWN
+    outcomes = run_users(cluster, 6, lambda i: synthetic_inputs(f"probe-{i}"))
+    states = sorted(final["state"] for _, final, _ in outcomes)
+    # Exactly one probe went through, cluster-wide.
+    assert states == ["done"] + ["fallback"] * 5
+    assert len(fake.calls()["calls"]) == 4
+    assert {metrics(url)["breaker_state"] for url in cluster} == {"CLOSED"}
+
+
+def test_a_killed_workers_lease_expires_and_its_user_gets_the_fallback(cluster, fake):
+    fake.set_mode(mode="hang")
+    session = requests.Session()
+    started = ask(session, cluster[0], "k-1", synthetic_inputs("kill"), "u1")
+    deadline = time.monotonic() + 5
+    while not fake.calls()["calls"] and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    assert metrics(cluster[1])["in_flight"] == 1
+    # A worker of the gunicorn we started; its master respawns it.
+    os.kill(started["pid"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    while metrics(cluster[1])["in_flight"] and time.monotonic() < killed_at + LEASE + 2:
+        gevent.sleep(0.1)
+    freed_after = time.monotonic() - killed_at
+    print(
+        f"\n[figure] killed worker's in-flight lease freed after {freed_after:.1f}s (lease {LEASE:.0f}s)"
+    )
+    assert metrics(cluster[1])["in_flight"] == 0
+    final = poll_until_final(
+        session, cluster[1], "k-1", time.monotonic() + DEADLINE + 3
+    )
+    assert final["state"] == "fallback" and final["fallback"]
+    fake.set_mode(mode="ok")
+
+
+def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
+    from playwright.sync_api import sync_playwright
+
+    # Under OPENAI_TIMEOUT=2 s, and long enough that the page first shows the pending state.
+    fake.set_mode(latency=1.5)
+    session = requests.Session()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        try:
+            page = browser.new_page()
+            no_js = browser.new_context(java_script_enabled=False).new_page()
+            ask(session, cluster[0], "page-1", synthetic_inputs("page"), "u1")
+            ask(session, cluster[0], "page-2", synthetic_inputs("page-2"), "u2")
+            page.goto(f"{cluster[1]}/_test/ai/page/page-1")
+            no_js.goto(f"{cluster[0]}/_test/ai/page/page-2")
+            assert page.locator("[data-role=status]").is_visible()
+            assert no_js.locator("[data-role=refresh] a").count() == 1
+            assert 'http-equiv="refresh"' in no_js.content()
+            page.wait_for_selector(
+                "[data-role=text]:has-text('Fake AI analysis')", timeout=15000
+            )
+            assert page.locator("[data-role=status]").count() == 0
+            assert page.locator("#ai-analysis").get_attribute("data-state") == "done"
+        finally:
+            browser.close()
+    poll_until_final(session, cluster[1], "page-2", time.monotonic() + DEADLINE)

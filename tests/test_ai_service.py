@@ -1,0 +1,248 @@
+"""AI analysis in one process against the fake upstream: queue, cache, dedup, deadline, poll page."""
+
+import time
+
+import gevent
+import pytest
+from flask import render_template
+
+from quizapp.ai import service
+from quizapp.ai.runtime import get_runtime, stop_runtime
+from quizapp.ai.service import AnalysisStatus
+from tests.fake_openai import FakeOpenAIProcess, synthetic_inputs
+from tests.support.servers import free_port
+
+
+@pytest.fixture(scope="module")
+def fake():
+    server = FakeOpenAIProcess(free_port(), latency=0.2).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ai_app(make_app, fake):
+    fake.reset()
+    fake.set_mode(mode="ok", latency=0.2, rpm=600, window=60)
+    apps = []
+
+    def build(**overrides):
+        settings = {
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_TIMEOUT": 2,
+            "AI_RPM": 100,
+            "AI_WINDOW_SECONDS": 6,
+            "AI_DEADLINE_SECONDS": 5,
+            "AI_BREAKER_COOLDOWN": 1,
+        }
+        app = make_app(**{**settings, **overrides})
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        stop_runtime(app)
+
+
+def wait_final(app, subject_id, timeout=10.0):
+    with app.app_context():
+        get_runtime().queue.wait(subject_id, timeout=timeout)
+        return service.analysis_status(subject_id)
+
+
+def test_ai_off_gives_the_marked_algorithmic_analysis(make_app):
+    app = make_app(OPENAI_API_KEY="")
+    with app.app_context():
+        status = service.request_analysis("s1", synthetic_inputs(1), "user-1")
+    assert (status.state, status.fallback) == ("off", True)
+    assert status.text.startswith("Your strongest fit is Software as a service")
+
+
+def test_queued_then_done_and_poll_endpoint_from_another_app(ai_app, fake):
+    app = ai_app()
+    with app.test_request_context():
+        status = service.request_analysis("subj-a", synthetic_inputs("a"), "user-1")
+    assert status.state == "queued" and status.position == 1 and status.eta_seconds >= 1
+    final = wait_final(app, "subj-a")
+    assert (
+        final.state == "done"
+        and final.text.startswith("Fake AI analysis")
+        and not final.fallback
+    )
+    other = ai_app()  # another "worker": reads the same Redis job
+    response = other.test_client().get("/api/analysis/subj-a")
+    assert response.status_code == 200
+    assert (
+        response.get_json()["state"] == "done"
+        and response.get_json()["pending"] is False
+    )
+    assert other.test_client().get("/api/analysis/nope").status_code == 404
+    assert len(fake.calls()["calls"]) == 1
+
+
+def test_identical_prompts_share_one_upstream_call_then_the_cache(ai_app, fake):
+    app = ai_app(AI_PER_USER=100)
+    inputs = synthetic_inputs("same")
+    with app.test_request_context():
+        for i in range(50):
+            # Once the one call has answered, later requests are served from the cache at once.
+            assert service.request_analysis(f"dup-{i}", inputs, f"user-{i}").state in (
+                "queued",
+                "done",
+            )
+    finals = [wait_final(app, f"dup-{i}") for i in range(50)]
+    assert {f.state for f in finals} == {"done"} and len({f.text for f in finals}) == 1
+    with app.test_request_context():
+        later = service.request_analysis("dup-late", inputs, "user-late")
+        metrics = service.metrics_snapshot()
+    assert later.state == "done"
+    assert len(fake.calls()["calls"]) == 1
+    assert metrics["calls"] == 1 and metrics["dedup_hits"] + metrics["cache_hits"] == 50
+
+
+def test_per_user_cap_refuses_the_third(ai_app, fake):
+    fake.set_mode(latency=1.0)
+    app = ai_app(AI_PER_USER=2)
+    with app.test_request_context():
+        states = [
+            service.request_analysis(f"cap-{i}", synthetic_inputs(i), "same-user").state
+            for i in range(3)
+        ]
+        refused = service.request_analysis("cap-2", synthetic_inputs(2), "same-user")
+    assert states == ["queued", "queued", "refused"]
+    assert refused.fallback and "2 AI analyses" in refused.message
+    assert {wait_final(app, f"cap-{i}").state for i in range(2)} == {"done"}
+    with app.test_request_context():
+        assert (
+            service.request_analysis("cap-2", synthetic_inputs(2), "same-user").state
+            == "queued"
+        )
+    assert wait_final(app, "cap-2").state == "done"
+
+
+def test_queue_full_gives_marked_fallback(ai_app, fake):
+    fake.set_mode(mode="hang")
+    app = ai_app(AI_QUEUE_MAX=3, AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100)
+    with app.test_request_context():
+        states = [service.request_analysis("full-0", synthetic_inputs(0), "u0").state]
+        gevent.sleep(0.3)  # the one dispatcher takes full-0 and hangs on it
+        states += [
+            service.request_analysis(f"full-{i}", synthetic_inputs(i), f"u{i}").state
+            for i in range(1, 6)
+        ]
+        assert states == ["queued"] * 4 + ["fallback"] * 2
+        rejected = service.analysis_status("full-5")
+        assert rejected.fallback and "Many people" in rejected.message
+        snapshot = service.metrics_snapshot()
+        assert snapshot["queue_length"] == 3 and snapshot["counters"]["queue_full"] == 2
+        assert service.reset_queue() == 3
+        assert service.metrics_snapshot()["queue_length"] == 0
+        assert "reset by an operator" in service.analysis_status("full-1").message
+    fake.set_mode(mode="ok")
+
+
+def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake):
+    fake.set_mode(mode="hang")
+    app = ai_app(AI_DEADLINE_SECONDS=1.5, OPENAI_TIMEOUT=10)
+    started = time.monotonic()
+    with app.test_request_context():
+        service.request_analysis("slow-1", synthetic_inputs("slow"), "u1")
+    final = wait_final(app, "slow-1")
+    elapsed = time.monotonic() - started
+    assert final.state == "fallback" and final.fallback and "too long" in final.message
+    assert elapsed < 1.5 + 0.5
+    fake.set_mode(mode="ok")
+
+
+def test_results_section_renders_pending_and_done(ai_app):
+    app = ai_app()
+    with app.test_request_context("/result/x"):
+        queued = AnalysisStatus(state="queued", position=3, eta_seconds=2.0)
+        html = render_template("ai/_analysis.html", analysis=queued, subject_id="x")
+        head = render_template("ai/_analysis_head.html", analysis=queued)
+        done = render_template(
+            "ai/_analysis.html",
+            analysis=AnalysisStatus(state="done", text="Hi"),
+            subject_id="x",
+        )
+    assert 'data-poll-url="/api/analysis/x"' in html and "position 3, about 2 s" in html
+    assert (
+        "js/analysis.js" in html
+        and "<script>" not in html
+        and 'href="/result/x"' in html
+    )
+    assert 'http-equiv="refresh" content="3"' in head
+    assert "data-poll-url" not in done and "Hi" in done and "analysis.js" not in done
+
+
+def test_paid_jobs_jump_the_queue(ai_app, fake):
+    fake.set_mode(
+        latency=1.0
+    )  # free-0 keeps the one dispatcher busy while we queue and pay
+    app = ai_app(
+        AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100, AI_DEADLINE_SECONDS=10
+    )
+    with app.test_request_context():
+        for i in range(4):
+            service.request_analysis(f"free-{i}", synthetic_inputs(f"f{i}"), f"u{i}")
+        # Free-0 is with the dispatcher now; free-1..3 wait in the queue.
+        gevent.sleep(0.1)
+        paid = service.request_analysis(
+            "paid-0", synthetic_inputs("p"), "payer", paid=True
+        )
+        assert paid.position == 1
+        # The free job at the back pays: it moves ahead of every free job, behind earlier payers.
+        promoted = service.request_analysis(
+            "free-3", synthetic_inputs("f3"), "u3", paid=True
+        )
+        assert promoted.position == 2
+        assert service.analysis_status("free-1").position == 3
+    assert wait_final(app, "free-3").state == "done"
+    with app.app_context():
+        assert service.analysis_status("paid-0").state == "done"
+        assert service.analysis_status("free-1").pending
+
+
+def test_redis_outage_still_renders_the_marked_algorithmic_analysis(ai_app):
+    app = ai_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_SOCKET_TIMEOUT=0.2)
+    with app.test_request_context():
+        status = service.request_analysis("down-1", synthetic_inputs(1), "u1")
+    assert (status.state, status.fallback) == ("fallback", True)
+    assert "unavailable" in status.message and status.text.startswith(
+        "Your strongest fit"
+    )
+
+
+def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(
+    ai_app, fake, redis_client
+):
+    from quizapp.ai.calls import OWNER_PREFIX
+    from quizapp.ai.prompts import prompt_fingerprint
+
+    inputs = synthetic_inputs("orphan")
+    # A worker that died while owning this prompt's call leaves its owner key until it expires.
+    redis_client.set(
+        OWNER_PREFIX + prompt_fingerprint(inputs, "gpt-4o-mini"), "dead", px=800
+    )
+    app = ai_app()
+    with app.test_request_context():
+        service.request_analysis("orphan-1", inputs, "u1")
+    final = wait_final(app, "orphan-1")
+    assert final.state == "done" and len(fake.calls()["calls"]) == 1
+
+
+def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake):
+    fake.set_mode(mode="error500")
+    app = ai_app(AI_RETRIES=1, AI_PER_USER=100)
+    inputs = synthetic_inputs("failing")
+    with app.test_request_context():
+        for i in range(10):
+            service.request_analysis(f"fail-{i}", inputs, f"u{i}")
+    finals = [wait_final(app, f"fail-{i}") for i in range(10)]
+    assert {(f.state, f.fallback) for f in finals} == {("fallback", True)}
+    assert {f.message for f in finals} == {
+        "The AI service failed to answer; here is the algorithmic analysis."
+    }
+    assert len(fake.calls()["calls"]) == 1
+    fake.set_mode(mode="ok")
