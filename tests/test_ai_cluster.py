@@ -30,6 +30,8 @@ def fake():
 def cluster(fake):
     env = {
         "QUIZAPP_ENV": "test",
+        # 200 simulated users share one loopback address: per-IP limits are not under test here.
+        "RATELIMIT_ENABLED": "false",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_TIMEOUT": "2",

@@ -20,6 +20,7 @@ PROBE_LIMITS = {
 def probe_names(monkeypatch):
     monkeypatch.setattr(limits, "ENDPOINT_LIMITS", PROBE_LIMITS)
     monkeypatch.setattr(limits, "UNLIMITED_ENDPOINTS", ("probe_payments.webhook",))
+    monkeypatch.setattr(limits, "POLLED_ENDPOINTS", {})
 
 
 def _app_with_probe_routes(make_app, **overrides):
@@ -56,9 +57,11 @@ def _app_with_probe_routes(make_app, **overrides):
 def test_real_endpoints_that_exist_are_limited(make_app):
     app = make_app()
     present = [
-        name for name in (*limits.ENDPOINT_LIMITS, *limits.UNLIMITED_ENDPOINTS) if name in app.view_functions
+        name
+        for name in (*limits.ENDPOINT_LIMITS, *limits.POLLED_ENDPOINTS, *limits.UNLIMITED_ENDPOINTS)
+        if name in app.view_functions
     ]
-    assert "admin_auth.login" in present
+    assert "admin_auth.login" in present and "ai.analysis_json" in present
     assert app.extensions["quizapp.limited_endpoints"] == present
 
 

@@ -46,7 +46,8 @@ return {0, wait}
 USAGE = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'), redis.call('ZCOUNT', KEYS[2], now, '+inf')}
+return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'),
+        redis.call('ZCOUNT', KEYS[2], now, '+inf')}
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -160,14 +161,10 @@ class AIQueue:
         token = caller.try_own(job.fingerprint, job.deadline)
         if token is None:
             # Another worker is calling upstream for the same prompt: wait off the dispatcher pool.
-            shared = lambda: caller.await_shared(
-                job.fingerprint, _messages(job), job.deadline
-            )
+            shared = functools.partial(caller.await_shared, job.fingerprint, _messages(job), job.deadline)
             self.group.spawn(self._run_bounded, job, shared)
             return
-        owned = lambda: caller.fetch_as_owner(
-            job.fingerprint, _messages(job), token, job.deadline
-        )
+        owned = functools.partial(caller.fetch_as_owner, job.fingerprint, _messages(job), token, job.deadline)
         self._run_bounded(job, owned)
 
     def _run_bounded(self, job: QueuedJob, obtain) -> None:
