@@ -47,8 +47,8 @@ stop:
 	@bash scripts/services.sh stop
 
 lint: venv
-	$(VENV)/bin/ruff check quizapp tests wsgi.py gunicorn.conf.py
-	$(VENV)/bin/ruff format --check quizapp tests wsgi.py gunicorn.conf.py
+	$(VENV)/bin/ruff check quizapp tests bench scripts wsgi.py gunicorn.conf.py
+	$(VENV)/bin/ruff format --check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/bandit -q -ll -r quizapp
 
 clean-var: stop

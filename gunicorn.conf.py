@@ -45,9 +45,7 @@ if not control_socket:
     del control_socket
 # Worker liveness files in RAM when possible, not on a possibly slow or read-only disk.
 _shm = "/dev/shm"  # nosec B108 - gunicorn's own liveness files, not user data
-worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (
-    _shm if os.access(_shm, os.W_OK) else None
-)
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (_shm if os.access(_shm, os.W_OK) else None)
 
 
 def _flask_app(worker):

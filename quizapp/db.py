@@ -234,7 +234,8 @@ def run_in_transaction(fn, *args, pool=None, retries=None, **kwargs):
                 if isinstance(exc, ConnectionLost):
                     raise DatabaseUnavailable() from exc
                 raise
-            gevent.sleep(random.uniform(0, 0.02 * 2**attempt))  # nosec B311 - jitter only
+            # Jitter, not security: B311 does not apply.
+            gevent.sleep(random.uniform(0, 0.02 * 2**attempt))  # nosec B311
     raise AssertionError("unreachable")
 
 

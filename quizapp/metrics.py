@@ -176,18 +176,14 @@ class ClusterCollector:
         yield GaugeMetricFamily(
             "quizapp_ai_queue_length",
             "Analyses waiting in the cluster-wide AI queue",
-            value=max(
-                (_number(s.get("queue_length")) or 0 for s in snapshots), default=0
-            ),
+            value=max((_number(s.get("queue_length")) or 0 for s in snapshots), default=0),
         )
         breaker = GaugeMetricFamily(
             "quizapp_ai_breaker_workers",
             "Workers by AI circuit breaker state",
             labels=["state"],
         )
-        states = Counter(
-            str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots
-        )
+        states = Counter(str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots)
         for state in ("CLOSED", "HALF_OPEN", "OPEN"):
             breaker.add_metric([state], states.get(state, 0))
         yield breaker

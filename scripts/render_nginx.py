@@ -66,9 +66,7 @@ def parse_ports(spec: str) -> list[int]:
 
 
 def upstream_servers(ports: list[int], host: str = "127.0.0.1") -> str:
-    return "\n    ".join(
-        f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports
-    )
+    return "\n    ".join(f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports)
 
 
 def render_site(values: dict[str, str]) -> str:
@@ -78,9 +76,7 @@ def render_site(values: dict[str, str]) -> str:
     return text
 
 
-def site_values(
-    ports, listen, server_name="_", static_root=None, access_log="off"
-) -> dict:
+def site_values(ports, listen, server_name="_", static_root=None, access_log="off") -> dict:
     return {
         "QUIZAPP_UPSTREAM_SERVERS": upstream_servers(ports),
         "QUIZAPP_LISTEN": str(listen),
@@ -90,23 +86,17 @@ def site_values(
     }
 
 
-def write_standalone(
-    prefix: Path, ports, listen, server_name="_", static_root=None
-) -> Path:
+def write_standalone(prefix: Path, ports, listen, server_name="_", static_root=None) -> Path:
     """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
     prefix = Path(prefix).resolve()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    site = render_site(
-        site_values(ports, listen, server_name, static_root, str(prefix / "access.log"))
-    )
+    site = render_site(site_values(ports, listen, server_name, static_root, str(prefix / "access.log")))
     # As root, the workers would run as "nobody"; run them as the invoking user instead so they
     # can read the checkout and the temp dirs this script created.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
-    indented = "\n".join(
-        ("    " + line) if line else line for line in site.splitlines()
-    )
+    indented = "\n".join(("    " + line) if line else line for line in site.splitlines())
     conf.write_text(STANDALONE.format(user=user, prefix=prefix, site=indented))
     return conf
 
@@ -115,14 +105,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ports", default=os.environ.get("QUIZAPP_PORTS", "8001-8004"))
     parser.add_argument("--listen", default=os.environ.get("QUIZAPP_LISTEN", "80"))
-    parser.add_argument(
-        "--server-name", default=os.environ.get("QUIZAPP_SERVER_NAME", "_")
-    )
+    parser.add_argument("--server-name", default=os.environ.get("QUIZAPP_SERVER_NAME", "_"))
     parser.add_argument("--static-root", default=os.environ.get("QUIZAPP_STATIC_ROOT"))
     parser.add_argument("--access-log", default="/var/log/nginx/quizapp.access.log")
-    parser.add_argument(
-        "--standalone", metavar="DIR", help="write DIR/nginx.conf instead"
-    )
+    parser.add_argument("--standalone", metavar="DIR", help="write DIR/nginx.conf instead")
     args = parser.parse_args(argv)
     ports = parse_ports(args.ports)
     if args.standalone:
@@ -136,9 +122,7 @@ def main(argv=None) -> int:
             )
         )
         return 0
-    values = site_values(
-        ports, args.listen, args.server_name, args.static_root, args.access_log
-    )
+    values = site_values(ports, args.listen, args.server_name, args.static_root, args.access_log)
     sys.stdout.write(render_site(values))
     return 0
 

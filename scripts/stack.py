@@ -36,24 +36,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait(
-    check, what: str, timeout: float, proc: subprocess.Popen | None = None
-) -> None:
+def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise SystemExit(
-                f"stack: {what} exited with {proc.returncode}; see its log"
-            )
+            raise SystemExit(f"stack: {what} exited with {proc.returncode}; see its log")
         try:
             if check():
                 return
         except OSError:
             pass
         time.sleep(0.1)
-    raise SystemExit(
-        f"stack: {what} did not come up within {timeout:.0f}s; see its log"
-    )
+    raise SystemExit(f"stack: {what} did not come up within {timeout:.0f}s; see its log")
 
 
 def _http_ok(url: str) -> bool:
@@ -104,9 +98,7 @@ def _start(args) -> int:
     state = Path(args.state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     if _running(state):
-        print(
-            f"stack: already running ({', '.join(_running(state))}); `make stack-stop` first"
-        )
+        print(f"stack: already running ({', '.join(_running(state))}); `make stack-stop` first")
         return 1
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name):
@@ -173,22 +165,16 @@ def _start(args) -> int:
     for name, proc in procs:
         if name.startswith("gunicorn-"):
             port = int(name.split("-")[1])
-            _wait(
-                lambda p=port: _http_ok(f"http://127.0.0.1:{p}/healthz"), name, 60, proc
-            )
+            _wait(lambda p=port: _http_ok(f"http://127.0.0.1:{p}/healthz"), name, 60, proc)
     prefix = state / "nginx"
     conf = render_nginx.write_standalone(prefix, ports, f"{args.host}:{args.port}")
     nginx = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
-    check = subprocess.run(
-        [*nginx, "-t", "-q"], capture_output=True, text=True, check=False
-    )
+    check = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True, check=False)
     if check.returncode != 0:
         raise SystemExit(f"stack: nginx -t failed:\n{check.stderr}")
     proc = _spawn("nginx", nginx, state, env)
     _wait(lambda: _http_ok(f"http://127.0.0.1:{args.port}/healthz"), "nginx", 15, proc)
-    (state / "stack.json").write_text(
-        json.dumps({"url": f"http://{args.host}:{args.port}/", "ports": ports})
-    )
+    (state / "stack.json").write_text(json.dumps({"url": f"http://{args.host}:{args.port}/", "ports": ports}))
     print(
         f"quizapp stack: http://{args.host}:{args.port}/  (nginx least_conn over "
         f"{len(ports)} instances on {','.join(map(str, ports))}; `make stack-stop` stops it)"
@@ -232,18 +218,10 @@ def main(argv=None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("start", "stop", "status"))
-    parser.add_argument(
-        "--instances", type=int, default=int(env.get("STACK_INSTANCES", 4))
-    )
-    parser.add_argument(
-        "--base-port", type=int, default=int(env.get("STACK_BASE_PORT", 8001))
-    )
-    parser.add_argument(
-        "--ports", default=env.get("STACK_PORTS", ""), help="e.g. 8001,8002"
-    )
-    parser.add_argument(
-        "--port", type=int, default=int(env.get("STACK_PORT", 8080)), help="nginx"
-    )
+    parser.add_argument("--instances", type=int, default=int(env.get("STACK_INSTANCES", 4)))
+    parser.add_argument("--base-port", type=int, default=int(env.get("STACK_BASE_PORT", 8001)))
+    parser.add_argument("--ports", default=env.get("STACK_PORTS", ""), help="e.g. 8001,8002")
+    parser.add_argument("--port", type=int, default=int(env.get("STACK_PORT", 8080)), help="nginx")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--workers", type=int, default=int(env.get("STACK_WORKERS", 1)))
     parser.add_argument(
@@ -251,9 +229,7 @@ def main(argv=None) -> int:
         type=int,
         default=int(env.get("STACK_FAKE_OPENAI_PORT", 8900)),
     )
-    parser.add_argument(
-        "--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack"))
-    )
+    parser.add_argument("--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack")))
     args = parser.parse_args(argv)
     return {"start": start, "stop": stop, "status": status}[args.action](args)
 

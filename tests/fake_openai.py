@@ -111,9 +111,7 @@ class FakeOpenAI:
             }
             self.calls.append(record)
             mode = self._take_mode()
-            wait = (
-                self.retry_after if mode == "ratelimit" else self._rate_limited(start)
-            )
+            wait = self.retry_after if mode == "ratelimit" else self._rate_limited(start)
             latency = self.latency
         try:
             status, headers, payload = self._answer(mode, wait, latency, body)

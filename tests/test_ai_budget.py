@@ -16,9 +16,7 @@ def concurrently(count, func):
 
 
 def test_window_allows_exactly_rpm_starts(redis_client):
-    budget = Budget(
-        redis_client, rpm=10, window_seconds=60, max_in_flight=100, lease_seconds=30
-    )
+    budget = Budget(redis_client, rpm=10, window_seconds=60, max_in_flight=100, lease_seconds=30)
     leases = concurrently(50, lambda: budget.try_acquire()[0])
     taken = [lease for lease in leases if lease]
     assert len(taken) == 10
@@ -34,17 +32,11 @@ def test_window_allows_exactly_rpm_starts(redis_client):
 
 
 def test_in_flight_cap_and_refund(redis_client):
-    budget = Budget(
-        redis_client, rpm=100, window_seconds=60, max_in_flight=4, lease_seconds=30
-    )
-    leases = [
-        lease for lease in concurrently(20, lambda: budget.try_acquire()[0]) if lease
-    ]
+    budget = Budget(redis_client, rpm=100, window_seconds=60, max_in_flight=4, lease_seconds=30)
+    leases = [lease for lease in concurrently(20, lambda: budget.try_acquire()[0]) if lease]
     assert len(leases) == 4
     budget.release(leases[0])
-    again = [
-        lease for lease in concurrently(20, lambda: budget.try_acquire()[0]) if lease
-    ]
+    again = [lease for lease in concurrently(20, lambda: budget.try_acquire()[0]) if lease]
     assert len(again) == 1
     budget.refund(again[0])
     assert budget.usage()["window_used"] == 4 and budget.usage()["in_flight"] == 3
@@ -52,9 +44,7 @@ def test_in_flight_cap_and_refund(redis_client):
 
 def test_a_lease_never_released_expires(redis_client):
     """A worker killed mid-call never releases its lease; the slot comes back after the lease."""
-    budget = Budget(
-        redis_client, rpm=100, window_seconds=60, max_in_flight=2, lease_seconds=0.6
-    )
+    budget = Budget(redis_client, rpm=100, window_seconds=60, max_in_flight=2, lease_seconds=0.6)
     assert all(budget.try_acquire()[0] for _ in range(2))
     lease, wait = budget.try_acquire()
     assert lease is None and wait > 0
@@ -66,9 +56,7 @@ def test_a_lease_never_released_expires(redis_client):
 def test_acquire_waits_for_the_window_then_gives_up_at_the_deadline(redis_client):
     from quizapp.ai.budget import BudgetExhausted
 
-    budget = Budget(
-        redis_client, rpm=1, window_seconds=0.5, max_in_flight=10, lease_seconds=5
-    )
+    budget = Budget(redis_client, rpm=1, window_seconds=0.5, max_in_flight=10, lease_seconds=5)
     first = budget.acquire(deadline=time.time() + 1)
     started = time.monotonic()
     second = budget.acquire(deadline=time.time() + 2)
@@ -96,9 +84,7 @@ def test_breaker_opens_half_opens_one_probe_and_closes(redis_client):
         breaker.allow()
     gevent.sleep(0.55)
     assert breaker.state() == "HALF_OPEN"
-    tokens = [
-        t for t in concurrently(20, lambda: _probe_or_none(breaker)) if t is not None
-    ]
+    tokens = [t for t in concurrently(20, lambda: _probe_or_none(breaker)) if t is not None]
     assert len(tokens) == 1 and tokens[0] != ""  # exactly one probe cluster-wide
     # A failed probe re-opens at once.
     assert breaker.record_failure(tokens[0]) == "OPEN"

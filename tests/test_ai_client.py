@@ -37,21 +37,15 @@ def runtime(make_app, fake):
     stop_runtime(app)
 
 
-def test_429_retries_after_the_servers_retry_after_ms_and_pays_budget_again(
-    runtime, fake
-):
+def test_429_retries_after_the_servers_retry_after_ms_and_pays_budget_again(runtime, fake):
     # The headers say retry-after: 1 and retry-after-ms: 300; the precise one wins.
     fake.set_mode(mode="ratelimit", count=2, retry_after=0.3)
     text = runtime.caller.call_with_retries(MESSAGES, deadline=time.time() + 10)
     calls = fake.calls()["calls"]
     assert text.startswith("Fake AI analysis")
     assert [c["status"] for c in calls] == [429, 429, 200]
-    gaps = [
-        later["start"] - earlier["end"] for earlier, later in itertools.pairwise(calls)
-    ]
-    print(
-        f"\n[figure] gaps after 429 with retry-after-ms=300: {', '.join(f'{g:.3f}s' for g in gaps)}"
-    )
+    gaps = [later["start"] - earlier["end"] for earlier, later in itertools.pairwise(calls)]
+    print(f"\n[figure] gaps after 429 with retry-after-ms=300: {', '.join(f'{g:.3f}s' for g in gaps)}")
     assert all(0.3 <= gap < 0.9 for gap in gaps)
     assert runtime.store.counters()["retries"] == 2
     assert runtime.budget.usage()["window_used"] == 3  # each attempt took a budget slot

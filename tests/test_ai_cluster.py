@@ -47,9 +47,7 @@ def cluster(fake):
         "AI_BREAKER_FAILURES": "3",
         "AI_BREAKER_COOLDOWN": "2",
     }
-    servers = [
-        Gunicorn("tests.support.aiapp:app", workers=2, env=env) for _ in range(2)
-    ]
+    servers = [Gunicorn("tests.support.aiapp:app", workers=2, env=env) for _ in range(2)]
     jobs = [gevent.spawn(server.start) for server in servers]
     try:
         gevent.joinall(jobs, raise_error=True)
@@ -97,9 +95,7 @@ def run_users(urls, count, inputs_for, user_for=lambda i: f"user-{i}"):
         first = ask(session, urls[i % 2], subject, inputs_for(i), user_for(i))
         final = first
         if first["pending"]:
-            final = poll_until_final(
-                session, urls[(i + 1) % 2], subject, started + DEADLINE + 5
-            )
+            final = poll_until_final(session, urls[(i + 1) % 2], subject, started + DEADLINE + 5)
         outcomes[i] = (first, final, time.monotonic() - started)
         session.close()
 
@@ -129,9 +125,7 @@ def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
     print(
         f"\n[figure] 200 users, 2 instances x 2 workers: max calls in any {WINDOW:.0f}s window = {busiest} (budget {RPM})"
     )
-    print(
-        f"[figure] max concurrent upstream calls = {log['max_concurrency']} (cap {IN_FLIGHT})"
-    )
+    print(f"[figure] max concurrent upstream calls = {log['max_concurrency']} (cap {IN_FLIGHT})")
     print(
         f"[figure] utilisation while backlogged: {backlog_calls}/{windows * RPM} calls in the first {windows} windows"
     )
@@ -144,12 +138,8 @@ def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
     assert busiest <= RPM
     assert log["max_concurrency"] <= IN_FLIGHT
     assert len(done) + len(fallbacks) == 200
-    assert all(
-        f["fallback"] and f["text"] and "too long" in f["message"] for f in fallbacks
-    )
-    assert all(
-        f["text"].startswith("Fake AI analysis") and not f["fallback"] for f in done
-    )
+    assert all(f["fallback"] and f["text"] and "too long" in f["message"] for f in fallbacks)
+    assert all(f["text"].startswith("Fake AI analysis") and not f["fallback"] for f in done)
     assert len(done) == sum(1 for c in log["calls"] if c["status"] == 200)
     # The budget is used to the last call while backlogged.
     assert backlog_calls == windows * RPM
@@ -226,13 +216,9 @@ def test_a_killed_workers_lease_expires_and_its_user_gets_the_fallback(cluster, 
     while metrics(cluster[1])["in_flight"] and time.monotonic() < killed_at + LEASE + 2:
         gevent.sleep(0.1)
     freed_after = time.monotonic() - killed_at
-    print(
-        f"\n[figure] killed worker's in-flight lease freed after {freed_after:.1f}s (lease {LEASE:.0f}s)"
-    )
+    print(f"\n[figure] killed worker's in-flight lease freed after {freed_after:.1f}s (lease {LEASE:.0f}s)")
     assert metrics(cluster[1])["in_flight"] == 0
-    final = poll_until_final(
-        session, cluster[1], "k-1", time.monotonic() + DEADLINE + 3
-    )
+    final = poll_until_final(session, cluster[1], "k-1", time.monotonic() + DEADLINE + 3)
     assert final["state"] == "fallback" and final["fallback"]
     fake.set_mode(mode="ok")
 
@@ -244,9 +230,7 @@ def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
     fake.set_mode(latency=1.5)
     session = requests.Session()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
-        )
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         try:
             page = browser.new_page()
             no_js = browser.new_context(java_script_enabled=False).new_page()
@@ -257,9 +241,7 @@ def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
             assert page.locator("[data-role=status]").is_visible()
             assert no_js.locator("[data-role=refresh] a").count() == 1
             assert 'http-equiv="refresh"' in no_js.content()
-            page.wait_for_selector(
-                "[data-role=text]:has-text('Fake AI analysis')", timeout=15000
-            )
+            page.wait_for_selector("[data-role=text]:has-text('Fake AI analysis')", timeout=15000)
             assert page.locator("[data-role=status]").count() == 0
             assert page.locator("#ai-analysis").get_attribute("data-state") == "done"
         finally:

@@ -65,18 +65,11 @@ def test_queued_then_done_and_poll_endpoint_from_another_app(ai_app, fake):
         status = service.request_analysis("subj-a", synthetic_inputs("a"), "user-1")
     assert status.state == "queued" and status.position == 1 and status.eta_seconds >= 1
     final = wait_final(app, "subj-a")
-    assert (
-        final.state == "done"
-        and final.text.startswith("Fake AI analysis")
-        and not final.fallback
-    )
+    assert final.state == "done" and final.text.startswith("Fake AI analysis") and not final.fallback
     other = ai_app()  # another "worker": reads the same Redis job
     response = other.test_client().get("/api/analysis/subj-a")
     assert response.status_code == 200
-    assert (
-        response.get_json()["state"] == "done"
-        and response.get_json()["pending"] is False
-    )
+    assert response.get_json()["state"] == "done" and response.get_json()["pending"] is False
     assert other.test_client().get("/api/analysis/nope").status_code == 404
     assert len(fake.calls()["calls"]) == 1
 
@@ -106,18 +99,14 @@ def test_per_user_cap_refuses_the_third(ai_app, fake):
     app = ai_app(AI_PER_USER=2)
     with app.test_request_context():
         states = [
-            service.request_analysis(f"cap-{i}", synthetic_inputs(i), "same-user").state
-            for i in range(3)
+            service.request_analysis(f"cap-{i}", synthetic_inputs(i), "same-user").state for i in range(3)
         ]
         refused = service.request_analysis("cap-2", synthetic_inputs(2), "same-user")
     assert states == ["queued", "queued", "refused"]
     assert refused.fallback and "2 AI analyses" in refused.message
     assert {wait_final(app, f"cap-{i}").state for i in range(2)} == {"done"}
     with app.test_request_context():
-        assert (
-            service.request_analysis("cap-2", synthetic_inputs(2), "same-user").state
-            == "queued"
-        )
+        assert service.request_analysis("cap-2", synthetic_inputs(2), "same-user").state == "queued"
     assert wait_final(app, "cap-2").state == "done"
 
 
@@ -128,8 +117,7 @@ def test_queue_full_gives_marked_fallback(ai_app, fake):
         states = [service.request_analysis("full-0", synthetic_inputs(0), "u0").state]
         gevent.sleep(0.3)  # the one dispatcher takes full-0 and hangs on it
         states += [
-            service.request_analysis(f"full-{i}", synthetic_inputs(i), f"u{i}").state
-            for i in range(1, 6)
+            service.request_analysis(f"full-{i}", synthetic_inputs(i), f"u{i}").state for i in range(1, 6)
         ]
         assert states == ["queued"] * 4 + ["fallback"] * 2
         rejected = service.analysis_status("full-5")
@@ -167,35 +155,23 @@ def test_results_section_renders_pending_and_done(ai_app):
             subject_id="x",
         )
     assert 'data-poll-url="/api/analysis/x"' in html and "position 3, about 2 s" in html
-    assert (
-        "js/analysis.js" in html
-        and "<script>" not in html
-        and 'href="/result/x"' in html
-    )
+    assert "js/analysis.js" in html and "<script>" not in html and 'href="/result/x"' in html
     assert 'http-equiv="refresh" content="3"' in head
     assert "data-poll-url" not in done and "Hi" in done and "analysis.js" not in done
 
 
 def test_paid_jobs_jump_the_queue(ai_app, fake):
-    fake.set_mode(
-        latency=1.0
-    )  # free-0 keeps the one dispatcher busy while we queue and pay
-    app = ai_app(
-        AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100, AI_DEADLINE_SECONDS=10
-    )
+    fake.set_mode(latency=1.0)  # free-0 keeps the one dispatcher busy while we queue and pay
+    app = ai_app(AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100, AI_DEADLINE_SECONDS=10)
     with app.test_request_context():
         for i in range(4):
             service.request_analysis(f"free-{i}", synthetic_inputs(f"f{i}"), f"u{i}")
         # Free-0 is with the dispatcher now; free-1..3 wait in the queue.
         gevent.sleep(0.1)
-        paid = service.request_analysis(
-            "paid-0", synthetic_inputs("p"), "payer", paid=True
-        )
+        paid = service.request_analysis("paid-0", synthetic_inputs("p"), "payer", paid=True)
         assert paid.position == 1
         # The free job at the back pays: it moves ahead of every free job, behind earlier payers.
-        promoted = service.request_analysis(
-            "free-3", synthetic_inputs("f3"), "u3", paid=True
-        )
+        promoted = service.request_analysis("free-3", synthetic_inputs("f3"), "u3", paid=True)
         assert promoted.position == 2
         assert service.analysis_status("free-1").position == 3
     assert wait_final(app, "free-3").state == "done"
@@ -209,22 +185,16 @@ def test_redis_outage_still_renders_the_marked_algorithmic_analysis(ai_app):
     with app.test_request_context():
         status = service.request_analysis("down-1", synthetic_inputs(1), "u1")
     assert (status.state, status.fallback) == ("fallback", True)
-    assert "unavailable" in status.message and status.text.startswith(
-        "Your strongest fit"
-    )
+    assert "unavailable" in status.message and status.text.startswith("Your strongest fit")
 
 
-def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(
-    ai_app, fake, redis_client
-):
+def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(ai_app, fake, redis_client):
     from quizapp.ai.calls import OWNER_PREFIX
     from quizapp.ai.prompts import prompt_fingerprint
 
     inputs = synthetic_inputs("orphan")
     # A worker that died while owning this prompt's call leaves its owner key until it expires.
-    redis_client.set(
-        OWNER_PREFIX + prompt_fingerprint(inputs, "gpt-4o-mini"), "dead", px=800
-    )
+    redis_client.set(OWNER_PREFIX + prompt_fingerprint(inputs, "gpt-4o-mini"), "dead", px=800)
     app = ai_app()
     with app.test_request_context():
         service.request_analysis("orphan-1", inputs, "u1")

@@ -16,9 +16,7 @@ WALK = Path(__file__).resolve().parent / "support" / "browser_walk.py"
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(
-    not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium"
-)
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
 def test_browser_walk(pg_conn):
     env = {
         "QUIZAPP_ENV": "test",
@@ -40,9 +38,7 @@ def test_browser_walk(pg_conn):
     assert done.stdout, done.stderr[-2000:]
     walk = json.loads(done.stdout.strip().splitlines()[-1])
     assert walk["ok"], (walk, done.stderr[-2000:], log[-2000:])
-    print(
-        f"[figure] browser walk (quiz, result, email, test payment, report): {walk['duration_s']:.2f} s"
-    )
+    print(f"[figure] browser walk (quiz, result, email, test payment, report): {walk['duration_s']:.2f} s")
     assert walk["questions"] == walk["total"] >= 12 and walk["progress_in_order"]
     assert walk["has_analysis"] and walk["email_thanks"]
     assert walk["report_title"] == "Your full report" and walk["models_in_report"] >= 8

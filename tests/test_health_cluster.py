@@ -40,9 +40,7 @@ OK = {"postgres": "ok", "redis": "ok"}
 
 
 def test_a_quiet_cluster_scores_100():
-    report = aggregate.score_cluster(
-        [_worker(), _worker(worker="b:2")], OK, queue_max=500
-    )
+    report = aggregate.score_cluster([_worker(), _worker(worker="b:2")], OK, queue_max=500)
     assert (report["score"], report["status"], report["alerts"]) == (100, "healthy", [])
 
 
@@ -50,10 +48,7 @@ def test_saturated_pool_is_alerted_with_advice():
     busy = _worker(pool={"in_use": 20, "waiting": 7})
     report = aggregate.score_cluster([busy], OK, queue_max=500)
     assert report["score"] == 70
-    assert (
-        "pool saturated: raise DB_POOL_MAX or add PgBouncer"
-        in report["recommendations"]
-    )
+    assert "pool saturated: raise DB_POOL_MAX or add PgBouncer" in report["recommendations"]
 
 
 def test_errors_breaker_and_fallback_add_up_to_an_unhealthy_cluster():
@@ -70,9 +65,7 @@ def test_errors_breaker_and_fallback_add_up_to_an_unhealthy_cluster():
 
 def test_no_workers_or_a_failed_dependency_is_unhealthy():
     assert aggregate.score_cluster([], OK, queue_max=500)["score"] == 0
-    down = aggregate.score_cluster(
-        [_worker()], {**OK, "postgres": "timeout"}, queue_max=500
-    )
+    down = aggregate.score_cluster([_worker()], {**OK, "postgres": "timeout"}, queue_max=500)
     assert down["score"] == 40 and down["alerts"] == ["postgres check failed: timeout"]
 
 
@@ -84,9 +77,7 @@ def test_detailed_endpoint_aggregates_published_workers(app, client):
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "healthy" and body["score"] == 100
-    assert [w["worker"] for w in body["workers"]] == [
-        heartbeat.heartbeat_state(app).worker_id
-    ]
+    assert [w["worker"] for w in body["workers"]] == [heartbeat.heartbeat_state(app).worker_id]
     assert body["workers"][0]["pool"]["max"] == app.config["DB_POOL_MAX"]
     assert body["workers"][0]["rss_bytes"] > 0
 

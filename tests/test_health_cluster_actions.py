@@ -30,9 +30,7 @@ def _workers(url: str) -> list[dict]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_conn):
-    with Stack(
-        tmp_path, INSTANCES, WORKERS, app_path="tests.support.opsapp:app"
-    ) as stack:
+    with Stack(tmp_path, INSTANCES, WORKERS, app_path="tests.support.opsapp:app") as stack:
         url = stack.url
         # 404s land on workers all over the cluster (least_conn across instances).
         for _ in range(40):
@@ -41,16 +39,10 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
         def all_reporting():
             current = _workers(url)
             counted = sum(w["http"]["errors"]["4xx"] for w in current)
-            return (
-                current
-                if len(current) == INSTANCES * WORKERS and counted == 40
-                else None
-            )
+            return current if len(current) == INSTANCES * WORKERS and counted == 40 else None
 
         workers = _wait_for(all_reporting, "every worker's heartbeat with the 40 404s")
-        assert {w["instance"] for w in workers} == {
-            f"test-{i.port}" for i in stack.instances
-        }
+        assert {w["instance"] for w in workers} == {f"test-{i.port}" for i in stack.instances}
 
         admin = requests.Session()
         admin.get(url + "/_test/admin-login", timeout=10)

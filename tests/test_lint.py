@@ -20,5 +20,5 @@ def test_bandit_finds_nothing_of_medium_or_high_severity():
 
 
 def test_ruff_check_is_clean():
-    result = _run(str(BIN / "ruff"), "check", "quizapp", "bench")
+    result = _run(str(BIN / "ruff"), "check", "quizapp", "bench", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr

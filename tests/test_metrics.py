@@ -32,10 +32,7 @@ def test_metrics_sum_requests_over_workers(make_app):
     assert samples[("quizapp_http_requests_total", (("status", "200"),))] == 2
     assert samples[("quizapp_http_requests_total", (("status", "404"),))] == 5
     assert samples[("quizapp_http_request_duration_seconds_count", ())] == 7
-    assert (
-        samples[("quizapp_db_pool_max_connections", ())]
-        == 2 * first.config["DB_POOL_MAX"]
-    )
+    assert samples[("quizapp_db_pool_max_connections", ())] == 2 * first.config["DB_POOL_MAX"]
     assert samples[("quizapp_ai_breaker_workers", (("state", "CLOSED"),))] == 2
     assert samples[("quizapp_limiter_fallback_workers", ())] == 0
 

@@ -45,9 +45,7 @@ def test_gunicorn_settings_come_from_env(monkeypatch):
     assert "rid=%({x-request-id}i)s" in settings["access_log_format"]
     assert "dur_us=%(D)s" in settings["access_log_format"]
     # The control socket would be one shared path in ~/.gunicorn for every instance: off by default.
-    assert (
-        settings["control_socket_disable"] is True and "control_socket" not in settings
-    )
+    assert settings["control_socket_disable"] is True and "control_socket" not in settings
 
 
 def test_gunicorn_rejects_a_bad_value(monkeypatch):
@@ -76,9 +74,7 @@ def test_gunicorn_checkconfig_accepts_the_file():
 
 @pytest.fixture
 def rendered_nginx(tmp_path):
-    return render_nginx.write_standalone(
-        tmp_path, [8001, 8002, 8003, 8004], "127.0.0.1:8080"
-    )
+    return render_nginx.write_standalone(tmp_path, [8001, 8002, 8003, 8004], "127.0.0.1:8080")
 
 
 def test_nginx_accepts_the_rendered_template(rendered_nginx, tmp_path):
@@ -104,9 +100,7 @@ def test_nginx_accepts_the_rendered_template(rendered_nginx, tmp_path):
 
 def test_gixy_finds_nothing(rendered_nginx, tmp_path):
     site = tmp_path / "site.conf"
-    site.write_text(
-        render_nginx.render_site(render_nginx.site_values([8001, 8002], 80))
-    )
+    site.write_text(render_nginx.render_site(render_nginx.site_values([8001, 8002], 80)))
     for conf in (rendered_nginx, site):
         result = subprocess.run(
             [str(VENV_BIN / "gixy"), "-f", "json", str(conf)],
@@ -147,9 +141,7 @@ def test_systemd_units_verify_clean(tmp_path):
     for unit in UNITS:
         text = (ROOT / "systemd" / unit).read_text()
         # Point the units at this checkout so every ExecStart path exists for the verifier.
-        text = text.replace("/opt/quizapp", str(ROOT)).replace(
-            "/etc/quizapp/quizapp.env", str(env_file)
-        )
+        text = text.replace("/opt/quizapp", str(ROOT)).replace("/etc/quizapp/quizapp.env", str(env_file))
         (tmp_path / unit).write_text(text)
     (tmp_path / "quizapp@8001.service").symlink_to("quizapp@.service")
     (tmp_path / "quizapp@8001.socket").symlink_to("quizapp@.socket")
@@ -177,9 +169,7 @@ def test_systemd_units_verify_clean(tmp_path):
 def test_instance_unit_is_hardened_and_stops_after_the_graceful_timeout():
     unit = (ROOT / "systemd" / "quizapp@.service").read_text()
     settings = dict(
-        line.split("=", 1)
-        for line in unit.splitlines()
-        if "=" in line and not line.startswith("#")
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#")
     )
     for name, value in {
         "NoNewPrivileges": "yes",
@@ -196,9 +186,4 @@ def test_instance_unit_is_hardened_and_stops_after_the_graceful_timeout():
     graceful = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["graceful_timeout"]
     assert int(settings["TimeoutStopSec"]) > graceful
     assert "GUNICORN_BIND=127.0.0.1:%i" in settings["Environment"]
-    assert (
-        Path(ROOT / "systemd" / "quizapp@.socket")
-        .read_text()
-        .count("ListenStream=127.0.0.1:%i")
-        == 1
-    )
+    assert Path(ROOT / "systemd" / "quizapp@.socket").read_text().count("ListenStream=127.0.0.1:%i") == 1

@@ -47,9 +47,7 @@ def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=20.0)
 @pytest.mark.integration
 @pytest.mark.slow
 def test_reload_and_restart_lose_no_request(tmp_path):
-    with Stack(
-        tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app"
-    ) as stack:
+    with Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app") as stack:
         tally = {"sent": 0, "failed": 0, "examples": []}
         stop = gevent.event.Event()
         clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]

@@ -25,9 +25,7 @@ def _walk(app):
 def _wait_for_log(stack, needle: str, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        logs = "".join(
-            (stack["state"] / f"gunicorn-{p}.log").read_text() for p in stack["ports"]
-        )
+        logs = "".join((stack["state"] / f"gunicorn-{p}.log").read_text() for p in stack["ports"])
         if needle in logs or time.monotonic() > deadline:
             assert needle in logs
             return logs
@@ -90,17 +88,10 @@ def test_stack_serves_the_app_static_files_and_metrics_through_nginx(stack, app)
         response = session.request(method, url + path, timeout=10)
         assert response.status_code == expected, (method, path, response.status_code)
 
-    css = session.get(
-        url + "/static/css/site.css", headers={"Accept-Encoding": "gzip"}, timeout=10
-    )
+    css = session.get(url + "/static/css/site.css", headers={"Accept-Encoding": "gzip"}, timeout=10)
     assert css.status_code == 200
-    assert (
-        "max-age=3600" in css.headers["Cache-Control"]
-        and "public" in css.headers["Cache-Control"]
-    )
-    assert (
-        "Expires" in css.headers and css.headers["X-Content-Type-Options"] == "nosniff"
-    )
+    assert "max-age=3600" in css.headers["Cache-Control"] and "public" in css.headers["Cache-Control"]
+    assert "Expires" in css.headers and css.headers["X-Content-Type-Options"] == "nosniff"
     on_disk = (ROOT / "quizapp" / "static" / "css" / "site.css").read_bytes()
     assert css.content == on_disk
     if len(on_disk) >= 1024:  # gzip_min_length

@@ -62,9 +62,7 @@ def test_signature_matrix(paid_app, public_id, pg_conn, case, status):
         "future_timestamp_ok": sign_payload(payload, SECRET, int(time.time()) + 30),
         "missing_header": None,
         "garbled_header": "t=abc,v1=",
-        "tampered_payload": sign_payload(
-            payload.replace('"amount_total":900', '"amount_total":1'), SECRET
-        ),
+        "tampered_payload": sign_payload(payload.replace('"amount_total":900', '"amount_total":1'), SECRET),
     }[case]
     response = _post(paid_app.test_client(), payload, signature)
     assert response.status_code == status
@@ -77,22 +75,15 @@ def test_replay_unlocks_once(paid_app, public_id, pg_conn):
     client = paid_app.test_client()
     payload = completed_event("cs_test_1", public_id, 900)
     signature = sign_payload(payload, SECRET)
-    outcomes = [
-        _post(client, payload, signature).get_json()["outcome"] for _ in range(3)
-    ]
+    outcomes = [_post(client, payload, signature).get_json()["outcome"] for _ in range(3)]
     assert outcomes == ["unlocked", "duplicate", "duplicate"]
     assert _payments(pg_conn) == (1, 1)
 
 
-def test_twenty_parallel_identical_webhooks_record_one_payment(
-    paid_app, public_id, pg_conn
-):
+def test_twenty_parallel_identical_webhooks_record_one_payment(paid_app, public_id, pg_conn):
     payload = completed_event("cs_test_1", public_id, 900)
     signature = sign_payload(payload, SECRET)
-    jobs = [
-        gevent.spawn(_post, paid_app.test_client(), payload, signature)
-        for _ in range(20)
-    ]
+    jobs = [gevent.spawn(_post, paid_app.test_client(), payload, signature) for _ in range(20)]
     gevent.joinall(jobs, raise_error=True)
     assert [job.value.status_code for job in jobs] == [200] * 20
     outcomes = sorted(job.value.get_json()["outcome"] for job in jobs)
@@ -100,22 +91,14 @@ def test_twenty_parallel_identical_webhooks_record_one_payment(
     assert _payments(pg_conn) == (1, 1)
 
 
-def test_other_events_and_unknown_results_are_acknowledged_without_unlock(
-    paid_app, public_id, pg_conn
-):
+def test_other_events_and_unknown_results_are_acknowledged_without_unlock(paid_app, public_id, pg_conn):
     client = paid_app.test_client()
     event = json.loads(completed_event("cs_test_1", public_id, 900))
     event["type"] = "checkout.session.expired"
     other = json.dumps(event)
-    assert (
-        _post(client, other, sign_payload(other, SECRET)).get_json()["outcome"]
-        == "ignored"
-    )
+    assert _post(client, other, sign_payload(other, SECRET)).get_json()["outcome"] == "ignored"
     unknown = completed_event("cs_test_2", "no-such-result", 900)
-    assert (
-        _post(client, unknown, sign_payload(unknown, SECRET)).get_json()["outcome"]
-        == "unknown"
-    )
+    assert _post(client, unknown, sign_payload(unknown, SECRET)).get_json()["outcome"] == "unknown"
     broken = "{not json"
     assert _post(client, broken, sign_payload(broken, SECRET)).status_code == 400
     assert _payments(pg_conn) == (0, 0)
@@ -126,6 +109,4 @@ def test_dev_secret_is_derived_from_secret_key(make_app):
     other = make_app(STRIPE_WEBHOOK_SECRET="", SECRET_KEY="j" * 32)
     assert webhook_secret(app.config).startswith("whsec_dev_")
     assert webhook_secret(app.config) != webhook_secret(other.config)
-    assert webhook_secret(app.config) == webhook_secret(
-        make_app(SECRET_KEY="k" * 32).config
-    )
+    assert webhook_secret(app.config) == webhook_secret(make_app(SECRET_KEY="k" * 32).config)

@@ -15,9 +15,7 @@ from quizapp.quiz import repository, service
 
 @pytest.fixture
 def pool():
-    pool = db.ConnectionPool(
-        os.environ["DATABASE_URL"], minconn=0, maxconn=10, timeout=30
-    )
+    pool = db.ConnectionPool(os.environ["DATABASE_URL"], minconn=0, maxconn=10, timeout=30)
     yield pool
     pool.close()
 
@@ -54,9 +52,7 @@ def test_same_attempt_key_records_one_attempt_even_in_parallel(pool, pg_conn):
 
 
 @pytest.mark.parametrize(("greenlets", "quota"), [(30, 7), (12, 12)])
-def test_quota_lets_exactly_k_of_n_parallel_results_through(
-    pool, pg_conn, greenlets, quota
-):
+def test_quota_lets_exactly_k_of_n_parallel_results_through(pool, pg_conn, greenlets, quota):
     def attempt(i):
         try:
             _record(pool, f"key-{i}", client="one-client", quota=quota)
@@ -67,9 +63,7 @@ def test_quota_lets_exactly_k_of_n_parallel_results_through(
     jobs = [gevent.spawn(attempt, i) for i in range(greenlets)]
     gevent.joinall(jobs, raise_error=True)
     assert sum(job.value for job in jobs) == quota
-    assert (
-        _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == quota
-    )  # refused ones rolled back
+    assert _count(pg_conn, "SELECT count(*) FROM quiz_attempts") == quota  # refused ones rolled back
     assert _count(pg_conn, "SELECT remaining FROM quiz_quota") == 0
 
 
@@ -90,12 +84,8 @@ def test_subscriber_upsert_keeps_one_row_and_links_latest_attempt(pool, pg_conn)
 
     def store(email, attempt):
         def work(cur):
-            sid = repository.upsert_subscriber(
-                cur, email=email, attempt_id=attempt["id"]
-            )
-            repository.enqueue_email(
-                cur, subscriber_id=sid, attempt_id=attempt["id"], kind="result"
-            )
+            sid = repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
+            repository.enqueue_email(cur, subscriber_id=sid, attempt_id=attempt["id"], kind="result")
             return sid
 
         return db.run_in_transaction(work, pool=pool)
@@ -105,9 +95,5 @@ def test_subscriber_upsert_keeps_one_row_and_links_latest_attempt(pool, pg_conn)
     assert len({job.value for job in jobs}) == 1
     assert store("ada@example.org", second) == jobs[0].value
     assert _count(pg_conn, "SELECT count(*) FROM email_subscribers") == 1
-    assert (
-        _count(pg_conn, "SELECT last_attempt_id FROM email_subscribers") == second["id"]
-    )
-    assert (
-        _count(pg_conn, "SELECT count(*) FROM email_outbox WHERE sent_at IS NULL") == 6
-    )
+    assert _count(pg_conn, "SELECT last_attempt_id FROM email_subscribers") == second["id"]
+    assert _count(pg_conn, "SELECT count(*) FROM email_outbox WHERE sent_at IS NULL") == 6

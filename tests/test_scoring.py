@@ -24,18 +24,14 @@ CONTENT = load_content(CONTENT_PATH)
 
 
 def complete_answers():
-    return st.fixed_dictionaries(
-        {q.id: st.sampled_from(list(q.valid_choices())) for q in CONTENT.questions}
-    )
+    return st.fixed_dictionaries({q.id: st.sampled_from(list(q.valid_choices())) for q in CONTENT.questions})
 
 
 def test_shipped_content_has_enough_questions_and_models():
     assert len(CONTENT.questions) >= 12 and len(CONTENT.models) >= 8
     assert {q.kind for q in CONTENT.questions} == {"choice", "scale"}
     for model in CONTENT.models:
-        assert (
-            model.description and model.strengths and model.risks and model.first_steps
-        )
+        assert model.description and model.strengths and model.risks and model.first_steps
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -9,8 +9,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests.support.nginx import Nginx
 from tests.support.servers import Gunicorn
+from tests.support.stack import Nginx
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -78,7 +78,8 @@ def test_submit_limit_is_shared_by_two_instances(tmp_path):
 def test_spoofed_forwarded_for_behind_nginx_is_limited_by_real_address(tmp_path):
     env = {"QUIZAPP_ENV": "test", "TRUSTED_PROXY_HOPS": "1"}
     with Gunicorn(APP, workers=1, env=env, log_dir=tmp_path) as app_server:
-        with Nginx([f"127.0.0.1:{app_server.port}"]) as nginx:
+        # The real nginx/quizapp.conf.template, rendered for this one upstream.
+        with Nginx([app_server.port], tmp_path / "nginx") as nginx:
             attacker = client_from("127.0.0.2")
             other = client_from("127.0.0.3")
 

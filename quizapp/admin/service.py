@@ -40,9 +40,7 @@ def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
     with transaction() as cur:
         # Redis inside the transaction: if the raise fails, the audit row rolls back with it.
         generation = heartbeat.request_cluster_action(client, action)
-        repository.insert_audit(
-            cur, actor, action, {"generation": generation, "remote_addr": remote_addr}
-        )
+        repository.insert_audit(cur, actor, action, {"generation": generation, "remote_addr": remote_addr})
     heartbeat.apply_pending_actions(app)
     heartbeat.publish(app)
     aggregate.forget_cached_report()

@@ -10,9 +10,7 @@ log = logging.getLogger(__name__)
 STATE_KEY = "ai:breaker"
 PROBE_KEY = "ai:breaker:probe"
 
-_NOW = (
-    "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-)
+_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
 # KEYS: state hash, probe key. ARGV: cooldown_ms, probe_ms, token. Returns {allowed, state, is_probe}.
 ALLOW = (
@@ -85,9 +83,7 @@ class BreakerOpen(Exception):
 class Breaker:
     """CLOSED -> OPEN after `failures` in a row -> HALF_OPEN after `cooldown` (one probe) -> CLOSED."""
 
-    def __init__(
-        self, redis_client, failures: int, cooldown_seconds: float, probe_seconds: float
-    ):
+    def __init__(self, redis_client, failures: int, cooldown_seconds: float, probe_seconds: float):
         self.redis = redis_client
         self.failures = failures
         self.cooldown_ms = int(cooldown_seconds * 1000)
@@ -111,9 +107,7 @@ class Breaker:
         return _text(self._success(keys=[STATE_KEY, PROBE_KEY], args=[token]))
 
     def record_failure(self, token: str) -> str:
-        state = _text(
-            self._failure(keys=[STATE_KEY, PROBE_KEY], args=[self.failures, token])
-        )
+        state = _text(self._failure(keys=[STATE_KEY, PROBE_KEY], args=[self.failures, token]))
         if state == "OPEN":
             log.warning("ai.breaker_open", extra={"probe": bool(token)})
         return state

@@ -128,9 +128,7 @@ class Budget:
         pipe.execute()
 
     def usage(self) -> dict:
-        used, flying = self._usage(
-            keys=[WINDOW_KEY, INFLIGHT_KEY], args=[self.window_ms]
-        )
+        used, flying = self._usage(keys=[WINDOW_KEY, INFLIGHT_KEY], args=[self.window_ms])
         return {
             "window_used": int(used),
             "window_limit": self.rpm,

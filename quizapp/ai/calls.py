@@ -88,17 +88,13 @@ class Caller:
         except AnalysisUnavailable as exc:
             # Our deadline is only ours: a waiter with time left may still take over.
             if exc.reason != "deadline":
-                self.redis.set(
-                    FAILED_PREFIX + fingerprint, exc.reason, ex=FAILED_SECONDS
-                )
+                self.redis.set(FAILED_PREFIX + fingerprint, exc.reason, ex=FAILED_SECONDS)
             raise
         ttl = self.rt.config["AI_CACHE_SECONDS"]
         self.redis.set(CACHE_PREFIX + fingerprint, text, ex=ttl)
         return text
 
-    def await_shared(
-        self, fingerprint: str, messages: list[dict], deadline: float
-    ) -> tuple[str, str]:
+    def await_shared(self, fingerprint: str, messages: list[dict], deadline: float) -> tuple[str, str]:
         """Watch the result key of another worker's call; take over if that worker vanished."""
         while time.time() < deadline:
             text = self.cached(fingerprint)
@@ -158,9 +154,7 @@ class Caller:
             probe = self.rt.breaker.allow()
             self.rt.budget.stamp_start(lease, METRICS_KEY)
             called, started = True, time.monotonic()
-            text = ai_client.complete_chat(
-                self.rt.client, self.rt.config["OPENAI_MODEL"], messages
-            )
+            text = ai_client.complete_chat(self.rt.client, self.rt.config["OPENAI_MODEL"], messages)
         except gevent.Timeout:
             if called:
                 self.rt.breaker.record_failure(probe)

@@ -16,9 +16,7 @@ class UpstreamError(Exception):
 def build_client(config) -> openai.OpenAI:
     """One SDK client per process; the SDK never retries on its own (tenacity owns retries)."""
     # A call must end before its in-flight lease expires, or the cap could be exceeded.
-    timeout = min(
-        float(config["OPENAI_TIMEOUT"]), 0.9 * float(config["AI_LEASE_SECONDS"])
-    )
+    timeout = min(float(config["OPENAI_TIMEOUT"]), 0.9 * float(config["AI_LEASE_SECONDS"]))
     return openai.OpenAI(
         api_key=config["OPENAI_API_KEY"],
         base_url=config["OPENAI_BASE_URL"] or None,
@@ -30,9 +28,7 @@ def build_client(config) -> openai.OpenAI:
 def complete_chat(client: openai.OpenAI, model: str, messages: list[dict]) -> str:
     """One upstream attempt: the assistant's text, or an exception."""
     try:
-        completion = client.chat.completions.create(
-            model=model, messages=messages, temperature=0.7
-        )
+        completion = client.chat.completions.create(model=model, messages=messages, temperature=0.7)
         text = completion.choices[0].message.content if completion.choices else None
     except openai.APIError:
         raise
@@ -45,9 +41,7 @@ def complete_chat(client: openai.OpenAI, model: str, messages: list[dict]) -> st
 
 def is_retryable(exc: BaseException) -> bool:
     """Retry only what a retry can fix: 429, 5xx, timeouts and connection errors."""
-    if isinstance(
-        exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)
-    ):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError)):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
 

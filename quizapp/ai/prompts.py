@@ -40,15 +40,10 @@ def build_messages(prompt_inputs: dict) -> list[dict]:
         for label in ("reasons", "strengths", "risks", "first_steps"):
             values = model.get(label) or []
             if values:
-                lines.append(
-                    f"  {label.replace('_', ' ')}: "
-                    + "; ".join(str(v) for v in values[:4])
-                )
+                lines.append(f"  {label.replace('_', ' ')}: " + "; ".join(str(v) for v in values[:4]))
     answers = prompt_inputs.get("answers") or {}
     if answers:
-        lines.append(
-            "Answers: " + ", ".join(f"{k}={answers[k]}" for k in sorted(answers))
-        )
+        lines.append("Answers: " + ", ".join(f"{k}={answers[k]}" for k in sorted(answers)))
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {
@@ -60,7 +55,5 @@ def build_messages(prompt_inputs: dict) -> list[dict]:
 
 def prompt_fingerprint(prompt_inputs: dict, model: str) -> str:
     """sha256 of the canonical prompt inputs and model: the cache and dedup key."""
-    canonical = json.dumps(
-        {"model": model, "messages": build_messages(prompt_inputs)}, sort_keys=True
-    )
+    canonical = json.dumps({"model": model, "messages": build_messages(prompt_inputs)}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()

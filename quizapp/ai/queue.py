@@ -79,9 +79,7 @@ class AIQueue:
         deadline: float,
     ) -> AsyncResult:
         self.ensure_started()
-        job = QueuedJob(
-            0 if paid else 1, next(self._seq), subject_id, inputs, fingerprint, deadline
-        )
+        job = QueuedJob(0 if paid else 1, next(self._seq), subject_id, inputs, fingerprint, deadline)
         # A promoted job (now paid) is queued again here; the first dispatcher to start it wins.
         result = self.results.setdefault(subject_id, AsyncResult())
         self.jobs.put(job)
@@ -104,13 +102,9 @@ class AIQueue:
         self.rt.store.finish(subject_id, "done", text, False, "", counter)
         self._resolve(subject_id)
 
-    def finish_fallback(
-        self, subject_id: str, inputs: dict | None, reason: str
-    ) -> bool:
+    def finish_fallback(self, subject_id: str, inputs: dict | None, reason: str) -> bool:
         text = prompts.algorithmic_analysis(inputs or {})
-        finished = self.rt.store.finish(
-            subject_id, "fallback", text, True, FALLBACK_MESSAGES[reason], reason
-        )
+        finished = self.rt.store.finish(subject_id, "fallback", text, True, FALLBACK_MESSAGES[reason], reason)
         if finished:
             log.info("ai.fallback", extra={"reason": reason})
         self._resolve(subject_id)
@@ -188,9 +182,7 @@ class AIQueue:
             try:
                 for subject_id in self.rt.store.overdue_subjects():
                     job = self.rt.store.read(subject_id)
-                    if job is None or not self.finish_fallback(
-                        subject_id, job.get("inputs"), "deadline"
-                    ):
+                    if job is None or not self.finish_fallback(subject_id, job.get("inputs"), "deadline"):
                         # Expired or finished already.
                         self.rt.redis.zrem(DEADLINES_KEY, subject_id)
             except Exception:

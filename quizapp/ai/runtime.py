@@ -58,9 +58,7 @@ def get_runtime(app=None) -> AIRuntime:
     app = app or current_app._get_current_object()
     runtime = app.extensions.get(EXTENSION)
     if runtime is None or runtime.pid != os.getpid():
-        runtime = app.extensions[EXTENSION] = AIRuntime(
-            app.config, app.extensions["redis"]
-        )
+        runtime = app.extensions[EXTENSION] = AIRuntime(app.config, app.extensions["redis"])
     return runtime
 
 

@@ -28,12 +28,8 @@ from .runtime import enabled, get_runtime
 log = logging.getLogger(__name__)
 
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-LATE_GRACE_SECONDS = (
-    1.0  # a pending job this far past its deadline is finished by whoever reads it
-)
-UNAVAILABLE_MESSAGE = (
-    "AI analysis is unavailable right now; this is the algorithmic analysis."
-)
+LATE_GRACE_SECONDS = 1.0  # a pending job this far past its deadline is finished by whoever reads it
+UNAVAILABLE_MESSAGE = "AI analysis is unavailable right now; this is the algorithmic analysis."
 OFF_MESSAGE = "AI analysis is switched off; this is the algorithmic analysis."
 REFUSED_MESSAGE = (
     "You already have {cap} AI analyses being written, so this one was not queued. "
@@ -79,9 +75,7 @@ class AnalysisStatus:
         return {**asdict(self), "pending": self.pending}
 
 
-def request_analysis(
-    subject_id: str, prompt_inputs: dict, user_key: str, paid: bool = False
-):
+def request_analysis(subject_id: str, prompt_inputs: dict, user_key: str, paid: bool = False):
     """Queue an AI analysis (or return the existing one); never waits for the upstream API."""
     if not enabled():
         return AnalysisStatus(
@@ -97,9 +91,7 @@ def request_analysis(
         # The results page still renders: the user gets the algorithmic analysis, unpersisted.
         log.warning("ai.redis_unavailable")
         text = prompts.algorithmic_analysis(prompt_inputs)
-        return AnalysisStatus(
-            state="fallback", text=text, fallback=True, message=UNAVAILABLE_MESSAGE
-        )
+        return AnalysisStatus(state="fallback", text=text, fallback=True, message=UNAVAILABLE_MESSAGE)
 
 
 def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus:
@@ -134,9 +126,7 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
         rt.store.count("refused")
         message = REFUSED_MESSAGE.format(cap=cfg["AI_PER_USER"])
         text = prompts.algorithmic_analysis(prompt_inputs)
-        return AnalysisStatus(
-            state="refused", text=text, fallback=True, message=message
-        )
+        return AnalysisStatus(state="refused", text=text, fallback=True, message=message)
     if outcome == "full":
         text = prompts.algorithmic_analysis(prompt_inputs)
         rt.store.record_final(
@@ -161,9 +151,7 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
         time.time() + cfg["AI_DEADLINE_SECONDS"],
     )
     position = rank + 1
-    return AnalysisStatus(
-        state="queued", position=position, eta_seconds=_eta(rt, position)
-    )
+    return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position))
 
 
 def analysis_status(subject_id: str):
@@ -175,23 +163,16 @@ def analysis_status(subject_id: str):
     if job is None:
         return None
     state = job.get("state", "")
-    if (
-        state in ("queued", "running")
-        and time.time() > job["deadline"] + LATE_GRACE_SECONDS
-    ):
+    if state in ("queued", "running") and time.time() > job["deadline"] + LATE_GRACE_SECONDS:
         # Its worker died or is stuck: the reader finishes it, exactly once cluster-wide.
         rt.queue.finish_fallback(subject_id, job.get("inputs"), "deadline")
         job = rt.store.read(subject_id) or job
         state = job.get("state", "")
     if state == "queued":
         position = rt.store.position(subject_id)
-        return AnalysisStatus(
-            state="queued", position=position, eta_seconds=_eta(rt, position or 1)
-        )
+        return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position or 1))
     if state == "running":
-        return AnalysisStatus(
-            state="running", message="Your analysis is being prepared now."
-        )
+        return AnalysisStatus(state="running", message="Your analysis is being prepared now.")
     return AnalysisStatus(
         state=state,
         text=job.get("text"),

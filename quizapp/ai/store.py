@@ -11,9 +11,7 @@ import time
 log = logging.getLogger(__name__)
 
 QUEUE_KEY = "ai:queue"  # zset subject_id -> priority score (paid first, then arrival)
-DEADLINES_KEY = (
-    "ai:deadlines"  # zset subject_id -> deadline (ms), swept by every worker
-)
+DEADLINES_KEY = "ai:deadlines"  # zset subject_id -> deadline (ms), swept by every worker
 METRICS_KEY = "ai:metrics"  # hash of counters
 WAITS_KEY = "ai:waits"  # list of recent waits (ms), newest first
 WAITS_KEPT = 1000
@@ -30,9 +28,7 @@ def user_key_for(user_key: str, secret: str) -> str:
     return "ai:user:" + digest[:32]
 
 
-_NOW = (
-    "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-)
+_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
 # KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
 # (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
@@ -165,14 +161,10 @@ class JobStore:
         pipe.execute()
 
     def promote(self, subject_id: str) -> bool:
-        return bool(
-            self._promote(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id])
-        )
+        return bool(self._promote(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id]))
 
     def start(self, subject_id: str) -> bool:
-        return bool(
-            self._start(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id])
-        )
+        return bool(self._start(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id]))
 
     def finish(self, subject_id, state, text, fallback, message, counter) -> bool:
         return bool(
@@ -218,12 +210,7 @@ class JobStore:
 
     def overdue_subjects(self, limit: int = 100) -> list[str]:
         now_ms = int(time.time() * 1000)
-        return [
-            _text(s)
-            for s in self.redis.zrangebyscore(
-                DEADLINES_KEY, "-inf", now_ms, start=0, num=limit
-            )
-        ]
+        return [_text(s) for s in self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)]
 
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(METRICS_KEY, counter, amount)
@@ -235,9 +222,7 @@ class JobStore:
         return int(self.redis.zcard(QUEUE_KEY))
 
     def recent_waits(self) -> list[float]:
-        return [
-            int(v) / 1000.0 for v in self.redis.lrange(WAITS_KEY, 0, WAITS_KEPT - 1)
-        ]
+        return [int(v) / 1000.0 for v in self.redis.lrange(WAITS_KEY, 0, WAITS_KEPT - 1)]
 
 
 def _text(value) -> str:

@@ -31,10 +31,7 @@ def _pool_findings(workers: list[dict]) -> list[dict]:
         w["worker"]
         for w in workers
         if w.get("pool")
-        and (
-            w["pool"]["waiting"] > 0
-            or w["pool"]["in_use"] >= POOL_SATURATED_AT * w["pool"]["max"]
-        )
+        and (w["pool"]["waiting"] > 0 or w["pool"]["in_use"] >= POOL_SATURATED_AT * w["pool"]["max"])
     ]
     if not saturated:
         return []
@@ -119,29 +116,17 @@ def score_cluster(workers: list[dict], checks: dict, queue_max: int) -> dict:
     """Score 0-100 from the heartbeats and dependency checks; pure, no I/O."""
     findings = []
     if not workers:
-        findings.append(
-            _finding(
-                100, "no worker heartbeats", "no live workers: start the instances"
-            )
-        )
+        findings.append(_finding(100, "no worker heartbeats", "no live workers: start the instances"))
     for name, result in sorted(checks.items()):
         if result != "ok":
-            findings.append(
-                _finding(
-                    60, f"{name} check failed: {result}", f"{name} down: restore {name}"
-                )
-            )
+            findings.append(_finding(60, f"{name} check failed: {result}", f"{name} down: restore {name}"))
     if workers:
         findings += _pool_findings(workers)
         findings += _error_findings(workers)
         findings += _ai_findings(workers, queue_max)
         findings += _process_findings(workers)
     score = max(0, 100 - sum(f["penalty"] for f in findings))
-    status = (
-        "healthy"
-        if score >= ALERT_BELOW
-        else ("degraded" if score >= 40 else "unhealthy")
-    )
+    status = "healthy" if score >= ALERT_BELOW else ("degraded" if score >= 40 else "unhealthy")
     return {
         "score": score,
         "status": status,
@@ -154,9 +139,7 @@ def score_cluster(workers: list[dict], checks: dict, queue_max: int) -> dict:
 def _instances(workers: list[dict]) -> dict:
     by_instance: dict[str, dict] = {}
     for worker in workers:
-        entry = by_instance.setdefault(
-            worker["instance"], {"workers": 0, "requests": 0}
-        )
+        entry = by_instance.setdefault(worker["instance"], {"workers": 0, "requests": 0})
         entry["workers"] += 1
         entry["requests"] += sum(worker["http"]["by_status"].values())
     return by_instance
@@ -165,9 +148,7 @@ def _instances(workers: list[dict]) -> dict:
 def build_report() -> dict:
     """Read every live worker's heartbeat and score the cluster (no cache)."""
     app = current_app
-    workers = heartbeat.live_workers(
-        app.extensions["redis"], app.config["HEARTBEAT_SECONDS"]
-    )
+    workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
     _, checks = service.readiness()
     report = score_cluster(workers, checks, app.config["AI_QUEUE_MAX"])
     report.update(
@@ -184,9 +165,7 @@ def detailed_health() -> dict:
     """The report, computed at most about once a second for the whole cluster (Redis cache)."""
     client = current_app.extensions["redis"]
     cached = client.get(CACHE_KEY)
-    if cached is None and not client.set(
-        CACHE_LOCK_KEY, b"1", nx=True, px=2 * CACHE_MS
-    ):
+    if cached is None and not client.set(CACHE_LOCK_KEY, b"1", nx=True, px=2 * CACHE_MS):
         # Another worker is computing it: wait briefly for its result rather than piling on.
         for _ in range(20):
             gevent.sleep(0.05)
@@ -207,7 +186,5 @@ def forget_cached_report() -> None:
 
 def prometheus_text() -> bytes:
     app = current_app
-    workers = heartbeat.live_workers(
-        app.extensions["redis"], app.config["HEARTBEAT_SECONDS"]
-    )
+    workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
     return metrics.render_prometheus(workers)

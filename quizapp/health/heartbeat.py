@@ -123,9 +123,7 @@ def apply_pending_actions(app: Flask) -> list[str]:
         run(app)
         state.applied[action] = generation
         applied_now.append(action)
-        log.info(
-            "health.action_applied", extra={"action": action, "generation": generation}
-        )
+        log.info("health.action_applied", extra={"action": action, "generation": generation})
     return applied_now
 
 
@@ -140,9 +138,7 @@ def _run(app: Flask) -> None:
     while True:
         try:
             beat_once(app)
-        except (
-            Exception
-        ):  # a Redis outage must not kill the loop; the next beat retries
+        except Exception:  # a Redis outage must not kill the loop; the next beat retries
             log.warning("health.heartbeat_failed", exc_info=True)
         gevent.sleep(interval)
 

@@ -38,9 +38,7 @@ def readiness() -> tuple[bool, dict]:
         with app.app_context():
             try:
                 check(*args)
-            except (
-                Exception
-            ) as exc:  # any failure means "not ready"; the reason is reported
+            except Exception as exc:  # any failure means "not ready"; the reason is reported
                 return f"{type(exc).__name__}: unavailable"
         return "ok"
 

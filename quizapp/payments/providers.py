@@ -33,18 +33,14 @@ def webhook_secret(config) -> str:
     """The configured signing secret, or outside production one derived from SECRET_KEY."""
     if config.get("STRIPE_WEBHOOK_SECRET"):
         return config["STRIPE_WEBHOOK_SECRET"]
-    digest = hmac.new(
-        config["SECRET_KEY"].encode(), b"stripe-webhook-dev", hashlib.sha256
-    )
+    digest = hmac.new(config["SECRET_KEY"].encode(), b"stripe-webhook-dev", hashlib.sha256)
     return "whsec_dev_" + digest.hexdigest()
 
 
 def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
     """A Stripe-Signature header value: t=<unix>,v1=HMAC-SHA256(secret, "<t>.<payload>")."""
     timestamp = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(
-        secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256
-    ).hexdigest()
+    mac = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
 
@@ -77,9 +73,7 @@ class PaymentProvider:
 
     name = "base"
 
-    def create_checkout(
-        self, *, public_id, amount_cents, success_url, cancel_url
-    ) -> Checkout:
+    def create_checkout(self, *, public_id, amount_cents, success_url, cancel_url) -> Checkout:
         raise NotImplementedError
 
 
@@ -88,13 +82,9 @@ class StripeProvider(PaymentProvider):
 
     def __init__(self, api_key: str, api_base: str = ""):
         base = {"api": api_base.rstrip("/")} if api_base else None
-        self.client = stripe.StripeClient(
-            api_key, base_addresses=base, max_network_retries=2
-        )
+        self.client = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=2)
 
-    def create_checkout(
-        self, *, public_id, amount_cents, success_url, cancel_url
-    ) -> Checkout:
+    def create_checkout(self, *, public_id, amount_cents, success_url, cancel_url) -> Checkout:
         params = {
             "mode": "payment",
             "line_items": [
@@ -128,16 +118,12 @@ class OfflineProvider(PaymentProvider):
     def __init__(self, checkout_url_for):
         self.checkout_url_for = checkout_url_for
 
-    def create_checkout(
-        self, *, public_id, amount_cents, success_url, cancel_url
-    ) -> Checkout:
+    def create_checkout(self, *, public_id, amount_cents, success_url, cancel_url) -> Checkout:
         session_id = "cs_test_" + secrets.token_urlsafe(18)
         return Checkout(session_id=session_id, url=self.checkout_url_for(session_id))
 
 
 def provider_for(config, checkout_url_for) -> PaymentProvider:
     if config["PAYMENT_PROVIDER"] == "stripe":
-        return StripeProvider(
-            config["STRIPE_SECRET_KEY"], config.get("STRIPE_API_BASE", "")
-        )
+        return StripeProvider(config["STRIPE_SECRET_KEY"], config.get("STRIPE_API_BASE", ""))
     return OfflineProvider(checkout_url_for)

@@ -25,9 +25,7 @@ def checkout_session(cur, session_id):
     return cur.fetchone()
 
 
-def record_payment(
-    cur, *, event_id, attempt_id, checkout_session_id, provider, amount_cents
-):
+def record_payment(cur, *, event_id, attempt_id, checkout_session_id, provider, amount_cents):
     """Record the event's payment once; False when this event id was already recorded."""
     # ON CONFLICT: webhook retries and replays carry the same event id; only the first counts.
     cur.execute(

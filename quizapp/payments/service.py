@@ -36,9 +36,7 @@ def _absolute(endpoint, **values) -> str:
 
 def start_checkout(public_id: str) -> str:
     """Create a checkout session for an unpaid result; the URL to send the browser to."""
-    attempt = db.run_in_transaction(
-        quiz_repository.attempt_by_public_id, public_id or ""
-    )
+    attempt = db.run_in_transaction(quiz_repository.attempt_by_public_id, public_id or "")
     if attempt is None:
         raise NotFound("We could not find that result.")
     if attempt["paid_at"] is not None:
@@ -75,9 +73,7 @@ def handle_webhook(payload: bytes, signature: str | None) -> str:
             webhook_secret(current_app.config),
             tolerance=WEBHOOK_TOLERANCE_SECONDS,
         )
-        event = json.loads(
-            text
-        )  # verified above; plain dicts are easier to read than StripeObjects
+        event = json.loads(text)  # verified above; plain dicts are easier to read than StripeObjects
     except stripe.SignatureVerificationError:
         log.warning("payments.webhook_bad_signature")
         raise BadRequest("Invalid signature.") from None
@@ -118,9 +114,7 @@ def _unlock_report(cur, *, event_id, public_id, checkout_session_id, amount_cent
     if not recorded:
         return "duplicate"
     unlocked = repository.mark_paid(cur, attempt["id"])
-    log.info(
-        "payments.recorded", extra={"attempt_id": attempt["id"], "unlocked": unlocked}
-    )
+    log.info("payments.recorded", extra={"attempt_id": attempt["id"], "unlocked": unlocked})
     return "unlocked" if unlocked else "already_paid"
 
 
@@ -135,9 +129,5 @@ def pay_offline_checkout(session_id: str) -> str:
     """The offline provider's "pay" button: deliver a Stripe-signed completed event; the return URL."""
     row = offline_checkout_page(session_id)
     payload = completed_event(session_id, row["public_id"], row["amount_cents"])
-    handle_webhook(
-        payload.encode(), sign_payload(payload, webhook_secret(current_app.config))
-    )
-    return url_for(
-        "payments.checkout_return", public_id=row["public_id"], session_id=session_id
-    )
+    handle_webhook(payload.encode(), sign_payload(payload, webhook_secret(current_app.config)))
+    return url_for("payments.checkout_return", public_id=row["public_id"], session_id=session_id)

@@ -28,9 +28,7 @@ def checkout():
 
 @bp.post("/webhook")
 def webhook():
-    outcome = service.handle_webhook(
-        request.get_data(cache=False), request.headers.get("Stripe-Signature")
-    )
+    outcome = service.handle_webhook(request.get_data(cache=False), request.headers.get("Stripe-Signature"))
     return jsonify(received=True, outcome=outcome)
 
 

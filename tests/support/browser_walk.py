@@ -30,13 +30,9 @@ def walk(base_url: str) -> dict:
     report = {"ok": False, "steps": [], "questions": 0}
     started = time.monotonic()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(
-                java_script_enabled=False, viewport={"width": 390, "height": 844}
-            )
+            page = browser.new_page(java_script_enabled=False, viewport={"width": 390, "height": 844})
             page.set_default_timeout(15000)
             page.goto(base_url + "/")
             page.get_by_role("button", name="Start the quiz").click()
@@ -52,9 +48,7 @@ def walk(base_url: str) -> dict:
                     page.keyboard.press("Space")
                 else:
                     page.locator("label").nth(len(seen) % 3).click()
-                page.get_by_role(
-                    "button", name=re.compile("Next|Review answers")
-                ).click()
+                page.get_by_role("button", name=re.compile("Next|Review answers")).click()
             report["questions"] = len(seen)
             report["progress_in_order"] = seen == list(range(1, len(seen) + 1))
             report["steps"].append("answered")
@@ -65,9 +59,7 @@ def walk(base_url: str) -> dict:
             report["steps"].append("result")
             page.get_by_label("Email address (optional)").fill("walker@example.org")
             page.get_by_role("button", name="Send it to me").click()
-            report["email_thanks"] = (
-                page.get_by_text("Thanks: we will email you").count() == 1
-            )
+            report["email_thanks"] = page.get_by_text("Thanks: we will email you").count() == 1
             report["steps"].append("email")
             page.get_by_role("button", name="Unlock the full report").click()
             page.get_by_role("button", name="Pay (test mode)").click()

@@ -17,9 +17,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def _load_render_nginx():
-    spec = importlib.util.spec_from_file_location(
-        "render_nginx", ROOT / "scripts" / "render_nginx.py"
-    )
+    spec = importlib.util.spec_from_file_location("render_nginx", ROOT / "scripts" / "render_nginx.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -28,15 +26,11 @@ def _load_render_nginx():
 render_nginx = _load_render_nginx()
 
 
-def wait_port(
-    port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None
-) -> None:
+def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"process exited with {proc.returncode} before listening on {port}"
-            )
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -48,9 +42,7 @@ def wait_port(
 class Nginx:
     """One nginx (daemon off) whose pid, logs and temp files live in a tmp dir; stopped by pid."""
 
-    def __init__(
-        self, upstream_ports: list[int], prefix: Path, port: int | None = None
-    ):
+    def __init__(self, upstream_ports: list[int], prefix: Path, port: int | None = None):
         self.upstream_ports = list(upstream_ports)
         self.prefix = Path(prefix)
         self.port = port or free_port()
@@ -65,9 +57,7 @@ class Nginx:
         return self.prefix / "nginx.conf"
 
     def render(self) -> Path:
-        return render_nginx.write_standalone(
-            self.prefix, self.upstream_ports, f"127.0.0.1:{self.port}"
-        )
+        return render_nginx.write_standalone(self.prefix, self.upstream_ports, f"127.0.0.1:{self.port}")
 
     def command(self, *extra: str) -> list[str]:
         return [
@@ -110,6 +100,12 @@ class Nginx:
     def access_log(self) -> str:
         path = self.prefix / "access.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class SocketActivatedGunicorn(Gunicorn):
