@@ -165,10 +165,16 @@ class WriteProbe:
             http.mount("http://", SourceAdapter(f"127.3.{len(load.confirmed) % 250}.{i + 2}"))
             page = http.get(base + "/", timeout=10)
             page = http.post(base + "/start", data={"csrf_token": _first(CSRF, page)}, timeout=10)
-            while "/q/" in page.url:
+            for _ in range(40):  # bounded: one page per question
+                if page.status_code != 200 or "/q/" not in page.url:
+                    break
                 path = "/" + page.url.split("/", 3)[3]
                 data = {"csrf_token": _first(CSRF, page), "choice": (CHOICE.findall(page.text) or ["0"])[0]}
                 page = http.post(self.base + path, data=data, timeout=10)
+            if "/review" not in page.url:
+                raise RuntimeError(
+                    f"write probe could not reach the review page: {page.status_code} {page.url}"
+                )
             self.ready.append((http, _first(CSRF, page)))
 
     def first_write(self, since: float, timeout: float = 20.0) -> float | None:
@@ -208,24 +214,8 @@ def first_session_write(base: str, since: float, timeout: float = 20.0) -> float
 
 
 def restart_instance(stack: bench.Stack, port: int) -> None:
-    """Start a fresh gunicorn on a port whose instance was killed, tracked in the stack's state."""
-    env = {
-        **stack.env,
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": str(stack.workers),
-        "INSTANCE_NAME": f"stack-{port}",
-        "GUNICORN_PIDFILE": "",
-    }
-    with open(stack.state / f"gunicorn-{port}.log", "ab") as log:
-        proc = subprocess.Popen(
-            [str(bench.BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    (stack.state / f"gunicorn-{port}.pid").write_text(str(proc.pid))
+    """Start the killed instance again exactly as the stack started it."""
+    stack.run("restart-instance", "--instance-port", str(port))
 
 
 def masters(stack: bench.Stack) -> dict[int, int]:
@@ -253,6 +243,7 @@ def run_events(stack: bench.Stack, load: Load, dsn: str, settle: float) -> list[
 
     def event(name, action):
         gevent.sleep(settle / 2)
+        print(f"chaos: {name} ...", flush=True)
         start = time.time()
         note = action() or ""
         gevent.sleep(settle)
@@ -315,10 +306,18 @@ def run_events(stack: bench.Stack, load: Load, dsn: str, settle: float) -> list[
 
     def fake_mode(mode):
         def action():
+            before = bench.health(stack)
             stack.fake_openai("mode", {"mode": mode})
             gevent.sleep(settle)
             stack.fake_openai("mode", {"mode": "ok"})
-            return f"fake OpenAI in '{mode}' for {settle:.0f} s: analyses fall back"
+            gevent.sleep(settle)  # let jobs caught in the fault reach their deadline
+            after = bench.health(stack)
+            fallbacks = bench.ai_counter(after, "fallbacks") - bench.ai_counter(before, "fallbacks")
+            breaker = {w.get("breaker") for w in after.get("workers", [])}
+            return (
+                f"fake OpenAI '{mode}' for {settle:.0f} s: {fallbacks} analyses fell back (marked), "
+                f"breaker now {'/'.join(sorted(b for b in breaker if b)) or '?'}"
+            )
 
         return action
 

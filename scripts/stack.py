@@ -86,6 +86,32 @@ def _running(state: Path) -> dict[str, int]:
     return found
 
 
+def _spawn_instance(port: int, state: Path, env: dict) -> subprocess.Popen:
+    instance_env = {
+        **env,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "INSTANCE_NAME": f"stack-{port}",
+        "GUNICORN_PIDFILE": "",
+    }
+    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+    return _spawn(f"gunicorn-{port}", command, state, instance_env)
+
+
+def restart_instance(args) -> int:
+    """Start the instance on --instance-port again (after it died or was killed), as `start` did."""
+    state = Path(args.state_dir).resolve()
+    info = json.loads((state / "stack.json").read_text())
+    port = args.instance_port
+    if port not in info["ports"]:
+        raise SystemExit(f"stack: {port} is not one of this stack's instances {info['ports']}")
+    if f"gunicorn-{port}" in _running(state):
+        raise SystemExit(f"stack: the instance on {port} is still running")
+    proc = _spawn_instance(port, state, {**os.environ, **info["instance_env"]})
+    _wait(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), f"gunicorn-{port}", 60, proc)
+    print(f"stack: restarted gunicorn-{port} (pid {proc.pid})")
+    return 0
+
+
 def start(args) -> int:
     try:
         return _start(args)
@@ -108,13 +134,14 @@ def _start(args) -> int:
         if args.ports
         else [args.base_port + i for i in range(args.instances)]
     )
-    env = {
-        **os.environ,
+    # What every instance gets on top of the caller's environment (kept for restart-instance).
+    overrides = {
         "GUNICORN_WORKERS": str(args.workers),
         # Behind this nginx: believe its X-Forwarded-For, so limits count real clients.
         "TRUSTED_PROXY_HOPS": "1",
         "GUNICORN_ACCESS_LOG": "-",
     }
+    env = {**os.environ, **overrides}
     procs: list[tuple[str, subprocess.Popen]] = []
     if not env.get("OPENAI_API_KEY") and FAKE_OPENAI.exists():
         fake_port = args.fake_openai_port
@@ -138,30 +165,14 @@ def _start(args) -> int:
                 ),
             )
         )
-        env.update(
-            OPENAI_API_KEY="sk-local-fake",
+        overrides.update(
+            OPENAI_API_KEY="sk-local-fake",  # the fake's dummy key, not a secret
             OPENAI_BASE_URL=f"http://127.0.0.1:{fake_port}/v1",
         )
+        env.update(overrides)
         _wait(lambda: _port_open(fake_port), "fake OpenAI", 15, procs[-1][1])
     for port in ports:
-        instance_env = {
-            **env,
-            "GUNICORN_BIND": f"127.0.0.1:{port}",
-            "INSTANCE_NAME": f"stack-{port}",
-            "GUNICORN_PIDFILE": "",
-        }
-        command = [
-            str(BIN / "gunicorn"),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "wsgi:app",
-        ]
-        procs.append(
-            (
-                f"gunicorn-{port}",
-                _spawn(f"gunicorn-{port}", command, state, instance_env),
-            )
-        )
+        procs.append((f"gunicorn-{port}", _spawn_instance(port, state, env)))
     for name, proc in procs:
         if name.startswith("gunicorn-"):
             port = int(name.split("-")[1])
@@ -174,7 +185,8 @@ def _start(args) -> int:
         raise SystemExit(f"stack: nginx -t failed:\n{check.stderr}")
     proc = _spawn("nginx", nginx, state, env)
     _wait(lambda: _http_ok(f"http://127.0.0.1:{args.port}/healthz"), "nginx", 15, proc)
-    (state / "stack.json").write_text(json.dumps({"url": f"http://{args.host}:{args.port}/", "ports": ports}))
+    info = {"url": f"http://{args.host}:{args.port}/", "ports": ports, "instance_env": overrides}
+    (state / "stack.json").write_text(json.dumps(info))
     print(
         f"quizapp stack: http://{args.host}:{args.port}/  (nginx least_conn over "
         f"{len(ports)} instances on {','.join(map(str, ports))}; `make stack-stop` stops it)"
@@ -217,7 +229,8 @@ def status(args) -> int:
 def main(argv=None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "status", "restart-instance"))
+    parser.add_argument("--instance-port", type=int, help="restart-instance: the instance's port")
     parser.add_argument("--instances", type=int, default=int(env.get("STACK_INSTANCES", 4)))
     parser.add_argument("--base-port", type=int, default=int(env.get("STACK_BASE_PORT", 8001)))
     parser.add_argument("--ports", default=env.get("STACK_PORTS", ""), help="e.g. 8001,8002")
@@ -231,7 +244,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack")))
     args = parser.parse_args(argv)
-    return {"start": start, "stop": stop, "status": status}[args.action](args)
+    actions = {"start": start, "stop": stop, "status": status, "restart-instance": restart_instance}
+    return actions[args.action](args)
 
 
 if __name__ == "__main__":
