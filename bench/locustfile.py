@@ -134,7 +134,7 @@ class AdminPoller(FastHttpUser):
     """An operator's dashboard polling the cluster health API."""
 
     wait_time = constant(2)
-    weight = int(os.environ.get("BENCH_WEIGHT_ADMIN", "1"))
+    fixed_count = int(os.environ.get("BENCH_ADMINS", "1"))  # one dashboard, whatever the user count
 
     def on_start(self):
         # nginx serves /api/health/ to loopback's 127.0.0.1 only, like a local monitoring agent.
@@ -150,8 +150,8 @@ class AdminPoller(FastHttpUser):
 class Abuser(FastHttpUser):
     """One client hammering the landing page: it should get 429s, others should not notice."""
 
-    wait_time = constant(0.05)
-    weight = int(os.environ.get("BENCH_WEIGHT_ABUSER", "1"))
+    wait_time = constant(0.02)
+    fixed_count = int(os.environ.get("BENCH_ABUSERS", "1"))  # one abusive client, ~50 req/s
 
     def on_start(self):
         gevent.getcurrent().quizapp_source_ip = "127.0.0.66"

@@ -139,7 +139,7 @@ def _start(args) -> int:
         "GUNICORN_WORKERS": str(args.workers),
         # Behind this nginx: believe its X-Forwarded-For, so limits count real clients.
         "TRUSTED_PROXY_HOPS": "1",
-        "GUNICORN_ACCESS_LOG": "-",
+        "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", "-"),
     }
     env = {**os.environ, **overrides}
     procs: list[tuple[str, subprocess.Popen]] = []
