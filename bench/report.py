@@ -60,6 +60,7 @@ def render(result: dict) -> str:
                 "client p99 ms",
                 "4xx (429)",
                 "5xx",
+                "abuser 429/sent",
                 "RSS/worker MB",
                 "pool waits",
                 "locust CPU %",
@@ -81,6 +82,7 @@ def render(result: dict) -> str:
                     s["client_p99_ms"],
                     f"{s['status_4xx']} ({s['status_429']})",
                     s["status_5xx"],
+                    f"{s.get('abuser_429', 0)}/{s.get('abuser_requests', 0)}",
                     s["rss_mb_per_worker"],
                     s["pool_waits"],
                     s["locust_cpu_pct"],
@@ -153,14 +155,15 @@ def render(result: dict) -> str:
         ]
     integ = result.get("integrity")
     if integ:
+        names = list(dict.fromkeys(name for item in integ for name in item["checks"]))
         lines += [
             "## Integrity after each step",
             "",
-            _row(["users", *integ[0]["checks"].keys()]),
-            _row(["---"] * (1 + len(integ[0]["checks"]))),
+            _row(["users", *names]),
+            _row(["---"] * (1 + len(names))),
         ]
         for item in integ:
-            lines.append(_row([item["users"], *(_fmt_check(v) for v in item["checks"].values())]))
+            lines.append(_row([item["users"], *(_fmt_check(item["checks"].get(n, "n/a")) for n in names)]))
         lines.append("")
     mem = result.get("session_memory")
     if mem:
