@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db, metrics, security
+from . import db, metrics, security, validation
 from .config import Config
 from .errors import register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
@@ -22,6 +22,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(settings)
+    validation.register_converters(app)  # before blueprints: their rules name the id converters
     app.config["WTF_CSRF_ENABLED"] = settings.get("CSRF_ENABLED", True)
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # the token lives as long as the session
 

@@ -124,6 +124,7 @@ class Config:
     RATELIMIT_SUBMIT: str = "20/minute"
     RATELIMIT_EMAIL: str = "5/minute"
     RATELIMIT_LOGIN: str = "5/minute"
+    RATELIMIT_LOGIN_GLOBAL: str = "60/minute"
     RATELIMIT_POLL: str = "120/minute"
     RATELIMIT_STRATEGY: str = "moving-window"
     RATELIMIT_HEADERS_ON_SUCCESS: bool = False
@@ -133,6 +134,7 @@ class Config:
     REQUEST_LOG_ALL: bool = False
     ADMIN_PASSWORD_HASH: str = ""
     ADMIN_IDLE_MINUTES: int = 30
+    ADMIN_HASH_CONCURRENCY: int = 0  # password checks at once per worker; 0 = the CPU count
 
     # Quiz
     QUIZ_DAILY_QUOTA: int = 20
@@ -212,6 +214,7 @@ class Config:
             RATELIMIT_SUBMIT=env.get("RATELIMIT_SUBMIT") or cls.RATELIMIT_SUBMIT,
             RATELIMIT_EMAIL=env.get("RATELIMIT_EMAIL") or cls.RATELIMIT_EMAIL,
             RATELIMIT_LOGIN=env.get("RATELIMIT_LOGIN") or cls.RATELIMIT_LOGIN,
+            RATELIMIT_LOGIN_GLOBAL=env.get("RATELIMIT_LOGIN_GLOBAL") or cls.RATELIMIT_LOGIN_GLOBAL,
             RATELIMIT_POLL=env.get("RATELIMIT_POLL") or cls.RATELIMIT_POLL,
             RATELIMIT_STRATEGY=_choice(
                 env,
@@ -226,6 +229,7 @@ class Config:
             REQUEST_LOG_ALL=_bool(env, "REQUEST_LOG_ALL", False),
             ADMIN_PASSWORD_HASH=env.get("ADMIN_PASSWORD_HASH", ""),
             ADMIN_IDLE_MINUTES=_int(env, "ADMIN_IDLE_MINUTES", 30, minimum=1),
+            ADMIN_HASH_CONCURRENCY=_int(env, "ADMIN_HASH_CONCURRENCY", 0, minimum=0, maximum=64),
             QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),
             QUIZ_CONTENT_PATH=env.get("QUIZ_CONTENT_PATH") or cls.QUIZ_CONTENT_PATH,
             PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", ""),

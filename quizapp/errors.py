@@ -133,7 +133,12 @@ def handle_quiz_error(exc: QuizError):
 def handle_http_error(exc: HTTPException):
     if isinstance(exc, InternalServerError):
         return handle_unexpected(exc.original_exception or exc)
-    titles = {404: "Not found", 405: "Method not allowed", 413: "That was too large"}
+    titles = {
+        400: "That did not look right",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "That was too large",
+    }
     messages = {
         404: "We could not find that page.",
         405: "That page does not accept this kind of request.",

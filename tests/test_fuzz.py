@@ -34,6 +34,16 @@ field_value = st.one_of(
     st.integers(min_value=1, max_value=600_000).map(lambda n: "é" * n),
 )
 
+# Path ids: well-formed ones (unknown: 404) and odd ones (400): Unicode digits, controls, over-long.
+path_id_value = st.one_of(
+    st.text(
+        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", min_size=1, max_size=64
+    ),
+    st.characters(categories=["Nd", "No"]).filter(lambda c: not c.isascii()),
+    st.sampled_from(["\x00", "a\x00", "\x7f", "\u2028", "\ufffd", "²"]),
+    st.integers(min_value=65, max_value=2000).map(lambda n: "x" * n),
+)
+
 
 def _rules(app, skip=()):
     rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint not in skip]
@@ -51,7 +61,7 @@ def fuzz_request(draw, app, skip=()):
         elif isinstance(converter, UUIDConverter):
             values[name] = draw(st.uuids())
         else:
-            values[name] = draw(st.text(min_size=1, max_size=60))
+            values[name] = draw(st.text(min_size=1, max_size=60) | path_id_value)
     try:
         path = app.url_map.bind("localhost").build(rule.endpoint, values)
     except BuildError:

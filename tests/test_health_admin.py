@@ -30,7 +30,7 @@ def test_health_page_shows_the_cluster_and_refreshes_itself(app, client):
     response = client.get("/admin/health")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert '<meta http-equiv="refresh" content="5">' in html
+    assert '<meta http-equiv="refresh" content="5; url=/admin/health?refresh=auto">' in html
     assert "<script" not in html
     assert "Score <strong>100</strong>/100" in html
     assert heartbeat.heartbeat_state(app).worker_id.rsplit(":", 1)[1] in html
@@ -108,3 +108,26 @@ def test_every_action_is_audited_and_applied_here_at_once(app, client, pg_conn, 
             "close_breakers",
             "reset_errors",
         ]
+
+
+def test_only_the_admins_own_requests_count_as_activity(make_app):
+    """The page's automatic reload (?refresh=auto) does not keep an unattended session alive."""
+    app = make_app(ADMIN_IDLE_MINUTES="1")
+    client = app.test_client()
+    _login(client)
+    with client.session_transaction() as session:
+        session["admin_seen"] = seen = time.time() - 50
+    for _ in range(3):
+        assert client.get("/admin/health?refresh=auto").status_code == 200
+    with client.session_transaction() as session:
+        assert session["admin_seen"] == seen
+        session["admin_seen"] = time.time() - 61  # ADMIN_IDLE_MINUTES=1 passed, refreshes only
+    response = client.get("/admin/health?refresh=auto")
+    assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+    # The admin's own visit does count.
+    _login(client)
+    with client.session_transaction() as session:
+        session["admin_seen"] = time.time() - 50
+    assert client.get("/admin/health").status_code == 200
+    with client.session_transaction() as session:
+        assert time.time() - session["admin_seen"] < 5

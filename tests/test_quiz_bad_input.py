@@ -39,6 +39,9 @@ SCALE_INDEX = 2  # the third question is a 1-5 scale
         ({"choice": "abc"}, b"not one of the choices"),
         ({"choice": ["1", "2"]}, b"not one of the choices"),
         ({"choice": "0"}, b"not one of the choices"),
+        ({"choice": "²"}, b"not one of the choices"),  # isdigit() says yes, int() says no
+        ({"choice": "٣"}, b"not one of the choices"),
+        ({"choice": "1\x00"}, b"not one of the choices"),
         ({"choice": "1", "pad": "x" * 5000}, b"larger than an answer can be"),
     ],
 )
@@ -53,14 +56,14 @@ def test_bad_answer_is_400_and_keeps_answers(started, form, message):
     assert _answers(client) == before
 
 
-def test_unknown_question_id_is_400_and_shows_next_unanswered(started):
+def test_unknown_question_id_is_404_and_shows_next_unanswered(started):
     client, content, before = started
     for method in (client.get, client.post):
         kwargs = (
             {"data": {"csrf_token": _token(client, content), "choice": "1"}} if method == client.post else {}
         )
         response = method("/q/no_such_question", **kwargs)
-        assert response.status_code == 400
+        assert response.status_code == 404
         assert b"That question does not exist" in response.data
         assert f"Question {len(before) + 1} of".encode() in response.data
     assert _answers(client) == before

@@ -163,7 +163,7 @@ def test_new_attempt_after_start_again(client, content, pg_conn):
 
 def test_unknown_result_is_404_and_unpaid_report_is_refused(client, content):
     assert client.get("/r/does-not-exist").status_code == 404
-    assert client.get("/r/" + "x" * 200).status_code == 404
+    assert client.get("/r/" + "x" * 200).status_code == 400  # longer than any id: malformed
     answer_all(client, content)
     location = submit(client).headers["Location"]
     assert client.get(location + "/report").status_code == 403

@@ -7,11 +7,11 @@ import logging
 import time
 
 from flask import current_app, redirect, request, session, url_for
-from werkzeug.security import check_password_hash
 
 from ..db import transaction
 from ..errors import Forbidden, QuizError, wants_json
 from ..security.repository import insert_audit_entry
+from .password_check import check_password_off_loop
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def log_in(password: str) -> bool:
     pw_hash = current_app.config.get("ADMIN_PASSWORD_HASH")
     if not pw_hash:
         raise AdminLoginDisabled()
-    ok = check_password_hash(pw_hash, password)
+    ok = check_password_off_loop(current_app._get_current_object(), pw_hash, password)
     detail = {"ip": request.remote_addr}
     _record("admin.login" if ok else "admin.login_failed", detail)
     if not ok:
@@ -89,7 +89,13 @@ def _refuse():
     return redirect(url_for("admin_auth.login", next=request.full_path.rstrip("?")))
 
 
+AUTO_REFRESH = "auto"  # ?refresh=auto: a page reloading itself, not the admin acting
+
+
 def _touch() -> None:
+    """Only the admin's own requests keep the session alive, not a page's automatic reload."""
+    if request.args.get("refresh") == AUTO_REFRESH:
+        return
     session["admin_seen"] = time.time()
 
 

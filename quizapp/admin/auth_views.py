@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request
 
+from .. import validation
 from . import auth
 
 bp = Blueprint("admin_auth", __name__)
@@ -31,7 +32,7 @@ def login():
         return render_template("admin/login.html", disabled=True, next_url=next_url), 403
     if request.method == "GET":
         return render_template("admin/login.html", next_url=next_url)
-    if auth.log_in(request.form.get("password", "")):
+    if auth.log_in(validation.password(request.form.get("password", ""))):
         return redirect(next_url)
     return render_template("admin/login.html", failed=True, next_url=next_url), 401
 

@@ -3,7 +3,7 @@
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from . import service
-from .auth import admin_required
+from .auth import AUTO_REFRESH, admin_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -12,7 +12,9 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 @admin_required
 def health():
     page = service.health_page()
-    return render_template("admin/health.html", done=request.args.get("done"), **page)
+    return render_template(
+        "admin/health.html", done=request.args.get("done"), auto_refresh=AUTO_REFRESH, **page
+    )
 
 
 @bp.post("/health/actions")

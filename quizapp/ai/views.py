@@ -8,7 +8,7 @@ from . import service
 bp = Blueprint("ai", __name__)
 
 
-@bp.get("/api/analysis/<subject_id>")
+@bp.get("/api/analysis/<public_id:subject_id>")
 def analysis_json(subject_id: str):
     status = service.analysis_status(subject_id)
     if status is None:

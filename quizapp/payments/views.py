@@ -13,6 +13,7 @@ from flask import (
     url_for,
 )
 
+from .. import validation
 from ..errors import NotFound
 from ..extensions import csrf
 from ..quiz import service as quiz_service
@@ -23,7 +24,7 @@ bp = Blueprint("payments", __name__, url_prefix="/pay")
 
 @bp.post("/checkout")
 def checkout():
-    return redirect(service.start_checkout(request.form.get("public_id", "")), 303)
+    return redirect(service.start_checkout(validation.form_public_id(request.form)), 303)
 
 
 @bp.post("/webhook")
@@ -35,7 +36,7 @@ def webhook():
 csrf.exempt(webhook)  # signed by the provider instead; browsers never post here
 
 
-@bp.route("/test/<session_id>", methods=["GET", "POST"])
+@bp.route("/test/<checkout_id:session_id>", methods=["GET", "POST"])
 def test_checkout(session_id):
     if current_app.config["PAYMENT_PROVIDER"] != "test":
         raise NotFound()
@@ -47,7 +48,7 @@ def test_checkout(session_id):
     )
 
 
-@bp.get("/return/<public_id>")
+@bp.get("/return/<public_id:public_id>")
 def checkout_return(public_id):
     # A fresh session id after payment: the pre-payment id can no longer ride the paid session.
     current_app.session_interface.regenerate(session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..validation import choice as parse_choice
 from .data import SCALE_MAX, SCALE_MIN, Content, Question
 
 NEUTRAL_REASON = "None of your answers pointed strongly toward or away from this model."
@@ -74,10 +75,7 @@ def validate_answer(question: Question, raw_choice) -> int | None:
     if isinstance(raw_choice, bool):
         return None
     if isinstance(raw_choice, str):
-        raw_choice = raw_choice.strip()
-        if not raw_choice.isdigit() or len(raw_choice) > 3:
-            return None
-        raw_choice = int(raw_choice)
+        raw_choice = parse_choice(raw_choice)
     if not isinstance(raw_choice, int) or raw_choice not in question.valid_choices():
         return None
     return raw_choice

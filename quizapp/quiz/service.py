@@ -97,7 +97,7 @@ def question_page(session, question_id: str) -> QuestionPage:
     quiz = content()
     question = quiz.question(question_id)
     if question is None:
-        raise InvalidAnswer("That question does not exist. Your answers so far are kept.")
+        raise InvalidAnswer("That question does not exist. Your answers so far are kept.", status=404)
     index = quiz.index_of(question_id)
     return QuestionPage(
         question=question,

@@ -13,6 +13,7 @@ from flask import (
     url_for,
 )
 
+from .. import validation
 from ..errors import BadRequest
 from . import service
 from .data import load_content
@@ -44,7 +45,7 @@ def start():
     return redirect(url_for("quiz.question", question_id=first), 303)
 
 
-@bp.route("/q/<question_id>", methods=["GET", "POST"])
+@bp.route("/q/<question_id:question_id>", methods=["GET", "POST"])
 def question(question_id):
     if request.method == "GET":
         try:
@@ -62,12 +63,12 @@ def question(question_id):
 
 
 def _question_error(exc, question_id=None, fallback=False):
-    """Re-render a question page with the message and status 400; the session is untouched."""
+    """Re-render a question page with the message and its status (400, 404 for an unknown id)."""
     target = None if fallback else question_id
     if target is None or service.content().question(target) is None:
         target = service.next_unanswered(session) or service.content().questions[0].id
     page = service.question_page(session, target)
-    return render_template("quiz/question.html", page=page, error=exc.message), 400
+    return render_template("quiz/question.html", page=page, error=exc.message), exc.status
 
 
 @bp.get("/review")
@@ -85,16 +86,16 @@ def submit():
     return redirect(url_for("quiz.result", public_id=public_id), 303)
 
 
-@bp.get("/r/<public_id>")
+@bp.get("/r/<public_id:public_id>")
 def result(public_id):
     page = service.result_page(session, public_id)
     return render_template("quiz/result.html", **page, email_error=None)
 
 
-@bp.post("/r/<public_id>/email")
+@bp.post("/r/<public_id:public_id>/email")
 def email(public_id):
     try:
-        service.capture_email(public_id, request.form.get("email", ""))
+        service.capture_email(public_id, validation.email(request.form.get("email", "")))
     except BadRequest as exc:
         page = service.result_page(session, public_id)
         return render_template("quiz/result.html", **page, email_error=exc.message), 400
@@ -102,7 +103,7 @@ def email(public_id):
     return redirect(url_for("quiz.result", public_id=public_id, _anchor="email"), 303)
 
 
-@bp.get("/r/<public_id>/report")
+@bp.get("/r/<public_id:public_id>/report")
 def report(public_id):
     return render_template("quiz/report.html", **service.report_page(session, public_id))
 

@@ -20,6 +20,8 @@ ENDPOINT_LIMITS = {
     "quiz.email": "RATELIMIT_EMAIL",
     "admin_auth.login": "RATELIMIT_LOGIN",
 }
+# endpoint -> config key of a POST limit shared by every client (a distributed guess storm).
+GLOBAL_ENDPOINT_LIMITS = {"admin_auth.login": "RATELIMIT_LOGIN_GLOBAL"}
 # endpoint -> config key of a limit that replaces the page default (pages polled by scripts).
 POLLED_ENDPOINTS = {"ai.analysis_json": "RATELIMIT_POLL"}
 # Server-to-server and signature-verified: the per-IP page limit would only drop paid events.
@@ -85,6 +87,17 @@ def apply_endpoint_limits(app) -> list[str]:
         if endpoint in app.view_functions:
             limit_endpoint(app, endpoint, app.config[config_key])
             applied.append(endpoint)
+    for endpoint, config_key in GLOBAL_ENDPOINT_LIMITS.items():
+        if endpoint in app.view_functions:
+            view = app.view_functions[endpoint]
+            shared = limiter.shared_limit(
+                app.config[config_key],
+                scope=f"global:{endpoint}",
+                key_func=lambda: "all",
+                methods=["POST"],
+                override_defaults=False,
+            )
+            app.view_functions[endpoint] = shared(view)  # listed once, with its per-IP limit
     for endpoint, config_key in POLLED_ENDPOINTS.items():
         if endpoint in app.view_functions:
             view = app.view_functions[endpoint]

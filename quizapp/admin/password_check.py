@@ -1,0 +1,47 @@
+"""The admin password check off the event loop: gevent's threadpool, at most N checks per worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import gevent
+from gevent.lock import BoundedSemaphore
+from werkzeug.security import check_password_hash
+
+from ..errors import TooManyRequests
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "quizapp.password_checks"
+
+
+class LoginBusy(TooManyRequests):
+    message = "Too many sign-in attempts are being checked right now. Please try again in a moment."
+    retry_after = 1
+
+
+def hash_concurrency(config) -> int:
+    """ADMIN_HASH_CONCURRENCY, or one check per core: more would only queue for the CPU."""
+    return config.get("ADMIN_HASH_CONCURRENCY") or os.cpu_count() or 1
+
+
+def _slots(app) -> BoundedSemaphore:
+    # Per worker process (a fork gets the parent's object, unused there: it is built lazily).
+    slots = app.extensions.get(EXTENSION)
+    if slots is None or slots[0] != os.getpid():
+        slots = app.extensions[EXTENSION] = (os.getpid(), BoundedSemaphore(hash_concurrency(app.config)))
+    return slots[1]
+
+
+def check_password_off_loop(app, pw_hash: str, password: str) -> bool:
+    """scrypt/pbkdf2 release the GIL: in a pool thread they cost the event loop nothing.
+    Beyond the bound, refuse at once (429) instead of queueing work an attacker can multiply."""
+    slots = _slots(app)
+    if not slots.acquire(blocking=False):
+        log.warning("admin.login_busy")
+        raise LoginBusy()
+    try:
+        return bool(gevent.get_hub().threadpool.apply(check_password_hash, (pw_hash, password)))
+    finally:
+        slots.release()
