@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request
 
 from .. import validation
-from . import auth
+from . import auth, password_check
 
 bp = Blueprint("admin_auth", __name__)
 
@@ -23,6 +23,13 @@ def _safe_next(target: str | None) -> str:
     ):
         return target
     return "/admin/"
+
+
+@bp.before_request
+def _refuse_logins_when_busy():
+    # Cheap and early: a guess storm beyond the hash bound costs no limiter round trips either.
+    if request.method == "POST" and request.endpoint == "admin_auth.login":
+        password_check.refuse_when_busy(current_app._get_current_object())
 
 
 @bp.route("/admin/login", methods=["GET", "POST"])
