@@ -35,8 +35,13 @@ errorlog = os.environ.get("GUNICORN_ERROR_LOG", "-")
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # Trust X-Forwarded-* only from the local nginx.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-# Request id (set by nginx or the app) and duration in microseconds on every access line.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s rid=%({x-request-id}i)s dur_us=%(D)s pid=%(p)s ua="%(a)s"'
+# Request id (set by nginx or the app) and duration in microseconds on every access line. The
+# route pattern the app names in X-Quizapp-Route, never the path or query string: those carry
+# public ids, checkout session ids and emails.
+access_log_format = (
+    '%(h)s "%(m)s %({x-quizapp-route}o)s %(H)s" %(s)s %(b)s rid=%({x-request-id}i)s dur_us=%(D)s '
+    'pid=%(p)s ua="%(a)s"'
+)
 # Gunicorn >= 25 opens a control socket in ~/.gunicorn by default: every instance of one user
 # would share that path. Off unless GUNICORN_CONTROL_SOCKET names a per-instance path.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")

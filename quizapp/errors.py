@@ -84,6 +84,11 @@ class RedisUnavailable(ServiceUnavailable):
     message = "Our session store is not answering right now. Please try again in a few seconds."
 
 
+def _route() -> str:
+    """The matched rule, not the path: logs never hold public ids or tokens."""
+    return request.url_rule.rule if request.url_rule is not None else "-"
+
+
 def wants_json() -> bool:
     if request.path.startswith("/api/"):
         return True
@@ -126,7 +131,7 @@ def _outage_for(exc):
 
 def handle_quiz_error(exc: QuizError):
     if exc.status >= 500:
-        log.warning("request.unavailable", extra={"error": type(exc).__name__, "path": request.path})
+        log.warning("request.unavailable", extra={"error": type(exc).__name__, "route": _route()})
     return render_error(exc.status, exc.title, exc.message, exc.retry_after, exc.context)
 
 
@@ -154,7 +159,7 @@ def handle_unexpected(exc):
     mapped = _outage_for(exc)
     if mapped is not None:
         return handle_quiz_error(mapped)
-    log.exception("request.unhandled", extra={"path": request.path})
+    log.exception("request.unhandled", extra={"route": _route()})
     return render_error(
         500, "Something went wrong on our side", "We have logged the problem. Please try again."
     )

@@ -68,7 +68,7 @@ def test_submit_limit_is_shared_by_two_instances(tmp_path):
         line
         for server in (one, two)
         for line in server.log_text().splitlines()
-        if "msg=request " in line and "path=/_test/submit" in line
+        if "msg=request " in line and "route=/_test/submit" in line
     ]
     assert len(lines) == SUBMIT_LIMIT + 10 + 2
     assert sum("status=429" in line for line in lines) == 12

@@ -70,7 +70,7 @@ def _same_origin_referrer() -> str | None:
 
 def handle_csrf_error(exc: CSRFError):
     """A stale or missing form token: explain, keep the session (and answers), offer the way back."""
-    log.info("csrf.rejected", extra={"path": request.path, "reason": exc.description})
+    log.info("csrf.rejected", extra={"route": edge.route_pattern(), "reason": exc.description})
     title = "This form has expired"
     message = (
         "For your security each form carries a token, and this one was missing or out of date. "

@@ -17,6 +17,13 @@ log = logging.getLogger("quizapp.request")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 HSTS = "max-age=31536000; includeSubDomains"
+ROUTE_HEADER = "X-Quizapp-Route"
+
+
+def route_pattern() -> str:
+    """The matched rule ("/r/<public_id:public_id>"), never the path: ids and tokens stay out of logs."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else "-"
 
 
 def trust_proxy(app) -> None:
@@ -76,6 +83,8 @@ def install(app) -> None:
         request_id = getattr(g, "request_id", None)
         if request_id:
             headers["X-Request-ID"] = request_id
+        # The access logs (gunicorn's, nginx's) write this instead of the path; nginx hides it.
+        headers[ROUTE_HEADER] = route_pattern()
         _log_request(response)
         return response
 
@@ -98,7 +107,7 @@ def _log_request(response) -> None:
         extra={
             "request_id": getattr(g, "request_id", "-"),
             "method": request.method,
-            "path": request.path,  # never the query string: it may carry user data
+            "route": route_pattern(),  # never the path or query: they carry ids and user data
             "status": response.status_code,
             "duration_ms": duration_ms,
         },
