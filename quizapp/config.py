@@ -165,6 +165,7 @@ class Config:
     AI_BREAKER_FAILURES: int = 5
     AI_BREAKER_COOLDOWN: float = 30.0
     AI_CACHE_SECONDS: int = 3600
+    AI_FALLBACK_CACHE_SECONDS: int = 30
 
     # Operations
     HEARTBEAT_SECONDS: float = 2.0
@@ -254,6 +255,7 @@ class Config:
             AI_BREAKER_FAILURES=_int(env, "AI_BREAKER_FAILURES", 5, minimum=1),
             AI_BREAKER_COOLDOWN=_float(env, "AI_BREAKER_COOLDOWN", 30.0, minimum=0.1),
             AI_CACHE_SECONDS=_int(env, "AI_CACHE_SECONDS", 3600, minimum=1),
+            AI_FALLBACK_CACHE_SECONDS=_int(env, "AI_FALLBACK_CACHE_SECONDS", 30, minimum=1),
             HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),
             INSTANCE_NAME=env.get("INSTANCE_NAME") or os.uname().nodename,
         )

@@ -58,11 +58,30 @@ def test_acquire_waits_for_the_window_then_gives_up_at_the_deadline(redis_client
 
     budget = Budget(redis_client, rpm=1, window_seconds=0.5, max_in_flight=10, lease_seconds=5)
     first = budget.acquire(deadline=time.time() + 1)
+    budget.release(first)  # answered: counted from now for one window
     started = time.monotonic()
     second = budget.acquire(deadline=time.time() + 2)
     assert first != second and time.monotonic() - started >= 0.5
     with pytest.raises(BudgetExhausted):
         budget.acquire(deadline=time.time() + 0.2)
+
+
+def test_a_call_counts_from_its_latest_possible_arrival(redis_client):
+    """The upstream counts arrivals: a call on its way counts until it answered, then from then;
+    an unanswered call (timeout) counts a whole lease longer, it may still arrive."""
+    budget = Budget(redis_client, rpm=1, window_seconds=0.3, max_in_flight=10, lease_seconds=3)
+    window = 0.3 + 0.5  # with the clock-skew guard
+    first = budget.try_acquire()[0]
+    gevent.sleep(window + 0.2)  # a budget stamped at the start would allow another call by now
+    assert budget.try_acquire()[0] is None
+    budget.release(first, answered=True)
+    assert budget.try_acquire()[0] is None  # it may have arrived just now
+    gevent.sleep(window + 0.2)
+    second = budget.try_acquire()[0]
+    assert second is not None
+    budget.release(second, answered=False)
+    gevent.sleep(window + 0.2)
+    assert budget.try_acquire()[0] is None  # counted until a lease from its end
 
 
 def _probe_or_none(breaker):

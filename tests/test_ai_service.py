@@ -139,7 +139,7 @@ def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake):
     final = wait_final(app, "slow-1")
     elapsed = time.monotonic() - started
     assert final.state == "fallback" and final.fallback and "too long" in final.message
-    assert elapsed < 1.5 + 0.5
+    assert elapsed < 1.5 + 1.0  # the deadline holds to within a second, even on a busy machine
     fake.set_mode(mode="ok")
 
 
@@ -216,3 +216,20 @@ def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake)
     }
     assert len(fake.calls()["calls"]) == 1
     fake.set_mode(mode="ok")
+
+
+def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake, redis_client):
+    fake.set_mode(mode="hang")
+    app = ai_app(AI_DEADLINE_SECONDS=1, OPENAI_TIMEOUT=10, AI_FALLBACK_CACHE_SECONDS=1)
+    with app.test_request_context():
+        service.request_analysis("retry-1", synthetic_inputs("retry"), "u1")
+    assert wait_final(app, "retry-1").state == "fallback"
+    assert 0 < redis_client.ttl("ai:job:retry-1") <= 1  # not AI_CACHE_SECONDS (an hour)
+    fake.set_mode(mode="ok")
+    gevent.sleep(1.5)
+    with app.test_request_context():
+        again = service.request_analysis("retry-1", synthetic_inputs("retry"), "u1")
+    assert again.state == "queued"
+    final = wait_final(app, "retry-1")
+    assert final.state == "done" and not final.fallback and final.text.startswith("Fake AI analysis")
+    assert redis_client.ttl("ai:job:retry-1") > 60

@@ -1,4 +1,11 @@
-"""The cluster-wide OpenAI budget in Redis: a sliding window of call starts plus in-flight leases."""
+"""The cluster-wide OpenAI budget in Redis: a sliding window of calls plus in-flight leases.
+
+The upstream counts a call when the request arrives, and on a starved CPU that can be seconds after
+we meant to send it. So a call's window entry is never earlier than its possible arrival: while it
+may still be on its way the entry stands at the end of its lease (the future), and once an answer
+came back it moves to that moment (the request arrived before its answer). A later call is allowed
+only when fewer than `rpm` entries lie within the window before now, whatever the CPU delays.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_KEY = "ai:budget:window"
 INFLIGHT_KEY = "ai:budget:inflight"
-# Lag between our stamp and the upstream's arrival clock (a busy worker, a new connection):
-# every start counts this much longer than the window, so the upstream never sees one too many.
+# Clock skew between Redis TIME and the upstream's clock: every entry counts this much longer.
 WINDOW_GUARD_MS = 500
 
 # KEYS: window zset, in-flight zset. ARGV: rpm, window_ms, max_in_flight, lease_ms, lease_id.
@@ -28,16 +34,18 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local used = redis.call('ZCARD', KEYS[1])
 local flying = redis.call('ZCARD', KEYS[2])
 if used < rpm and flying < cap then
-  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  -- Counted from the end of the lease until the call's answer says when it arrived at the latest.
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[5])
   redis.call('ZADD', KEYS[2], now + lease, ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], window + 1000)
+  redis.call('PEXPIRE', KEYS[1], window + lease + 1000)
   redis.call('PEXPIRE', KEYS[2], lease + 1000)
   return {1, 0}
 end
 local wait = 50
 if used >= rpm then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = math.max(1, tonumber(oldest[2]) + window - now + 1)
+  -- An entry still in the future (a call on its way) is re-stamped when it answers: look again soon.
+  wait = math.max(1, math.min(tonumber(oldest[2]) + window - now + 1, 1000))
 end
 return {0, wait}
 """
@@ -51,13 +59,19 @@ return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'),
 """
 
 
-# KEYS: window zset, metrics hash. ARGV: lease_id. Re-stamp the start just before the request
-# leaves (the slot was taken earlier, maybe before a breaker check), and count the call.
-STAMP = """
+# KEYS: window zset, in-flight zset. ARGV: lease_id, answered (1/0), lease_ms, window_ms. The call ended:
+# free its in-flight slot; answered, it arrived by now at the latest, so its window entry counts
+# from now; unanswered (timeout, connection lost), it may still arrive: a whole lease from now.
+FINISH = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
-return redis.call('HINCRBY', KEYS[2], 'calls', 1)
+local stamp = now
+if ARGV[2] ~= '1' then stamp = now + tonumber(ARGV[3]) end
+redis.call('ZADD', KEYS[1], 'XX', stamp, ARGV[1])
+local needed = stamp - now + tonumber(ARGV[4]) + 1000
+if redis.call('PTTL', KEYS[1]) < needed then redis.call('PEXPIRE', KEYS[1], needed) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return stamp
 """
 
 
@@ -83,7 +97,7 @@ class Budget:
         self.lease_ms = int(lease_seconds * 1000)
         self._acquire = redis_client.register_script(ACQUIRE)
         self._usage = redis_client.register_script(USAGE)
-        self._stamp = redis_client.register_script(STAMP)
+        self._finish = redis_client.register_script(FINISH)
 
     def try_acquire(self) -> tuple[str | None, float]:
         """Take a slot now: (lease id, 0) or (None, seconds until a retry may succeed)."""
@@ -112,13 +126,13 @@ class Budget:
             # Jitter spreads the contenders of every worker so they do not wake in lockstep.
             gevent.sleep(min(wait, remaining, 1.0) + random.uniform(0, 0.05))
 
-    def stamp_start(self, lease_id: str, metrics_key: str) -> None:
-        """The call starts now: its window entry counts from this moment (and count it)."""
-        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
-
-    def release(self, lease_id: str) -> None:
-        """The call ended: free its in-flight slot (its start stays counted in the window)."""
-        self.redis.zrem(INFLIGHT_KEY, lease_id)
+    def release(self, lease_id: str, answered: bool = True) -> None:
+        """The call ended: free its in-flight slot; its window entry counts from its latest
+        possible arrival (now if the upstream answered, a lease from now if it did not)."""
+        self._finish(
+            keys=[WINDOW_KEY, INFLIGHT_KEY],
+            args=[lease_id, int(answered), self.lease_ms, self.window_ms],
+        )
 
     def refund(self, lease_id: str) -> None:
         """No call was made after all: free both the window entry and the in-flight slot."""

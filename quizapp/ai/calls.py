@@ -18,7 +18,6 @@ from tenacity import (
 from . import client as ai_client
 from .breaker import BreakerOpen
 from .budget import BudgetExhausted
-from .store import METRICS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -147,25 +146,30 @@ class Caller:
     def attempt(self, messages: list[dict], deadline: float) -> str:
         """One upstream call: budget slot first (every retry pays again), then the breaker, then SDK."""
         lease = self.rt.budget.acquire(deadline)
-        called = False
+        called, answered = False, False
         try:
             if time.time() + self.latency_estimate >= deadline:
                 raise AnalysisUnavailable("deadline")
             probe = self.rt.breaker.allow()
-            self.rt.budget.stamp_start(lease, METRICS_KEY)
+            self.rt.store.count("calls")
             called, started = True, time.monotonic()
             text = ai_client.complete_chat(self.rt.client, self.rt.config["OPENAI_MODEL"], messages)
+            answered = True
         except gevent.Timeout:
             if called:
                 self.rt.breaker.record_failure(probe)
             raise
         except Exception as exc:
+            answered = ai_client.got_an_answer(exc)
             if called and ai_client.counts_as_failure(exc):
                 self.rt.breaker.record_failure(probe)
             raise
         finally:
             # Whatever interrupts us (even the job's deadline), the slot goes back now.
-            (self.rt.budget.release if called else self.rt.budget.refund)(lease)
+            if called:
+                self.rt.budget.release(lease, answered=answered)
+            else:
+                self.rt.budget.refund(lease)
         self.rt.breaker.record_success(probe)
         elapsed = time.monotonic() - started
         previous = self.latency_estimate or elapsed

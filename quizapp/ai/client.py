@@ -46,6 +46,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
 
 
+def got_an_answer(exc: BaseException) -> bool:
+    """Did the upstream answer (then the request had arrived), or might it still be on its way?"""
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return False
+    return isinstance(exc, (openai.APIStatusError, UpstreamError))
+
+
 def counts_as_failure(exc: BaseException) -> bool:
     """Failures that feed the breaker: everything except rate limiting (that is backpressure)."""
     return not isinstance(exc, openai.RateLimitError)

@@ -44,6 +44,7 @@ class AIRuntime:
             redis_client,
             ttl_seconds=config["AI_CACHE_SECONDS"],
             secret=config["SECRET_KEY"],
+            fallback_ttl_seconds=config["AI_FALLBACK_CACHE_SECONDS"],
         )
         self.caller = Caller(self)
         self.queue = AIQueue(self)

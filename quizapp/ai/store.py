@@ -100,9 +100,11 @@ return 1
 class JobStore:
     """Create, start, finish and read analysis jobs; every transition is one atomic script."""
 
-    def __init__(self, redis_client, ttl_seconds: int, secret: str):
+    def __init__(self, redis_client, ttl_seconds: int, secret: str, fallback_ttl_seconds: int | None = None):
         self.redis = redis_client
         self.ttl = ttl_seconds
+        # A fallback is kept only briefly: the next visit after it expires asks the AI again.
+        self.fallback_ttl = min(ttl_seconds, fallback_ttl_seconds or ttl_seconds)
         self.secret = secret
         self._enqueue = redis_client.register_script(ENQUEUE)
         self._start = redis_client.register_script(START)
@@ -154,7 +156,7 @@ class JobStore:
             job_key(subject_id),
             mapping={**fields, "finished_at": int(time.time() * 1000)},
         )
-        pipe.expire(job_key(subject_id), self.ttl)
+        pipe.expire(job_key(subject_id), self.fallback_ttl if fallback else self.ttl)
         pipe.hincrby(METRICS_KEY, counter, 1)
         if fallback:
             pipe.hincrby(METRICS_KEY, "fallbacks", 1)
@@ -182,7 +184,7 @@ class JobStore:
                     text,
                     int(bool(fallback)),
                     message,
-                    self.ttl,
+                    self.fallback_ttl if fallback else self.ttl,
                     counter,
                     WAITS_KEPT,
                 ],
