@@ -257,10 +257,10 @@ class FakeOpenAIProcess:
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120  # a saturated CPU can take long to start Python
         while time.monotonic() < deadline:
             try:
-                requests.get(self.admin_url + "/calls", timeout=1)
+                requests.get(self.admin_url + "/calls", timeout=5)
                 return self
             except requests.RequestException:
                 time.sleep(0.05)

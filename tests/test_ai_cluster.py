@@ -86,6 +86,7 @@ def poll_until_final(session, base, subject_id, limit):
 def run_users(urls, count, inputs_for, user_for=lambda i: f"user-{i}"):
     """`count` users finish at once on alternating instances and poll the other one."""
     go, outcomes = Event(), [None] * count
+    asked = [0.0] * count
 
     def user(i):
         session = requests.Session()
@@ -93,9 +94,10 @@ def run_users(urls, count, inputs_for, user_for=lambda i: f"user-{i}"):
         started = time.monotonic()
         subject = f"subj-{i}"
         first = ask(session, urls[i % 2], subject, inputs_for(i), user_for(i))
+        asked[i] = time.monotonic() - started
         final = first
         if first["pending"]:
-            final = poll_until_final(session, urls[(i + 1) % 2], subject, started + DEADLINE + 5)
+            final = poll_until_final(session, urls[(i + 1) % 2], subject, started + DEADLINE + 10)
         outcomes[i] = (first, final, time.monotonic() - started)
         session.close()
 
@@ -103,6 +105,11 @@ def run_users(urls, count, inputs_for, user_for=lambda i: f"user-{i}"):
     gevent.sleep(0.2)
     go.set()
     gevent.joinall(greenlets, raise_error=True)
+    slowest = max(range(count), key=lambda i: outcomes[i][2])
+    print(
+        f"\n[figure] slowest first answer (the request that queues) {max(asked):.1f}s; "
+        f"slowest user: {asked[slowest]:.1f}s of {outcomes[slowest][2]:.1f}s waiting for it"
+    )
     return outcomes
 
 
@@ -110,7 +117,12 @@ def metrics(url):
     return requests.get(url + "/_test/ai/metrics", timeout=5).json()
 
 
-def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
+def server_waits(client) -> list[float]:
+    """Enqueue-to-final seconds of every job finished since the last flush, as the cluster saw them."""
+    return [int(v) / 1000.0 for v in client.lrange("ai:waits", 0, -1)]
+
+
+def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake, redis_client):
     outcomes = run_users(cluster, 200, lambda i: synthetic_inputs(f"crowd-{i}"))
     log = fake.calls()
     starts = sorted(c["start"] for c in log["calls"])
@@ -122,8 +134,12 @@ def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
     windows = math.floor(DEADLINE / WINDOW)
     backlog_calls = sum(1 for s in starts if s < starts[0] + windows * WINDOW)
     snapshot = metrics(cluster[0])
+    waits = server_waits(redis_client)
     print(
         f"\n[figure] 200 users, 2 instances x 2 workers: max calls in any {WINDOW:.0f}s window = {busiest} (budget {RPM})"
+    )
+    print(
+        f"[figure] slowest job (enqueue to final, server side) {max(waits):.2f}s (deadline {DEADLINE:.0f}s)"
     )
     print(f"[figure] max concurrent upstream calls = {log['max_concurrency']} (cap {IN_FLIGHT})")
     print(
@@ -143,7 +159,10 @@ def test_200_users_at_once_stay_within_the_cluster_budget(cluster, fake):
     assert len(done) == sum(1 for c in log["calls"] if c["status"] == 200)
     # The budget is used to the last call while backlogged.
     assert backlog_calls == windows * RPM
-    assert max(elapsed) <= DEADLINE + POLL_SECONDS + 2.0
+    # The deadline holds to within a second where it is kept (the job store), CPU saturated or not;
+    # the user sees it at the next poll (the poll and this client may be slowed by the CPU too).
+    assert len(waits) == 200 and max(waits) <= DEADLINE + 1.0
+    assert max(elapsed) <= DEADLINE + POLL_SECONDS + 3.0
     assert snapshot["queue_length"] == 0 and snapshot["in_flight"] == 0
 
 

@@ -112,7 +112,7 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
         rt.store.record_final(subject_id, "done", cached, False, "", "cache_hits")
         return AnalysisStatus(state="done", text=cached)
     rt.store.count("requests")
-    outcome, rank = rt.store.enqueue(
+    outcome, rank, deadline = rt.store.enqueue(
         subject_id,
         prompt_inputs,
         fingerprint,
@@ -145,13 +145,7 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
             fallback=True,
             message=FALLBACK_MESSAGES["queue_full"],
         )
-    rt.queue.put(
-        subject_id,
-        prompt_inputs,
-        fingerprint,
-        paid,
-        time.time() + cfg["AI_DEADLINE_SECONDS"],
-    )
+    rt.queue.put(subject_id, prompt_inputs, fingerprint, paid, deadline)
     position = rank + 1
     return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position))
 

@@ -35,10 +35,10 @@ _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] 
 ENQUEUE = (
     _NOW
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'refused', -1} end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {'full', -1} end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'refused', -1, 0} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {'full', -1, 0} end
 local deadline = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'inputs', ARGV[7], 'fp', ARGV[8], 'paid', ARGV[9],
   'user', ARGV[10], 'enqueued_at', now, 'deadline', deadline)
@@ -47,7 +47,7 @@ redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) + 1000)
 redis.call('ZADD', KEYS[4], deadline, ARGV[1])
-return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1])}
+return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1]), deadline}
 """
 )
 
@@ -122,11 +122,11 @@ class JobStore:
         per_user,
         deadline_s,
     ):
-        """('queued', rank) | ('exists'|'refused'|'full', -1)."""
+        """('queued', rank, deadline) | ('exists'|'refused'|'full', -1, 0)."""
         # Paid reports sort before every free one; within a class, first come first served.
         score = (0 if paid else 1) * 10**13 + int(time.time() * 1000)
         user_set = user_key_for(user_key, self.secret)
-        outcome, rank = self._enqueue(
+        outcome, rank, deadline_ms = self._enqueue(
             keys=[job_key(subject_id), QUEUE_KEY, user_set, DEADLINES_KEY],
             args=[
                 subject_id,
@@ -141,7 +141,8 @@ class JobStore:
                 user_set,
             ],
         )
-        return _text(outcome), int(rank)
+        # The deadline on Redis's clock, the one every worker's timer and sweeper keeps.
+        return _text(outcome), int(rank), int(deadline_ms) / 1000.0
 
     def record_final(self, subject_id, state, text, fallback, message, counter) -> None:
         """A job that never queued (queue full) still leaves its answer for the poll endpoint."""

@@ -14,6 +14,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+# Generous: on a machine saturated by other work a gevent worker can take many seconds to boot.
+START_TIMEOUT = 120.0
 
 
 def free_port(host="127.0.0.1") -> int:
@@ -22,14 +24,14 @@ def free_port(host="127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = START_TIMEOUT, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
         try:
-            if requests.get(url, timeout=1).status_code < 500:
+            if requests.get(url, timeout=5).status_code < 500:
                 return
         except requests.RequestException as exc:
             last = exc
@@ -54,7 +56,7 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout=30.0) -> Gunicorn:
+    def start(self, timeout=START_TIMEOUT) -> Gunicorn:
         self.env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
         self.env["GUNICORN_WORKERS"] = str(self.workers)
         log = open(self.log_path, "ab")

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.servers import ROOT, VENV_BIN, Gunicorn, free_port, wait_http
+from tests.support.servers import ROOT, START_TIMEOUT, VENV_BIN, Gunicorn, free_port, wait_http
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -26,7 +26,7 @@ def _load_render_nginx():
 render_nginx = _load_render_nginx()
 
 
-def wait_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
+def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -122,7 +122,7 @@ class SocketActivatedGunicorn(Gunicorn):
             listener.listen(2048)
         self.listener = listener
 
-    def start(self, timeout=30.0) -> SocketActivatedGunicorn:
+    def start(self, timeout=START_TIMEOUT) -> SocketActivatedGunicorn:
         self.env.update(
             GUNICORN_BIND=f"127.0.0.1:{self.port}",
             GUNICORN_WORKERS=str(self.workers),
