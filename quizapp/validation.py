@@ -25,7 +25,6 @@ QUESTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CHOICE_CHARS = 3
 MAX_PASSWORD_CHARS = 256
 MAX_EMAIL_CHARS = 254
-MAX_ACTION_CHARS = 64
 # Control characters (C0, DEL, C1), lone surrogates, the line/paragraph separators and U+FFFD
 # (what a lone surrogate or invalid UTF-8 in a form becomes once decoded).
 _ODD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\ufffd]")
