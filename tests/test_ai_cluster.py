@@ -91,7 +91,9 @@ def poll_until_final(session, base, subject_id, limit, late_after=None, late=Non
     """Poll until final; a poll sent after `late_after` that still says pending goes into `late`."""
     while True:
         sent = time.monotonic()
-        status = session.get(f"{base}/api/analysis/{subject_id}", timeout=30).json()
+        response = session.get(f"{base}/api/analysis/{subject_id}", timeout=30)
+        assert response.status_code == 200, (subject_id, response.status_code, response.text[:300])
+        status = response.json()
         if status["pending"] and late is not None and sent > late_after:
             late.append(sent - late_after)
         if not status["pending"] or time.monotonic() > limit:
@@ -237,13 +239,16 @@ def test_breaker_opens_half_opens_with_one_probe_and_closes(cluster, fake):
     assert second["state"] == "fallback" and "not answering" in second["message"]
     # Open: straight to fallback, no upstream call.
     assert len(fake.calls()["calls"]) == 3
-    fake.set_mode(mode="ok", latency=2.0)  # the probe is still in flight as the others come
+    fake.set_mode(mode="ok", latency=1.0)
     gevent.sleep(2.1)  # AI_BREAKER_COOLDOWN
     outcomes = run_users(cluster, 6, lambda i: synthetic_inputs(f"probe-{i}"))
-    states = sorted(final["state"] for _, final, _ in outcomes)
-    # Exactly one probe went through, cluster-wide.
-    assert states == ["done"] + ["fallback"] * 5
-    assert len(fake.calls()["calls"]) == 4
+    finals = [final for _, final, _ in outcomes]
+    calls = sorted(fake.calls()["calls"][3:], key=lambda c: c["start"])
+    # Exactly one probe went through, cluster-wide: no other call started before it had ended
+    # (on a starved CPU some users may only come once it closed the breaker: they get the AI too).
+    assert calls and all(c["start"] >= calls[0]["end"] for c in calls[1:]), calls
+    assert sum(f["state"] == "done" for f in finals) == len(calls) >= 1
+    assert all("not answering" in f["message"] for f in finals if f["state"] == "fallback"), finals
     assert {metrics(url)["breaker_state"] for url in cluster} == {"CLOSED"}
 
 
