@@ -47,7 +47,7 @@ def _check_at_low_priority(pw_hash: str, password: str) -> bool:
 
 
 def refuse_when_busy(app) -> None:
-    """Before any other work on a login (limits, form): every check slot taken means a 429 now."""
+    """Before the login limits and the form are looked at: every check slot taken means a 429 now."""
     if _slots(app).locked():
         raise LoginBusy()
 
@@ -57,7 +57,7 @@ def check_password_off_loop(app, pw_hash: str, password: str) -> bool:
     Beyond the bound, refuse at once (429) instead of queueing work an attacker can multiply."""
     slots = _slots(app)
     if not slots.acquire(blocking=False):
-        log.warning("admin.login_busy")
+        log.debug("admin.login_busy")  # not per refusal at warning: a storm must not flood the log
         raise LoginBusy()
     try:
         return bool(gevent.get_hub().threadpool.apply(_check_at_low_priority, (pw_hash, password)))
