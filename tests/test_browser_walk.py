@@ -40,7 +40,7 @@ def test_browser_walk(pg_conn, tmp_path):
             capture_output=True,
             check=False,
             text=True,
-            timeout=120,
+            timeout=600,
             env={k: v for k, v in os.environ.items() if not k.startswith("GEVENT")},
         )
         # The route header is for nginx's log only: clients never see it.
