@@ -46,7 +46,7 @@ def main() -> int:
                 answers.append(status)
                 return
             refused_busy[0] += 1
-            gevent.sleep(random.uniform(0.5, 1.5))
+            gevent.sleep(random.uniform(1.0, 3.0))  # after the Retry-After (1 s) it was given
 
     gevent.joinall([gevent.spawn(client) for _ in range(count)], raise_error=True)
     print(json.dumps({"answers": answers, "refused_busy": refused_busy[0]}))
