@@ -233,3 +233,20 @@ def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake, red
     final = wait_final(app, "retry-1")
     assert final.state == "done" and not final.fallback and final.text.startswith("Fake AI analysis")
     assert redis_client.ttl("ai:job:retry-1") > 60
+
+
+def test_a_stale_local_entry_never_finishes_a_newer_job_for_the_same_subject(ai_app, fake):
+    """A fallback expires after seconds and the next visit queues the subject again; a worker may
+    still hold the old job in its local queue, past its deadline: that entry must not end the new job."""
+    from quizapp.ai.queue import QueuedJob
+
+    fake.set_mode(latency=1.0)
+    app = ai_app(AI_DISPATCHERS=1)
+    with app.test_request_context():
+        service.request_analysis("again-1", synthetic_inputs("again"), "u1")
+        rt = get_runtime()
+        stale = QueuedJob(1, 0, "again-1", synthetic_inputs("again"), "fp", time.time() - 5)
+        rt.queue.run_job(stale)
+        assert service.analysis_status("again-1").pending
+    final = wait_final(app, "again-1")
+    assert final.state == "done" and not final.fallback

@@ -139,8 +139,10 @@ class AIQueue:
                 self.expire(job.subject_id, job.inputs)
 
     def run_job(self, job: QueuedJob) -> None:
-        remaining = job.deadline - time.time()
-        if remaining <= 0 or not self.rt.store.start(job.subject_id):
+        if job.deadline <= time.time():
+            self._expire_stale(job)
+            return
+        if not self.rt.store.start(job.subject_id):
             # No-op if it already finished (reset, deadline).
             self.expire(job.subject_id, job.inputs)
             return
@@ -160,6 +162,15 @@ class AIQueue:
             return
         owned = functools.partial(caller.fetch_as_owner, job.fingerprint, _messages(job), token, job.deadline)
         self._run_bounded(job, owned)
+
+    def _expire_stale(self, job: QueuedJob) -> None:
+        """A job still queued here past its deadline: finish it, unless its subject has been asked
+        again since (a fallback expires after seconds and the next visit queues a new job)."""
+        stored = self.rt.store.read(job.subject_id)
+        if stored is not None and stored.get("deadline") == job.deadline:
+            self.expire(job.subject_id, job.inputs)
+        else:
+            self._resolve(job.subject_id)
 
     def _run_bounded(self, job: QueuedJob, obtain) -> None:
         """Run `obtain` under the job's deadline; any failure ends in the marked fallback."""
