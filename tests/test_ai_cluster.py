@@ -16,7 +16,7 @@ from urllib3.util.retry import Retry
 from tests.fake_openai import FakeOpenAIProcess, max_starts_in_window, synthetic_inputs
 from tests.support.servers import Gunicorn, free_port
 
-RPM, WINDOW, IN_FLIGHT, DEADLINE, LEASE = 10, 6.0, 4, 14.0, 6.0
+RPM, WINDOW, IN_FLIGHT, DEADLINE, LEASE = 10, 6.0, 4, 14.0, 9.0
 POLL_SECONDS = 1.0
 LATE_POLLS: list[float] = []  # polls sent over a second past a job's deadline that found it pending
 
@@ -38,7 +38,7 @@ def cluster(fake):
         "RATELIMIT_ENABLED": "false",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": fake.base_url,
-        "OPENAI_TIMEOUT": "5",  # a starved CPU can slow a 1-2 s answer a lot
+        "OPENAI_TIMEOUT": "8",  # a starved CPU can slow a 1-3 s answer a lot
         "AI_RPM": str(RPM),
         "AI_WINDOW_SECONDS": str(WINDOW),
         "AI_MAX_IN_FLIGHT": str(IN_FLIGHT),
@@ -281,8 +281,9 @@ def test_a_killed_workers_lease_expires_and_its_user_gets_the_fallback(cluster, 
 def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
     from playwright.sync_api import sync_playwright
 
-    # Under OPENAI_TIMEOUT=5 s, and long enough that the page first shows the pending state.
-    fake.set_mode(latency=1.5)
+    # Under OPENAI_TIMEOUT=8 s, and long enough that the page first shows the pending state
+    # (Chromium itself may be slow to load it on a starved CPU).
+    fake.set_mode(latency=3.0)
     session = user_session()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
