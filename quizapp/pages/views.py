@@ -1,0 +1,61 @@
+"""Privacy, terms, refund and contact pages, the favicon, and the operator details every template sees."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template, send_from_directory
+
+from ..links import absolute_url
+
+bp = Blueprint("pages", __name__)
+
+PAGES = {
+    "privacy": "Privacy",
+    "terms": "Terms",
+    "refund": "Refunds",
+    "contact": "Contact",
+}
+
+
+def operator() -> dict:
+    """Who runs the service, as configured (production refuses to start without name and email)."""
+    config = current_app.config
+    return {
+        "name": config.get("OPERATOR_NAME") or "Business Model Fit",
+        "email": config.get("OPERATOR_EMAIL") or "contact@localhost",
+        "address": config.get("OPERATOR_ADDRESS", ""),
+        "refund_url": absolute_url("pages.refund"),
+    }
+
+
+@bp.app_context_processor
+def _operator_globals():
+    return {"operator": operator(), "legal_pages": PAGES}
+
+
+def _page(name: str):
+    return render_template(f"pages/{name}.html", page_title=PAGES[name])
+
+
+@bp.get("/privacy")
+def privacy():
+    return _page("privacy")
+
+
+@bp.get("/terms")
+def terms():
+    return _page("terms")
+
+
+@bp.get("/refund")
+def refund():
+    return _page("refund")
+
+
+@bp.get("/contact")
+def contact():
+    return _page("contact")
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.ico", max_age=86400)
