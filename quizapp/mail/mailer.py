@@ -12,6 +12,7 @@ import smtplib
 import sys
 import time
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..config import Config, ConfigError
 from . import repository
 from .smtp import connect, parse_smtp_url
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("quizapp.mail.mailer")  # not __main__ when run with -m
 
 
 def retry_delay(attempts: int, *, base: float, cap: float) -> float:
@@ -31,7 +32,8 @@ def retry_delay(attempts: int, *, base: float, cap: float) -> float:
 
 
 def build_message(row: dict, *, sender: str) -> EmailMessage:
-    message = EmailMessage()
+    # 998 is RFC 5322's line limit: a long List-Unsubscribe URL stays one plain line, not RFC 2047 words.
+    message = EmailMessage(policy=SMTP_POLICY.clone(max_line_length=998))
     message["From"] = sender
     message["To"] = row["email"]
     message["Subject"] = row["subject"] or "Your Business Model Fit result"
