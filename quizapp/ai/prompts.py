@@ -43,7 +43,8 @@ def algorithmic_analysis(prompt_inputs: dict) -> str:
         paragraphs.append("Keep an eye on one risk: " + risks[0][:1].lower() + _sentence(risks[0])[1:])
     if len(models) > 1:
         others = _join([f"{m['name']} ({m['score']})" for m in models[1:3]])
-        paragraphs.append(f"{others} also scored well and are worth a look.")
+        verb = "is" if len(models) == 2 else "are"
+        paragraphs.append(f"{others} also scored well and {verb} worth a look.")
     steps = top.get("first_steps") or []
     if steps:
         paragraphs.append("A good first step: " + steps[0][:1].lower() + _sentence(steps[0])[1:])
