@@ -220,3 +220,14 @@ def test_dev_secret_is_derived_from_secret_key(make_app):
     assert webhook_secret(app.config).startswith("whsec_dev_")
     assert webhook_secret(app.config) != webhook_secret(other.config)
     assert webhook_secret(app.config) == webhook_secret(make_app(SECRET_KEY="k" * 32).config)
+
+
+def test_admin_health_page_shows_the_mismatch_alert(paid_app, checkout, pg_conn):
+    public_id, session_id = checkout
+    pay(paid_app.test_client(), SECRET, session_id, public_id, amount=1)
+    admin = paid_app.test_client()
+    with admin.session_transaction() as session:
+        session.update(admin=True, admin_seen=time.time(), admin_user="ops")
+    page = admin.get("/admin/health").data.decode()
+    assert "1 payment webhooks did not match their checkout (24 h)" in page
+    assert "dead letters: 0" in page
