@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# A stored session this close to its expiry is not offered again: the buyer needs time to pay.
-REUSE_MARGIN = "interval '10 minutes'"
-
 
 def insert_checkout_session(
     cur, *, session_id, attempt_id, provider, amount_cents, currency, url, expires_at
@@ -35,9 +32,11 @@ def open_checkout(cur, attempt_id):
     )
     rows = cur.fetchall()
     total = rows[0]["total"] if rows else 0
+    # A stored session this close to its expiry is not offered again: the buyer needs time to pay.
     cur.execute(
         "SELECT id, url FROM checkout_sessions WHERE attempt_id = %(attempt)s AND completed_at IS NULL"
-        " AND url IS NOT NULL AND expires_at > now() + " + REUSE_MARGIN + " ORDER BY created_at DESC LIMIT 1",
+        " AND url IS NOT NULL AND expires_at > now() + interval '10 minutes'"
+        " ORDER BY created_at DESC LIMIT 1",
         {"attempt": attempt_id},
     )
     return cur.fetchone(), total
@@ -110,12 +109,11 @@ def mark_paid(cur, attempt_id):
     return cur.fetchone() is not None
 
 
-def payment(cur, payment_id, for_update=False):
-    lock = " FOR UPDATE OF p" if for_update else ""
+def payment(cur, payment_id):
     cur.execute(
         "SELECT p.id, p.attempt_id, p.checkout_session_id, p.provider, p.amount_cents, p.currency,"
         " p.payment_intent, p.status, p.refund_id, p.refund_error, p.created_at, a.public_id, a.paid_at"
-        " FROM payments p JOIN quiz_attempts a ON a.id = p.attempt_id WHERE p.id = %(id)s" + lock,
+        " FROM payments p JOIN quiz_attempts a ON a.id = p.attempt_id WHERE p.id = %(id)s",
         {"id": payment_id},
     )
     return cur.fetchone()

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from psycopg2.extras import Json
 
-ATTEMPT_COLUMNS = (
-    "id, public_id, answers, scores, top_model, started_at, completed_at, paid_at, owner_key, link_version"
-)
-
 
 def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at, owner_key):
     """Insert the attempt once; None when this attempt key was already recorded."""
@@ -17,7 +13,8 @@ def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, s
         " (attempt_key, public_id, answers, scores, top_model, started_at, owner_key)"
         " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s, %(owner)s)"
         " ON CONFLICT (attempt_key) DO NOTHING"
-        " RETURNING " + ATTEMPT_COLUMNS,
+        " RETURNING id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+        " owner_key, link_version",
         {
             "key": attempt_key,
             "public_id": public_id,
@@ -33,7 +30,9 @@ def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, s
 
 def attempt_by_key(cur, attempt_key):
     cur.execute(
-        "SELECT " + ATTEMPT_COLUMNS + " FROM quiz_attempts WHERE attempt_key = %(key)s",
+        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+        " owner_key, link_version"
+        " FROM quiz_attempts WHERE attempt_key = %(key)s",
         {"key": attempt_key},
     )
     return cur.fetchone()
@@ -43,12 +42,16 @@ def attempt_by_public_id(cur, public_id, for_update=False):
     if for_update:
         # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
         cur.execute(
-            "SELECT " + ATTEMPT_COLUMNS + " FROM quiz_attempts WHERE public_id = %(public_id)s FOR UPDATE",
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE public_id = %(public_id)s FOR UPDATE",
             {"public_id": public_id},
         )
     else:
         cur.execute(
-            "SELECT " + ATTEMPT_COLUMNS + " FROM quiz_attempts WHERE public_id = %(public_id)s",
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE public_id = %(public_id)s",
             {"public_id": public_id},
         )
     return cur.fetchone()
@@ -72,12 +75,21 @@ def take_quota(cur, *, client_key, day, daily_quota):
 
 
 def attempt_by_id(cur, attempt_id, for_update=False):
-    # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
-    lock = " FOR UPDATE" if for_update else ""
-    cur.execute(
-        "SELECT " + ATTEMPT_COLUMNS + " FROM quiz_attempts WHERE id = %(id)s" + lock,
-        {"id": attempt_id},
-    )
+    if for_update:
+        # FOR UPDATE when unlocking: payments for one attempt (any of its checkouts) serialise here.
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE id = %(id)s FOR UPDATE",
+            {"id": attempt_id},
+        )
+    else:
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE id = %(id)s",
+            {"id": attempt_id},
+        )
     return cur.fetchone()
 
 
