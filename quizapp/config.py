@@ -262,8 +262,8 @@ class Config:
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
             STRIPE_PRICE_CENTS=_int(env, "STRIPE_PRICE_CENTS", 900, minimum=50),
             STRIPE_API_BASE=env.get("STRIPE_API_BASE", ""),
-            # Stripe accepts checkout expiries from 30 minutes to 24 hours.
-            CHECKOUT_EXPIRES_MINUTES=_int(env, "CHECKOUT_EXPIRES_MINUTES", 60, minimum=30, maximum=1440),
+            # Stripe accepts checkout expiries from 30 minutes to 24 hours after it receives the call.
+            CHECKOUT_EXPIRES_MINUTES=_int(env, "CHECKOUT_EXPIRES_MINUTES", 60, minimum=31, maximum=1439),
             REPORT_LINK_DAYS=_int(env, "REPORT_LINK_DAYS", 30, minimum=1, maximum=3650),
             SMTP_URL=_smtp_url(env),
             SMTP_CA_FILE=env.get("SMTP_CA_FILE", ""),
