@@ -197,3 +197,22 @@ def test_smtp_url_is_checked_at_start(url, ok):
     else:
         with pytest.raises(ConfigError, match="SMTP_URL"):
             Config.from_env(env)
+
+
+def test_without_smtp_url_development_mail_lands_in_files(mail_app, pg_conn, tmp_path):
+    import os
+
+    client, public_id = owned_result(mail_app)
+    _capture(client, public_id, "dev@example.org")
+    env = {**os.environ, "QUIZAPP_ENV": "development", "SMTP_URL": "", "QUIZAPP_VAR_DIR": str(tmp_path)}
+    mailer = Mailer(Config.from_env(env))
+    try:
+        assert mailer.deliver_one() and not mailer.deliver_one()
+    finally:
+        mailer.conn.close()
+    (eml,) = (tmp_path / "mail").glob("*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes())
+    assert parsed["To"] == "dev@example.org" and parsed["List-Unsubscribe"].startswith(
+        "<http://localhost/mail/"
+    )
+    assert [r[2] for r in _outbox(pg_conn)] == ["sent"]
