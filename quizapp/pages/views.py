@@ -31,7 +31,7 @@ def operator() -> dict:
 
 @bp.app_context_processor
 def _operator_globals():
-    return {"operator": operator(), "legal_pages": PAGES}
+    return {"operator": operator(), "legal_pages": PAGES, "absolute_url": absolute_url}
 
 
 def _page(name: str):
