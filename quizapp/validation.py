@@ -21,6 +21,8 @@ PUBLIC_ID = re.compile(ID_ALPHABET + r"{1,64}")
 # Stripe checkout session ids are "cs_test_..."/"cs_live_..." (66 characters today, 255 at most).
 CHECKOUT_SESSION_ID = re.compile(ID_ALPHABET + r"{1,255}")
 QUESTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Signed mail-link tokens (URL-safe base64 parts joined by dots).
+SIGNED_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,1024}")
 # Far above any real choice ("0".."8", "1".."5"), far below anything costly to parse.
 MAX_CHOICE_CHARS = 3
 MAX_PASSWORD_CHARS = 256
@@ -56,6 +58,10 @@ def checkout_session_id(value) -> str:
 
 def question_id(value) -> str:
     return _matching(QUESTION_ID, value, "That question id is not valid.")
+
+
+def signed_token(value) -> str:
+    return _matching(SIGNED_TOKEN, value, "That link is not valid.")
 
 
 def choice(value) -> int | None:
@@ -115,10 +121,15 @@ class QuestionIdConverter(_IdConverter):
     parse = staticmethod(question_id)
 
 
+class SignedTokenConverter(_IdConverter):
+    parse = staticmethod(signed_token)
+
+
 CONVERTERS = {
     "public_id": PublicIdConverter,
     "checkout_id": CheckoutSessionIdConverter,
     "question_id": QuestionIdConverter,
+    "signed_token": SignedTokenConverter,
 }
 
 

@@ -117,6 +117,9 @@ def test_path_rules_cover_every_id_parameter():
         "/pay/test/<checkout_id:session_id>",
         "/pay/return/<public_id:public_id>",
         "/api/analysis/<public_id:subject_id>",
+        "/pay/receipt/<public_id:public_id>",
+        "/mail/confirm/<signed_token:token>",
+        "/mail/unsubscribe/<signed_token:token>",
     } <= rules
 
 
