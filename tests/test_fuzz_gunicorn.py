@@ -18,7 +18,7 @@ from werkzeug.security import generate_password_hash
 from quizapp.quiz.data import load_content
 from quizapp.quiz.repository import insert_attempt
 from quizapp.quiz.scoring import score_answers
-from quizapp.validation import CONVERTERS
+from quizapp.validation import CONVERTERS, InvalidInput
 from tests.support.raw_http import percent_encode, raw_request
 from tests.support.servers import ROOT, Gunicorn
 
@@ -89,7 +89,10 @@ def _target(rule: str, value: str) -> bytes:
 
 
 def _expected_for_id(rule: str, value: str) -> int:
-    if not WELL_FORMED.fullmatch(value):
+    converter = CONVERTERS[re.search(r"<(\w+):", rule).group(1)]
+    try:
+        converter.parse(value)
+    except InvalidInput:
         return 400
     if rule.startswith("/q/") and value in QUESTION_IDS:
         return -1  # a real question: any non-5xx answer
@@ -182,6 +185,7 @@ def _insert_result(pg_conn, public_id: str) -> None:
             scores=scores,
             top_model=scores[0]["model_id"],
             started_at=None,
+            owner_key="fuzz-owner",
         )
 
 
