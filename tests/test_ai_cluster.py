@@ -283,7 +283,7 @@ def test_results_section_fills_in_by_polling_in_a_real_browser(cluster, fake):
 
     # Under OPENAI_TIMEOUT=8 s, and long enough that the page first shows the pending state
     # (Chromium itself may be slow to load it on a starved CPU).
-    fake.set_mode(latency=3.0)
+    fake.set_mode(latency=5.0)
     session = user_session()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])

@@ -220,7 +220,7 @@ def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake)
 
 def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake, redis_client):
     fake.set_mode(mode="hang")
-    app = ai_app(AI_DEADLINE_SECONDS=1, OPENAI_TIMEOUT=10, AI_FALLBACK_CACHE_SECONDS=1)
+    app = ai_app(AI_DEADLINE_SECONDS=3, OPENAI_TIMEOUT=10, AI_FALLBACK_CACHE_SECONDS=1)
     with app.test_request_context():
         service.request_analysis("retry-1", synthetic_inputs("retry"), "u1")
     assert wait_final(app, "retry-1").state == "fallback"

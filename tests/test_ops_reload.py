@@ -20,11 +20,11 @@ def _drive(url: str, stop: gevent.event.Event, tally: dict) -> None:
         n += 1
         try:
             if n % 2:
-                response = session.get(url + "/readyz", timeout=15)
+                response = session.get(url + "/readyz", timeout=60)
                 ok = response.status_code == 200
             else:
                 body = f"payload-{n}"
-                response = session.post(url + "/_test/echo", data=body, timeout=15)
+                response = session.post(url + "/_test/echo", data=body, timeout=60)
                 ok = response.status_code == 200 and response.json() == {"echo": body}
         except requests.RequestException as exc:
             ok, response = False, exc
@@ -35,7 +35,7 @@ def _drive(url: str, stop: gevent.event.Event, tally: dict) -> None:
     session.close()
 
 
-def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=20.0):
+def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if instance.log_text()[old_log_len:].count("Booting worker") >= booted:
@@ -67,7 +67,7 @@ def test_reload_and_restart_lose_no_request(tmp_path):
         gevent.sleep(1.5)
 
         stop.set()
-        gevent.joinall(clients, timeout=30, raise_error=True)
+        gevent.joinall(clients, timeout=120, raise_error=True)
 
     print(
         f"\n[figure] reload: {tally['sent']} requests, {tally['failed']} failed "
