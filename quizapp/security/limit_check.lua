@@ -39,11 +39,13 @@ for i = 1, (#ARGV - 3) / 3 do
       local current_count = tonumber(redis.call("GET", current)) or 0
       count = math.floor(previous_count * previous_ttl / expiry) + current_count
       if count + cost > amount then
+        -- allowed again once floor(weight) + current + cost <= amount (the weight decays with TTL)
         if current_count + cost > amount then
           -- wait until this window is the previous one and its weight has fallen far enough
-          retry = math.max(current_ttl - expiry, 0) + expiry * (1 - (amount - cost) / current_count)
+          local decay = expiry * (1 - (amount - cost + 1) / current_count)
+          retry = math.max(current_ttl - expiry, 0) + math.max(decay, 0)
         else
-          retry = previous_ttl - expiry * (amount - cost - current_count) / previous_count
+          retry = previous_ttl - expiry * (amount - cost - current_count + 1) / previous_count
         end
       end
     else
@@ -56,8 +58,10 @@ for i = 1, (#ARGV - 3) / 3 do
       return {blob, i, math.max(math.ceil(retry), 1000), 0}
     end
     applied[#applied + 1] = i
-    if best == 0 or expiry < best_expiry then
-      best, best_expiry, best_remaining = i, expiry, amount - count - cost
+    -- the headers show the tightest limit: least remaining, then the shortest window
+    local remaining = amount - count - cost
+    if best == 0 or remaining < best_remaining or (remaining == best_remaining and expiry < best_expiry) then
+      best, best_expiry, best_remaining = i, expiry, remaining
     end
   end
 end
