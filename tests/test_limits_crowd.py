@@ -8,6 +8,7 @@ import re
 import time
 
 import gevent
+import gevent.event
 import gevent.pool
 import psycopg2
 import pytest
@@ -15,8 +16,8 @@ import redis
 
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.support.servers import Gunicorn
-from tests.test_security_limits import client_from
 from tests.support.stack import Nginx
+from tests.test_security_limits import client_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
