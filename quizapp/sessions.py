@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE_NAME = "bizmodel.sid"
 SESSION_KEY_PREFIX = "s:"
 REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
+SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _OPTIONAL_PATHS = ("/healthz", "/readyz", "/metrics")
 
@@ -30,10 +32,26 @@ class LazyRedisSession(RedisSession):
     """
 
     store = None  # the session interface, while the stored data has not been read
+    _sid = None
 
     def __init__(self, *args, store=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.store = store
+
+    @property
+    def sid(self) -> str:
+        """The id; a visitor without one gets it only when something asks (i.e. it is stored)."""
+        if self._sid is None:
+            self._sid = secrets.token_urlsafe(SID_BYTES)
+        return self._sid
+
+    @sid.setter
+    def sid(self, value) -> None:
+        self._sid = value
+
+    @property
+    def has_sid(self) -> bool:
+        return self._sid is not None
 
     @property
     def pending(self) -> bool:
@@ -47,7 +65,7 @@ class LazyRedisSession(RedisSession):
         if data:
             dict.update(self, data)
         else:
-            self.sid = store.new_sid()
+            self.sid = None  # a fresh id when one is needed, never the one the client sent
             self.permanent = store.permanent
         self.modified = False
 
@@ -133,10 +151,7 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         sid = request.cookies.get(app.config["SESSION_COOKIE_NAME"], "")
         if _SANE_SID.match(sid):
             return self.session_class(sid=sid, store=self)
-        return self.session_class(sid=self.new_sid(), permanent=self.permanent)
-
-    def new_sid(self) -> str:
-        return self._generate_sid(self.sid_length)
+        return self.session_class(sid=None, permanent=self.permanent)
 
     def read_stored(self, sid: str) -> dict | None:
         """One GET: the stored data, or None (also used when the limits check could not prefetch)."""
@@ -144,6 +159,12 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
 
     def decode(self, blob: bytes | None) -> dict | None:
         return self.serializer.decode(blob) if blob else None
+
+    def regenerate(self, session) -> None:
+        if session and not session.has_sid:
+            session.modified = True  # nothing stored under an old id: the new one comes at save
+            return
+        super().regenerate(session)
 
     def should_set_storage(self, app, session) -> bool:
         if not session.modified:
@@ -156,6 +177,8 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
     def save_session(self, app, session, response):
         if getattr(session, "pending", False):
             return  # never read, so never changed: nothing to write
+        if not session.has_sid and not session:
+            return  # a visitor with nothing to keep: no id, no key, no cookie
         try:
             super().save_session(app, session, response)
         except redis.exceptions.RedisError as exc:
@@ -172,9 +195,8 @@ def init_sessions(app, client: redis.Redis) -> None:
         # Rolling refresh is throttled by PipelineRedisSessionInterface.should_set_storage.
         SESSION_REFRESH_EACH_REQUEST=False,
     )
-    # 24 random bytes (192 bits) in 32 URL-safe characters: unguessable, and a short Redis key.
     app.session_interface = PipelineRedisSessionInterface(
-        app, client=client, key_prefix=SESSION_KEY_PREFIX, permanent=True, sid_length=24
+        app, client=client, key_prefix=SESSION_KEY_PREFIX, permanent=True, sid_length=SID_BYTES
     )
 
 

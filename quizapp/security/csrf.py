@@ -9,6 +9,7 @@ rendered form and one per checked POST: no itsdangerous timestamps, no session w
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -22,6 +23,12 @@ FORM_FIELD = "csrf_token"
 HEADERS = ("X-CSRFToken", "X-CSRF-Token")
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS", "TRACE"))
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+@functools.lru_cache(maxsize=8192)  # a returning visitor's nonce is signed once per worker
+def _signature(key: bytes, nonce: str) -> str:
+    digest = hmac.new(key, nonce.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 class DoubleSubmitCSRF:
@@ -49,8 +56,7 @@ class DoubleSubmitCSRF:
 
     @staticmethod
     def _sign(nonce: str) -> str:
-        digest = hmac.new(current_app.extensions["csrf_key"], nonce.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+        return _signature(current_app.extensions["csrf_key"], nonce)
 
     def token(self) -> str:
         """The form token for this visitor (one HMAC per request; a new nonce if they have none)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -52,11 +53,20 @@ def start_request() -> None:
     token) and refuse oversized bodies."""
     g.request_started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else _new_request_id()
     # Werkzeug only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse it up front.
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
+
+
+# A random per-process prefix and a counter: unique ids without a getrandom call per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def request_seconds() -> float:
@@ -68,16 +78,18 @@ def request_seconds() -> float:
 def install(app) -> None:
     """Trust the configured proxies and work out the security headers once."""
     trust_proxy(app)
-    app.extensions["quizapp.csp"] = content_security_policy(app.config)
+    app.extensions["quizapp.security_headers"] = [
+        ("Content-Security-Policy", content_security_policy(app.config)),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("X-Frame-Options", "DENY"),
+    ]
 
 
 def add_security_headers(response):
     """After step: security headers, the request id, and the log line for notable requests."""
     headers = response.headers
-    headers["Content-Security-Policy"] = current_app.extensions["quizapp.csp"]
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
-    headers["X-Frame-Options"] = "DENY"
+    headers.extend(current_app.extensions["quizapp.security_headers"])  # no view sets these
     if request.is_secure:
         headers["Strict-Transport-Security"] = HSTS
     request_id = g.get("request_id")
@@ -90,8 +102,16 @@ def add_security_headers(response):
 SLOW_REQUEST_MS = 1000
 
 
+def _log_all() -> bool:
+    return current_app.config["REQUEST_LOG_ALL"]
+
+
 def _log_request(response) -> None:
-    duration_ms = round(request_seconds() * 1000, 1) if g.get("request_started") else None
+    seconds = request_seconds()
+    if response.status_code < 400 and seconds * 1000 < SLOW_REQUEST_MS and not _log_all():
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+    duration_ms = round(seconds * 1000, 1) if g.get("request_started") else None
     # gunicorn's access log already has every request with its id and duration; the app's own
     # line is for what needs attention (errors, slow answers) unless REQUEST_LOG_ALL is set.
     notable = response.status_code >= 400 or (duration_ms or 0) >= SLOW_REQUEST_MS

@@ -72,11 +72,11 @@ class LimitChecker:
         current = session._get_current_object()
         pending = getattr(current, "pending", False)
         address_key = "a:" + address_group(request.remote_addr, self.ipv6_prefix)
-        person_key = "p:" + hashlib.blake2b(current.sid.encode(), digest_size=12).hexdigest()
         if pending and self.same_store:
             mode, session_key = "k", current_app.session_interface.store_key(current.sid)
         else:
             mode, session_key = ("1" if self._has_session(current) else "0"), ""
+        person_key = "" if mode == "0" else "p:" + _digest(current.sid)
         if self.client is None:
             self._check_locally(entries, mode == "1", person_key, address_key, self.limiter.limiter)
             return
@@ -139,6 +139,11 @@ class LimitChecker:
                 )
         for entry, identifiers in applying:
             strategy.hit(entry.item, *identifiers)
+
+
+def _digest(sid: str) -> str:
+    # The session id itself never appears in a counter's name.
+    return hashlib.blake2b(sid.encode(), digest_size=12).hexdigest()
 
 
 def init_app(app) -> None:
