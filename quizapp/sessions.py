@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 
 import redis
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from flask_session.redis import RedisSession, RedisSessionInterface
 
 from .errors import RedisUnavailable
@@ -206,6 +206,8 @@ def require_session_store() -> None:
         return
     if request.path in _OPTIONAL_PATHS or request.path.startswith("/static/"):
         return  # liveness and static files never need the session: leave it unread
+    if g.get("session_store_failed"):
+        raise RedisUnavailable()
     try:
         session.fill(current_app.session_interface.read_stored(session.sid))
     except redis.exceptions.RedisError as exc:

@@ -110,7 +110,8 @@ class LimitChecker:
         try:
             return bool(current)  # reads a pending session from its own Redis
         except redis.exceptions.RedisError:
-            return False  # the session step answers 503 where a session is needed
+            g.session_store_failed = True  # the session step answers 503 without trying again
+            return False
 
     def _storage_failed(self) -> None:
         if not self.limiter._storage_dead:
