@@ -88,7 +88,7 @@ class LimitChecker:
             keys.extend(self._storage_keys(entry.key(person_key if entry.per_person else address_key)))
             args.extend((entry.group, entry.item.amount, entry.item.get_expiry()))
         try:
-            blob, refused, figure, remaining = self.script(keys=keys, args=args)
+            blob, refused, figure, remaining = self._run_script(keys, args)
         except redis.exceptions.RedisError:
             self._storage_failed()
             self._check_on_fallback(entries, current, mode, person_key, address_key)
@@ -104,6 +104,14 @@ class LimitChecker:
         if self.headers_on_success and figure:
             item = entries[figure - 1].item
             g.rate_limit_figures = (item.amount, remaining, int(time.time() + item.get_expiry()))
+
+    def _run_script(self, keys: list, args: list):
+        # EVALSHA through execute_command: redis-py's Script.__call__ adds ~60 us of CPU a call.
+        try:
+            return self.client.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it again
+            self.client.script_load(SCRIPT)
+            return self.client.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
 
     @staticmethod
     def _has_session(current) -> bool:
