@@ -40,7 +40,9 @@ ADDRESS_ENDPOINT_LIMITS = {"admin_auth.login": "RATELIMIT_LOGIN"}
 POLLED_ENDPOINTS = {"ai.analysis_json": "RATELIMIT_POLL"}
 # Server-to-server and signature-verified: a page limit would only drop paid events.
 UNLIMITED_ENDPOINTS = ("payments.webhook",)
-EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics")
+# favicon.ico and robots.txt: browsers and crawlers ask by themselves, with the first page of a visit,
+# and must not halve a crowd's visitor budget (each is a cheap 404 here).
+EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/favicon.ico", "/robots.txt")
 EXEMPT_PREFIXES = ("/api/health/", "/static/")
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
