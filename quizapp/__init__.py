@@ -56,6 +56,9 @@ def _declare_request_pipeline(app: Flask) -> None:
         edge.add_security_headers,  # headers, request id, log line (reads the one timer)
         metrics.count_response,  # status and latency counters (reads the one timer)
     ]
+    teardown_request = [
+        # admission: quizapp.admission's release of the request's slot plugs in here
+    ]
     registered = {
         "before_request": app.before_request_funcs.get(None, []),
         "after_request": app.after_request_funcs.get(None, []),
@@ -66,6 +69,7 @@ def _declare_request_pipeline(app: Flask) -> None:
         raise RuntimeError(f"request hooks outside the declared pipeline: {stray}")
     app.before_request_funcs[None] = before_request
     app.after_request_funcs[None] = list(reversed(after_request))  # Flask runs them last-first
+    app.teardown_request_funcs[None] = list(reversed(teardown_request))
 
 
 def _register_blueprints(app: Flask) -> None:
