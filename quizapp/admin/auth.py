@@ -11,7 +11,7 @@ from flask import current_app, redirect, request, session, url_for
 from ..db import transaction
 from ..errors import Forbidden, QuizError, wants_json
 from ..security.repository import insert_audit_entry
-from .password_check import check_password_off_loop
+from .password_check import check_password_off_loop, take_global_login_slot
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def log_in(password: str) -> bool:
     pw_hash = current_app.config.get("ADMIN_PASSWORD_HASH")
     if not pw_hash:
         raise AdminLoginDisabled()
-    ok = check_password_off_loop(current_app._get_current_object(), pw_hash, password)
+    app = current_app._get_current_object()
+    take_global_login_slot(app)
+    ok = check_password_off_loop(app, pw_hash, password)
     detail = {"ip": request.remote_addr}
     _record("admin.login" if ok else "admin.login_failed", detail)
     if not ok:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import gevent
 from gevent.lock import BoundedSemaphore
+from limits import parse as parse_limit
 from werkzeug.security import check_password_hash
 
 from ..errors import TooManyRequests
@@ -44,6 +46,23 @@ def _check_at_low_priority(pw_hash: str, password: str) -> bool:
     except OSError:  # not permitted here: run at the normal priority
         pass
     return check_password_hash(pw_hash, password)
+
+
+def take_global_login_slot(app) -> None:
+    """RATELIMIT_LOGIN_GLOBAL: all addresses together (a guess storm from many), a fixed window."""
+    item = parse_limit(app.config["RATELIMIT_LOGIN_GLOBAL"])
+    window = item.get_expiry()
+    key = f"admin:login:global:{int(time.time() // window)}"
+    client = app.extensions["redis"]
+    pipe = client.pipeline(transaction=True)
+    pipe.incr(key)
+    pipe.expire(key, window + 1)
+    count, _ = pipe.execute()
+    if int(count) > item.amount:
+        raise TooManyRequests(
+            "Too many sign-in attempts from everywhere right now. Please try again in a minute.",
+            retry_after=window,
+        )
 
 
 def refuse_when_busy(app) -> None:
