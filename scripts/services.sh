@@ -19,14 +19,15 @@ REDIS_MAXMEMORY="${QUIZAPP_REDIS_MAXMEMORY:-256mb}"
 
 as_pg_user() {
   # initdb refuses root: run the cluster as the 'postgres' OS user when we are root.
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the postgres user may not be able to enter the current directory (a 0700 checkout).
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_home() {
   # Where the cluster's data dir, log and socket live: var/ when the user running Postgres can
   # reach it, else (root with a checkout under /root or in a 0700 mktemp -d) a per-checkout dir
   # under /var/tmp owned by postgres, linked from var/pg so `ls var/` still finds it.
-  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$VAR"; then
+  if [ "$(id -u)" -eq 0 ] && ! (cd / && runuser -u postgres -- test -x "$VAR"); then
     local real="/var/tmp/quizapp-pg-$CHECKOUT_ID"
     mkdir -p "$real" && chown postgres "$real" && chmod 700 "$real"
     ln -sfn "$real" "$VAR/pg"
