@@ -10,6 +10,7 @@ import gevent
 from flask import current_app
 
 from .. import metrics
+from ..ai import service as ai_service
 from . import alerts, heartbeat, service
 from . import checks as builtin_checks  # noqa: F401 - importing registers the built-in checks
 
@@ -107,6 +108,8 @@ def forget_cached_report() -> None:
 
 
 def prometheus_text() -> bytes:
+    """Per-worker figures from the heartbeats; cluster-wide ones read once here."""
     app = current_app
     workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
-    return metrics.render_prometheus(workers)
+    cluster = {"ai": ai_service.metrics_snapshot(), "health": detailed_health()}
+    return metrics.render_prometheus(workers, cluster)
