@@ -10,7 +10,7 @@ APP_HOST ?= 127.0.0.1
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
 
-.PHONY: help run test stop venv sysdeps services migrate lint clean-var
+.PHONY: help run test stop venv sysdeps services migrate lint clean-var prune
 
 help: ## this list
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -58,6 +58,10 @@ lint: venv ## ruff, bandit, nginx -t, gixy, systemd-analyze
 	$(VENV)/bin/ruff format --check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/bandit -q -ll -r quizapp
 
+# Data lifecycle: the same job the systemd timer (systemd/quizapp-retention.timer) runs nightly.
+prune: migrate ## delete quota rows, sent mail, audit entries older than RETENTION_DAYS / _AUDIT_DAYS
+	@$(WITH_ENV) $(PY) -m quizapp.retention
+
 clean-var: stop ## stop, then delete var/ and the cluster it links to under /var/tmp
 	@[ -L var/pg ] && rm -rf "$$(readlink var/pg)" || true
 	rm -rf var
@@ -82,11 +86,12 @@ lint-ops: venv ## nginx -t + gixy on the template, systemd-analyze verify on the
 		--standalone $$d >/dev/null && nginx -q -t -p $$d -e $$d/error.log -c $$d/nginx.conf && \
 		$(VENV)/bin/gixy $$d/nginx.conf >$$d/gixy.out 2>&1 || { cat $$d/gixy.out; exit 1; }; \
 		rm -rf $$d; echo "nginx: nginx -t and gixy clean"
-	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target; do \
+	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target systemd/*.timer; do \
 		sed "s#/opt/quizapp#$(ROOT)#g; s#/etc/quizapp/quizapp.env#$$d/quizapp.env#" $$f > $$d/$${f#systemd/}; \
 		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
 		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
 		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
+		$$d/quizapp-retention.service $$d/quizapp-retention.timer \
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
 
 lint: lint-ops

@@ -230,6 +230,8 @@ class Config:
     AI_CACHE_SECONDS: int = 3600
 
     # Operations
+    RETENTION_DAYS: int = 30
+    RETENTION_AUDIT_DAYS: int = 365
     HEARTBEAT_SECONDS: float = 2.0
     INSTANCE_NAME: str = field(default_factory=lambda: os.uname().nodename)
 
@@ -309,6 +311,8 @@ class Config:
             AI_BREAKER_FAILURES=_int(env, "AI_BREAKER_FAILURES", 5, minimum=1),
             AI_BREAKER_COOLDOWN=_float(env, "AI_BREAKER_COOLDOWN", 30.0, minimum=0.1),
             AI_CACHE_SECONDS=_int(env, "AI_CACHE_SECONDS", 3600, minimum=1),
+            RETENTION_DAYS=_int(env, "RETENTION_DAYS", 30, minimum=2),
+            RETENTION_AUDIT_DAYS=_int(env, "RETENTION_AUDIT_DAYS", 365, minimum=2),
             HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),
             INSTANCE_NAME=env.get("INSTANCE_NAME") or os.uname().nodename,
         )

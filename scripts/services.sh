@@ -103,6 +103,10 @@ stop_postgres() {
   fi
 }
 
+# One definition, also used by tests/test_redis_persistence.py (`services.sh redis-flags`).
+REDIS_PERSISTENCE=(--save "" --appendonly yes --appendfsync everysec
+  --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy volatile-lru)
+
 start_redis() {
   mkdir -p "$REDIS_DIR"
   if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then
@@ -110,9 +114,7 @@ start_redis() {
   fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" \
-    --save '' --appendonly yes --appendfsync everysec --appendfilename appendonly.aof \
-    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy volatile-lru \
-    --maxclients 10000 --tcp-backlog 511
+    "${REDIS_PERSISTENCE[@]}" --maxclients 10000 --tcp-backlog 511
   for _ in $(seq 50); do
     redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -164,6 +166,9 @@ case "${1:-}" in
     ;;
   status)
     cat "$VAR/services.env" 2>/dev/null || echo "not started"
+    ;;
+  redis-flags)
+    printf '%q ' "${REDIS_PERSISTENCE[@]}"; echo
     ;;
   app-port)
     # make run: the first free port from 8000 + the checkout's offset, so checkouts never collide.
