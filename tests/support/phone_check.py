@@ -1,0 +1,50 @@
+"""Headless Chromium at phone size (375 px) on an admin page; prints one JSON line of what it saw.
+
+Usage: python tests/support/phone_check.py http://127.0.0.1:PORT
+Logs in through the test-only route of tests/support/opsapp.py, opens /admin/ and an action's
+confirmation page, and reports the page widths (no horizontal overflow means width <= 375).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from browser_walk import CHROMIUM_ARGS
+from playwright.sync_api import sync_playwright
+
+WIDTH = 375
+
+
+def check(base_url: str) -> dict:
+    report = {"ok": False}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": 740}, is_mobile=True)
+            page.set_default_timeout(15000)
+            page.goto(base_url + "/_test/admin-login")
+            page.goto(base_url + "/admin/")
+            report["landed_on"] = page.url.removeprefix(base_url)
+            report["health_width"] = page.evaluate("document.documentElement.scrollWidth")
+            report["status_class"] = page.locator(".health-score").get_attribute("class")
+            report["logout_button"] = page.get_by_role("button", name="Log out").count()
+            page.get_by_role("link", name="Reset error counters…").click()
+            report["confirm_width"] = page.evaluate("document.documentElement.scrollWidth")
+            page.get_by_role("button", name="Yes: Reset error counters").click()
+            report["after_confirm"] = page.url.removeprefix(base_url)
+            page.get_by_role("button", name="Log out").click()
+            report["after_logout"] = page.url.removeprefix(base_url)
+            report["ok"] = True
+        finally:
+            browser.close()
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        result = check(sys.argv[1].rstrip("/"))
+    except Exception as exc:  # noqa: BLE001 - reported as JSON to the test
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result))
+    sys.exit(0 if result.get("ok") else 1)
