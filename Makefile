@@ -10,7 +10,7 @@ APP_HOST ?= 127.0.0.1
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
 
-.PHONY: help run test stop venv sysdeps services migrate lint clean-var prune
+.PHONY: help run test stop venv sysdeps services migrate lint clean-var prune deploy-check
 
 help: ## this list
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -57,6 +57,10 @@ lint: venv ## ruff, bandit, nginx -t, gixy, systemd-analyze
 	$(VENV)/bin/ruff check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/ruff format --check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/bandit -q -ll -r quizapp
+
+# docs/deploy.md, tested: the env example filled in, the units rendered, one production instance.
+deploy-check: migrate ## render the env example + systemd units, run them in production mode locally
+	@$(WITH_ENV) $(PY) scripts/deploy_check.py
 
 # Data lifecycle: the same job the systemd timer (systemd/quizapp-retention.timer) runs nightly.
 prune: migrate ## delete quota rows, sent mail, audit entries older than RETENTION_DAYS / _AUDIT_DAYS
