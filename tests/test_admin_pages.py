@@ -8,13 +8,20 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import session
+from gevent.pywsgi import WSGIServer
 
 from quizapp.health import heartbeat
 from quizapp.metrics import worker_counters
-from tests.support.servers import Gunicorn
 from tests.test_health_admin import _csrf_token, _login
 
 PHONE = Path(__file__).resolve().parent / "support" / "phone_check.py"
+
+
+def _login_session():
+    session["admin"] = True
+    session["admin_seen"] = time.time()
+    session["admin_user"] = "phone-admin"
 
 
 def test_admin_root_goes_to_the_health_page(client):
@@ -68,12 +75,19 @@ def test_an_action_runs_only_after_its_confirmation(app, client, pg_conn):
 
 @pytest.mark.integration
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
-def test_admin_pages_fit_a_phone(pg_conn):
-    env = {"QUIZAPP_ENV": "test", "HEARTBEAT_SECONDS": "0.5"}
-    with Gunicorn("tests.support.opsapp:app", workers=1, env=env) as server:
-        time.sleep(1)  # one heartbeat, so the workers table has a row
+def test_admin_pages_fit_a_phone(app):
+    @app.get("/_test/admin-login")
+    def admin_login():
+        _login_session()
+        return {"admin": True}
+
+    with app.app_context():
+        heartbeat.publish(app)  # the workers table has a row
+    server = WSGIServer(("127.0.0.1", 0), app, log=None)  # this gevent process serves Chromium
+    server.start()
+    try:
         done = subprocess.run(  # noqa: S603
-            [sys.executable, str(PHONE), server.url],
+            [sys.executable, str(PHONE), f"http://127.0.0.1:{server.server_port}"],
             capture_output=True,
             check=False,
             text=True,
@@ -81,6 +95,8 @@ def test_admin_pages_fit_a_phone(pg_conn):
             cwd=PHONE.parent,
             env={k: v for k, v in os.environ.items() if not k.startswith("GEVENT")},
         )
+    finally:
+        server.stop()
     assert done.stdout, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["ok"], seen

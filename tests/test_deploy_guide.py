@@ -7,9 +7,10 @@ import sys
 
 import requests
 import urllib3
+from gevent.pywsgi import WSGIServer
 
 from quizapp.config import Config, ConfigError
-from tests.support.servers import ROOT, Gunicorn, free_port
+from tests.support.servers import ROOT, free_port
 from tests.support.stack import NGINX, render_nginx, wait_port
 
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
@@ -75,21 +76,38 @@ def test_make_deploy_check_runs_the_units_in_production_mode():
     assert re.search(r"stopped by SIGTERM, exit 0", out) and "deploy-check: OK" in out
 
 
-def test_tls_site_redirects_http_and_serves_https(tmp_path):
+def test_tls_site_redirects_http_and_serves_https(tmp_path, make_app):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(  # noqa: S603,S607
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"]
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ]
         + ["-keyout", str(key), "-out", str(cert)],
         check=True,
         capture_output=True,
         timeout=60,
     )
     https_port, http_port = free_port(), free_port()
-    env = {"QUIZAPP_ENV": "test", "TRUSTED_PROXY_HOPS": "1"}
-    with Gunicorn("wsgi:app", workers=1, env=env) as app:
+    # The app in this (gevent) process behind the real nginx: HSTS comes from the app.
+    app = WSGIServer(("127.0.0.1", 0), make_app(TRUSTED_PROXY_HOPS=1), log=None)
+    app.start()
+    try:
         tls = {"cert": str(cert), "key": str(key), "http_listen": f"127.0.0.1:{http_port}"}
         tls["acme_root"] = str(tmp_path)
-        conf = render_nginx.write_standalone(tmp_path, [app.port], f"127.0.0.1:{https_port} ssl", tls=tls)
+        conf = render_nginx.write_standalone(
+            tmp_path, [app.server_port], f"127.0.0.1:{https_port} ssl", tls=tls
+        )
         proc = subprocess.Popen(  # noqa: S603
             [NGINX, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
@@ -108,3 +126,5 @@ def test_tls_site_redirects_http_and_serves_https(tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+    finally:
+        app.stop()

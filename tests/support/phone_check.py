@@ -1,7 +1,7 @@
 """Headless Chromium at phone size (375 px) on an admin page; prints one JSON line of what it saw.
 
 Usage: python tests/support/phone_check.py http://127.0.0.1:PORT
-Logs in through the test-only route of tests/support/opsapp.py, opens /admin/ and an action's
+Logs in through the test-only route /_test/admin-login, opens /admin/ and an action's
 confirmation page, and reports the page widths (no horizontal overflow means width <= 375).
 """
 
@@ -23,7 +23,7 @@ def check(base_url: str) -> dict:
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": 740}, is_mobile=True)
             page.set_default_timeout(15000)
-            page.goto(base_url + "/_test/admin-login")
+            page.goto(base_url + "/_test/admin-login")  # a test-only route of the app under test
             page.goto(base_url + "/admin/")
             report["landed_on"] = page.url.removeprefix(base_url)
             report["health_width"] = page.evaluate("document.documentElement.scrollWidth")
