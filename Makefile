@@ -35,6 +35,7 @@ migrate: venv services ## apply pending migrations/*.sql
 # APP_PORT: given, or the first free port from 8000 + an offset derived from the checkout's path.
 run: migrate ## serve the app with gunicorn on a free port (APP_PORT=... to choose), printed
 	@mkdir -p var
+	@$(WITH_ENV) $(PY) -m quizapp.mail.mailer >>var/mailer.log 2>&1 & echo $$! > var/mailer.pid
 	@port=$${APP_PORT:-$$(bash scripts/services.sh app-port)}; \
 	bind=$${GUNICORN_BIND:-$(APP_HOST):$$port}; \
 	echo "quizapp: serving on http://$$bind/  (Ctrl-C stops it; make stop stops the services)"; \
@@ -48,7 +49,9 @@ test: venv services ## the whole suite against real services (PYTEST_ARGS="tests
 		$(PY) -m quizapp.migrate && \
 		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
 
-stop: ## stop gunicorn from make run and the local services
+stop: ## stop gunicorn and the mailer from make run, and the local services
+	@if [ -f var/mailer.pid ] && kill -0 $$(cat var/mailer.pid) 2>/dev/null; then \
+		kill $$(cat var/mailer.pid); echo "stopped mailer"; fi; rm -f var/mailer.pid
 	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then \
 		kill $$(cat var/gunicorn.pid); echo "stopped gunicorn"; fi; rm -f var/gunicorn.pid
 	@bash scripts/services.sh stop
@@ -95,7 +98,7 @@ lint-ops: venv ## nginx -t + gixy on the template, systemd-analyze verify on the
 		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
 		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
 		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
-		$$d/quizapp-retention.service $$d/quizapp-retention.timer \
+		$$d/quizapp-retention.service $$d/quizapp-retention.timer $$d/quizapp-mailer.service \
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
 
 lint: lint-ops

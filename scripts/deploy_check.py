@@ -160,7 +160,10 @@ def check(work: Path, port: int) -> list[str]:
         "PUBLIC_BASE_URL": f"https://127.0.0.1:{port}",
         "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
         "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(16),
-        "SMTP_URL": "smtp://127.0.0.1:2525",
+        "SMTP_URL": "smtp://127.0.0.1:2525",  # a local relay: plain SMTP is allowed on loopback only
+        "OPERATOR_NAME": "Deploy Check Ltd",
+        "OPERATOR_EMAIL": "ops@example.org",
+        "MAIL_FROM": "Business Model Fit <quiz@example.org>",
     }
     env_file = work / "quizapp.env"
     env_file.write_text(render_env((SYSTEMD / "quizapp.env.example").read_text(), values))

@@ -95,3 +95,20 @@ def test_live_report_reads_redis_memory(make_app):
     memory = report["cluster"]["redis_memory"]
     assert memory["used"] > 0 and memory["max"] >= memory["used"]
     assert memory["policy"] == "volatile-lru"  # scripts/services.sh
+
+
+def test_mail_backlog_dead_letters_and_payment_problems_alert():
+    report = _score(
+        [_worker()],
+        mail={"backlog": 3, "pending": 5, "dead": 2},
+        payments={"mismatches_24h": 1, "refunds_pending": 0},
+    )
+    names = [(a["name"], a["severity"], a["penalty"]) for a in report["alert_details"]]
+    assert names == [
+        ("mail_backlog", "warning", 20),
+        ("payment_mismatch", "warning", 20),
+        ("mail_dead_letters", "warning", 10),
+    ]
+    assert (report["score"], report["status"]) == (50, "degraded")
+    quiet = _score([_worker()], mail={"backlog": 0, "pending": 4, "dead": 0}, payments={})
+    assert (quiet["score"], quiet["status"]) == (100, "healthy")

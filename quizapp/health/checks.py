@@ -170,3 +170,70 @@ def redis_memory(ctx: HealthContext):
         "or find what grows (redis-cli --bigkeys)",
         40 if share >= REDIS_MEMORY_CRIT else 20,
     )
+
+
+MAIL_BACKLOG_PENALTY, MAIL_DEAD_PENALTY = 20, 10
+
+
+@register_check
+def mail_outbox(ctx: HealthContext):
+    """Mail due for over 5 minutes (mailer stopped or SMTP down) and dead letters (money-mail)."""
+    from ..mail import service as mail_service  # the mail feature's own figures
+
+    figures = ctx.probe("mail", mail_service.outbox_figures)
+    if not figures:
+        return None
+    found = []
+    if figures.get("backlog"):
+        found.append(
+            Alert(
+                "mail_backlog",
+                WARNING,
+                f"mail backlog: {figures['backlog']} mails due for over 5 minutes",
+                "mail backlog: is quizapp-mailer.service running? check SMTP_URL and its log",
+                MAIL_BACKLOG_PENALTY,
+            )
+        )
+    if figures.get("dead"):
+        found.append(
+            Alert(
+                "mail_dead_letters",
+                WARNING,
+                f"{figures['dead']} mails are dead letters: SMTP failed on every attempt",
+                "dead letters: fix the cause in the mailer log, then requeue or cancel them",
+                MAIL_DEAD_PENALTY,
+            )
+        )
+    return found
+
+
+@register_check
+def payment_problems(ctx: HealthContext):
+    """Webhooks that did not match their checkout (24 h) and payments waiting for a refund."""
+    from ..payments import service as payments_service
+
+    figures = ctx.probe("payments", payments_service.payment_figures)
+    if not figures:
+        return None
+    found = []
+    if figures.get("mismatches_24h"):
+        found.append(
+            Alert(
+                "payment_mismatch",
+                WARNING,
+                f"{figures['mismatches_24h']} payment webhooks did not match their checkout (24 h)",
+                "payment mismatch: compare the audit log with the Stripe dashboard",
+                20,
+            )
+        )
+    if figures.get("refunds_pending"):
+        found.append(
+            Alert(
+                "refunds_pending",
+                WARNING,
+                f"{figures['refunds_pending']} second payments wait for a refund",
+                "refunds pending: refund them from the admin payments page",
+                10,
+            )
+        )
+    return found

@@ -14,11 +14,11 @@ def delete_old_quota(cur, *, cutoff_day, batch: int) -> int:
 
 
 def delete_sent_mail(cur, *, cutoff, batch: int) -> int:
-    # Only mail that was sent: pending rows and dead letters stay until the mailer resolves them.
+    # Only mail that was sent or cancelled: pending rows and dead letters stay until resolved.
     cur.execute(
         "DELETE FROM email_outbox WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM email_outbox WHERE sent_at IS NOT NULL AND sent_at < %(cutoff)s "
-        "LIMIT %(batch)s))",
+        "SELECT ctid FROM email_outbox WHERE (sent_at IS NOT NULL AND sent_at < %(cutoff)s) "
+        "OR (status = 'cancelled' AND created_at < %(cutoff)s) LIMIT %(batch)s))",
         {"cutoff": cutoff, "batch": batch},
     )
     return cur.rowcount
