@@ -110,6 +110,27 @@ def run_oneshot(unit_text: str, what: str) -> str:
     return (result.stdout + result.stderr).strip()
 
 
+def run_daemon_briefly(unit_text: str, log_path: Path, seconds: float = 3.0) -> str:
+    """Start a long-running unit (the mailer), check it stays up, stop it with its KillSignal."""
+    settings = unit_settings(unit_text)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - the unit's own ExecStart
+            shlex.split(settings["ExecStart"][0]),
+            cwd=settings["WorkingDirectory"][0],
+            env=unit_environment(settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    time.sleep(seconds)
+    if proc.poll() is not None:
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"deploy-check: the mailer exited with {proc.returncode}:\n{tail}")
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=40)
+    return f"quizapp-mailer: up {seconds:.0f} s with the env file, SIGTERM, exit {proc.returncode}"
+
+
 def prepare_database(admin_url: str) -> str:
     """The guide's step: a role with a password owning its database; returns the app's URL."""
     import psycopg2
@@ -227,6 +248,8 @@ def check(work: Path, port: int) -> list[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
     steps.append(f"quizapp@{port}: stopped by SIGTERM, exit {proc.returncode}")
+    if "quizapp-mailer.service" in units:
+        steps.append(run_daemon_briefly(units["quizapp-mailer.service"], work / "mailer.log"))
     steps.append("retention: " + run_oneshot(units["quizapp-retention.service"], "quizapp-retention.service"))
     return steps
 

@@ -74,6 +74,7 @@ def test_make_deploy_check_runs_the_units_in_production_mode():
     out = result.stdout
     assert "migrate: migrations:" in out and "production mode, /readyz 200" in out
     assert re.search(r"stopped by SIGTERM, exit 0", out) and "deploy-check: OK" in out
+    assert "quizapp-mailer: up 3 s with the env file, SIGTERM, exit 0" in out
 
 
 def test_tls_site_redirects_http_and_serves_https(tmp_path, make_app):
