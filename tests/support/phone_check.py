@@ -16,6 +16,12 @@ from playwright.sync_api import sync_playwright
 WIDTH = 375
 
 
+def width(page) -> int:
+    """The laid-out width of the loaded page (wider than the viewport means sideways scrolling)."""
+    page.wait_for_load_state("load")
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
 def check(base_url: str) -> dict:
     report = {"ok": False}
     with sync_playwright() as pw:
@@ -25,15 +31,19 @@ def check(base_url: str) -> dict:
             page.set_default_timeout(15000)
             page.goto(base_url + "/_test/admin-login")  # a test-only route of the app under test
             page.goto(base_url + "/admin/")
+            page.wait_for_url("**/admin/health")
             report["landed_on"] = page.url.removeprefix(base_url)
-            report["health_width"] = page.evaluate("document.documentElement.scrollWidth")
+            report["health_width"] = width(page)
             report["status_class"] = page.locator(".health-score").get_attribute("class")
             report["logout_button"] = page.get_by_role("button", name="Log out").count()
             page.get_by_role("link", name="Reset error counters…").click()
-            report["confirm_width"] = page.evaluate("document.documentElement.scrollWidth")
+            page.wait_for_url("**/admin/health/confirm?action=reset_errors")
+            report["confirm_width"] = width(page)
             page.get_by_role("button", name="Yes: Reset error counters").click()
+            page.wait_for_url("**/admin/health?done=*")
             report["after_confirm"] = page.url.removeprefix(base_url)
             page.get_by_role("button", name="Log out").click()
+            page.wait_for_url("**/admin/login")
             report["after_logout"] = page.url.removeprefix(base_url)
             report["ok"] = True
         finally:
