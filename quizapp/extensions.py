@@ -7,12 +7,13 @@ import time
 from datetime import timedelta
 
 import redis
-from flask import request
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_session.redis import RedisSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
+from . import redis_conn
 from .errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,13 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
             request.environ[SESSION_ERROR_KEY] = True
             return self.make_null_session(app)
 
+    def _upsert_session(self, session_lifetime, session, store_id) -> None:
+        # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
+        replicas, timeout_ms = redis_conn.replicas_wanted(current_app.config)
+        value = self.serializer.encode(session)
+        ttl = int(session_lifetime.total_seconds())
+        redis_conn.set_replicated(self.client, store_id, value, ttl, replicas, timeout_ms)
+
     def save_session(self, app, session, response):
         try:
             super().save_session(app, session, response)
@@ -59,13 +67,7 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
 
 
 def create_redis(config) -> redis.Redis:
-    return redis.Redis.from_url(
-        config["REDIS_URL"],
-        socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
-        socket_connect_timeout=config["REDIS_SOCKET_TIMEOUT"],
-        health_check_interval=30,
-        max_connections=config["REDIS_MAX_CONNECTIONS"],
-    )
+    return redis_conn.create_client(config)  # plain URL, TLS or Sentinel: see redis_conn
 
 
 def init_sessions(app, client: redis.Redis):

@@ -9,6 +9,7 @@ from flask import current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from .. import redis_conn
 from ..errors import render_error
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,9 @@ def _is_exempt_path() -> bool:
 def build_limiter(app) -> Limiter:
     """One limiter per app (tests build many apps; Flask-Limiter keeps storage on the object)."""
     config = app.config
-    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
-    config.setdefault(
-        "RATELIMIT_STORAGE_OPTIONS",
-        {
-            "socket_timeout": config["REDIS_SOCKET_TIMEOUT"],
-            "socket_connect_timeout": config["REDIS_SOCKET_TIMEOUT"],
-        },
-    )
+    storage_uri, storage_options = redis_conn.limiter_storage(config)  # URL, TLS or Sentinel
+    config.setdefault("RATELIMIT_STORAGE_URI", storage_uri)
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options)
     # X-RateLimit-* on every answer costs a Redis round trip per request (the window's stats);
     # refusals always carry them (handle_rate_limited), successes only when configured.
     config.setdefault("RATELIMIT_HEADERS_ENABLED", config.get("RATELIMIT_HEADERS_ON_SUCCESS", False))
