@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.support.servers import ROOT
+import socket
+
+from tests.support.servers import ROOT, free_port
 
 
 def _load(name: str):
@@ -16,3 +18,26 @@ def _load(name: str):
 
 pgbouncer = _load("pgbouncer")
 PgBouncer = pgbouncer.PgBouncer
+redis_ha = _load("redis_ha")
+RedisHA = redis_ha.RedisHA
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports that are free right now."""
+    for _ in range(50):
+        base = free_port(host)
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sock.bind((host, port))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no block of {count} free ports found")
