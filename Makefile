@@ -9,7 +9,7 @@ APP_PORT ?= 8000
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
 
-.PHONY: run test stop venv sysdeps services migrate lint clean-var
+.PHONY: run test test-pgbouncer stop venv sysdeps services migrate lint clean-var
 
 venv: $(VENV)/.installed
 
@@ -39,7 +39,17 @@ test: venv services
 	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
 		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
 		$(PY) -m quizapp.migrate && \
-		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
+		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS) && \
+		if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-pgbouncer; fi
+
+# Suite job (issue 15): the quiz, payment and AI tests again, every app and gunicorn going
+# through PgBouncer in transaction pooling mode (make test runs it after the full suite).
+PGBOUNCER_TESTS ?= tests/test_quiz_flow.py tests/test_payments_webhook.py tests/test_ai_service.py
+test-pgbouncer: venv services
+	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
+		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
+		echo "suite job: $(PGBOUNCER_TESTS) through PgBouncer"; \
+		$(PY) -m gevent.monkey --module pytest -q --through-pgbouncer $(PGBOUNCER_TESTS)
 
 stop:
 	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then \

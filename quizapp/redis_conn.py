@@ -15,11 +15,16 @@ class NotReplicated(redis.exceptions.RedisError):
     """A write the caller needs to survive a failover did not reach enough replicas in time."""
 
 
-def tls_options(config) -> dict:
-    """redis-py TLS keywords for a rediss:// REDIS_URL: CA, client certificate and key."""
+def tls_options(config, for_url: bool = False) -> dict:
+    """redis-py TLS keywords for a rediss:// REDIS_URL: CA, client certificate and key.
+
+    `for_url`: the client is built from the rediss:// URL itself, which already picks TLS.
+    """
     if urlparse(config["REDIS_URL"]).scheme != "rediss":
         return {}
-    options = {"ssl": True, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    options = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if not for_url:
+        options["ssl"] = True
     if config.get("REDIS_TLS_CA"):
         options["ssl_ca_certs"] = config["REDIS_TLS_CA"]
     if config.get("REDIS_TLS_CERT"):
@@ -57,7 +62,8 @@ def create_client(config) -> redis.Redis:
     pool_options = {"health_check_interval": 30, "max_connections": config["REDIS_MAX_CONNECTIONS"]}
     addresses = sentinel_addresses(config)
     if not addresses:
-        return redis.Redis.from_url(config["REDIS_URL"], **timeouts, **pool_options, **tls_options(config))
+        tls = tls_options(config, for_url=True)
+        return redis.Redis.from_url(config["REDIS_URL"], **timeouts, **pool_options, **tls)
     sentinel = Sentinel(
         addresses,
         sentinel_kwargs={**timeouts, **tls_options(config)},
@@ -78,7 +84,7 @@ def limiter_storage(config) -> tuple[str, dict]:
     }
     addresses = sentinel_addresses(config)
     if not addresses:
-        return config["REDIS_URL"], {**timeouts, **tls_options(config)}
+        return config["REDIS_URL"], {**timeouts, **tls_options(config, for_url=True)}
     hosts = ",".join(f"{host}:{port}" for host, port in addresses)
     uri = f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_SERVICE']}"
     options = {
