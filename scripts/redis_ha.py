@@ -67,7 +67,8 @@ class RedisHA:
         return proc
 
     def _data_node(self, port: int, replica_of: int | None) -> list[str]:
-        args = ["--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no"]
+        # Bound to one local address only; protected mode would refuse the namespaces' clients.
+        args = ["--port", str(port), "--bind", self.host, "--protected-mode", "no", "--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.state_dir), "--dbfilename", f"dump-{port}.rdb"]
         args += ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
         if replica_of:
@@ -78,7 +79,7 @@ class RedisHA:
         path = self.state_dir / f"sentinel-{port}.conf"
         service = self.service
         path.write_text(
-            f"port {port}\nbind {self.host}\ndir {self.state_dir}\n"
+            f"port {port}\nbind {self.host}\nprotected-mode no\ndir {self.state_dir}\n"
             f"sentinel monitor {service} {self.host} {self.base_port} 2\n"
             f"sentinel down-after-milliseconds {service} {self.down_after_ms}\n"
             f"sentinel failover-timeout {service} {self.failover_timeout_ms}\n"
