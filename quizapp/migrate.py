@@ -69,8 +69,12 @@ def direct_dsn(environ=os.environ) -> str:
 
 
 def tls_kwargs(environ=os.environ) -> dict:
-    names = ("sslmode", "sslrootcert", "sslcert", "sslkey")
-    return {name: environ[f"DATABASE_{name.upper()}"] for name in names if environ.get(f"DATABASE_{name.upper()}")}
+    """libpq TLS keywords from DATABASE_SSLMODE, DATABASE_SSLROOTCERT, DATABASE_SSLCERT, DATABASE_SSLKEY."""
+    found = {}
+    for name in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if environ.get(f"DATABASE_{name.upper()}"):
+            found[name] = environ[f"DATABASE_{name.upper()}"]
+    return found
 
 
 def main() -> int:

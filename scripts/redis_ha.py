@@ -68,7 +68,8 @@ class RedisHA:
 
     def _data_node(self, port: int, replica_of: int | None) -> list[str]:
         # Bound to one local address only; protected mode would refuse the namespaces' clients.
-        args = ["--port", str(port), "--bind", self.host, "--protected-mode", "no", "--save", "", "--appendonly", "no"]
+        args = ["--port", str(port), "--bind", self.host, "--protected-mode", "no"]
+        args += ["--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.state_dir), "--dbfilename", f"dump-{port}.rdb"]
         args += ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
         if replica_of:
@@ -110,7 +111,8 @@ class RedisHA:
         seen = []
         for port in self.sentinel_ports:
             try:
-                address = self.client(port).execute_command("SENTINEL", "get-master-addr-by-name", self.service)
+                sentinel = self.client(port)
+                address = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", self.service)
             except redis.RedisError:
                 continue
             if address:
@@ -137,7 +139,9 @@ class RedisHA:
                 return False
             for port in self.sentinel_ports:
                 master = self.client(port).execute_command("SENTINEL", "master", self.service)
-                fields = dict(zip(master[::2], master[1::2])) if isinstance(master, list) else master
+                if isinstance(master, list):  # RESP2 without a parser callback: flat name/value pairs
+                    master = dict(zip(master[::2], master[1::2], strict=True))
+                fields = master
                 fields = {_text(k): _text(v) for k, v in fields.items()}
                 if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
                     return False

@@ -12,7 +12,6 @@ from psycogreen.gevent import patch_psycopg
 from quizapp import create_app
 from quizapp.config import Config
 from quizapp.migrate import migrate
-
 from tests.support.scaleout import PgBouncer
 from tests.support.servers import free_port
 

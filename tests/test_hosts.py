@@ -8,7 +8,7 @@ import time
 import gevent
 import pytest
 
-from tests.support.hosts import Hosts, HostGunicorn, log_dir
+from tests.support.hosts import HostGunicorn, Hosts, log_dir
 from tests.support.quiz_load import QuizLoad, lost_writes
 from tests.support.scaleout import PgBouncer, RedisHA, free_port_block
 from tests.support.servers import free_port
@@ -18,10 +18,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def hosts():
+def hosts(request):
     built = Hosts(count=2).up()
     if built.namespaces is None:
-        print(f"network namespaces not allowed here ({built.why}): hosts are loopback addresses instead")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(
+            f"\nnetwork namespaces not allowed ({built.why}): hosts are loopback addresses instead"
+        )
     try:
         yield built
     finally:
@@ -59,7 +62,9 @@ def app_env(hosts: Hosts, bouncer: PgBouncer, ha: RedisHA) -> dict:
     }
 
 
-def test_quizzes_walk_across_both_hosts_and_one_host_dies(hosts, shared_services, tmp_path, migrated_database):
+def test_quizzes_walk_across_both_hosts_and_one_host_dies(
+    hosts, shared_services, tmp_path, migrated_database
+):
     bouncer, ha = shared_services
     env = app_env(hosts, bouncer, ha)
     apps = [

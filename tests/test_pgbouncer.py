@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import gevent
@@ -13,7 +12,6 @@ from quizapp import db
 from quizapp.migrate import direct_dsn
 from tests.support.scaleout import PgBouncer
 from tests.support.servers import ROOT, free_port
-
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,10 @@ def test_many_greenlets_through_two_server_connections_lose_no_increment(bouncer
 
 
 def test_migrations_go_straight_to_postgres():
-    env = {"DATABASE_URL": "postgresql://app@bouncer:6432/q", "MIGRATE_DATABASE_URL": "postgresql://pg:5432/q"}
+    env = {
+        "DATABASE_URL": "postgresql://app@bouncer:6432/q",
+        "MIGRATE_DATABASE_URL": "postgresql://pg:5432/q",
+    }
     assert direct_dsn(env) == "postgresql://pg:5432/q"
     assert direct_dsn({"DATABASE_URL": "postgresql://pg:5432/q"}) == "postgresql://pg:5432/q"
 
@@ -94,5 +95,7 @@ def test_the_app_holds_no_session_state_or_session_advisory_lock():
     for path in (ROOT / "quizapp").rglob("*.py"):
         if path.name == "migrate.py":  # connects directly (MIGRATE_DATABASE_URL)
             continue
-        offenders += [f"{path.name}: {line.strip()}" for line in path.read_text().splitlines() if forbidden.search(line)]
+        offenders += [
+            f"{path.name}: {line.strip()}" for line in path.read_text().splitlines() if forbidden.search(line)
+        ]
     assert offenders == []

@@ -76,7 +76,9 @@ def tls_postgres(cert_dir):
             f"ssl = on\nssl_cert_file = '{cert_dir.server_cert}'\nssl_key_file = '{cert_dir.server_key}'\n"
             "max_connections = 20\nshared_buffers = 16MB\nfsync = off\n"
         )
-    (data / "pg_hba.conf").write_text("hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n")
+    (data / "pg_hba.conf").write_text(
+        "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+    )
     subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w", "start"],
                    check=True, capture_output=True)  # fmt: skip
     try:

@@ -32,7 +32,10 @@ def make_certs(directory: Path, server_names: str = "DNS:localhost") -> Certs:
             "-subj", f"/CN=quizapp test {ca}", "-keyout", str(key), "-out", str(cert),
         )  # fmt: skip
         paths[ca] = (key, cert)
-    for leaf, extension in (("server", f"subjectAltName={server_names}"), ("client", "extendedKeyUsage=clientAuth")):
+    for leaf, extension in (
+        ("server", f"subjectAltName={server_names}"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
         key, csr, cert = directory / f"{leaf}.key", directory / f"{leaf}.csr", directory / f"{leaf}.pem"
         _openssl(
             "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={leaf}",

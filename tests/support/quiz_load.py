@@ -121,7 +121,8 @@ def lost_writes(dsn: str, confirmed: list[str]) -> int:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT count(*) FROM quiz_attempts WHERE public_id = ANY(%(ids)s)", {"ids": list(set(confirmed))}
+                "SELECT count(*) FROM quiz_attempts WHERE public_id = ANY(%(ids)s)",
+                {"ids": list(set(confirmed))},
             )
             return len(set(confirmed)) - cur.fetchone()[0]
     finally:

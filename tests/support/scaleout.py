@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-
 import socket
 
 from tests.support.servers import ROOT, free_port
