@@ -42,7 +42,8 @@ down() {
   for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${name}h[0-9]+o$" || true); do
     ip link del "$link" 2>/dev/null || true  # may already be gone with its namespace
   done
-  if ip -o addr show dev lo | grep -q " $net.254/32 "; then ip addr del "$net.254/32" dev lo; fi
+  # (Not `ip … | grep -q`: with pipefail, grep quitting early fails the pipeline by SIGPIPE.)
+  case "$(ip -o addr show dev lo)" in *" $net.254/32 "*) ip addr del "$net.254/32" dev lo ;; esac
 }
 
 case "$action" in

@@ -33,6 +33,7 @@ class RedisHA:
         host: str = "127.0.0.1",
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 4000,
+        tls: dict | None = None,
     ):
         self.state_dir = Path(state_dir)
         self.base_port = base_port
@@ -40,6 +41,7 @@ class RedisHA:
         self.host = host
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.tls = tls  # {"cert", "key", "ca"}: every node and Sentinel speaks TLS only, with client certs
         self.procs: dict[str, subprocess.Popen] = {}
 
     @property
@@ -68,20 +70,36 @@ class RedisHA:
 
     def _data_node(self, port: int, replica_of: int | None) -> list[str]:
         # Bound to one local address only; protected mode would refuse the namespaces' clients.
-        args = ["--port", str(port), "--bind", self.host, "--protected-mode", "no"]
-        args += ["--save", "", "--appendonly", "no"]
+        args = ["--bind", self.host, "--protected-mode", "no", "--save", "", "--appendonly", "no"]
+        for name, value in self._listen(port):
+            args += [f"--{name}", value]
         args += ["--dir", str(self.state_dir), "--dbfilename", f"dump-{port}.rdb"]
         args += ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
         if replica_of:
             args += ["--replicaof", self.host, str(replica_of)]
         return args
 
+    def _listen(self, port: int) -> list[tuple[str, str]]:
+        """(directive, value) pairs: a plain port, or a TLS port (TLS replication too) and no plain one."""
+        if not self.tls:
+            return [("port", str(port))]
+        return [
+            ("port", "0"),
+            ("tls-port", str(port)),
+            ("tls-replication", "yes"),
+            ("tls-cert-file", str(self.tls["cert"])),
+            ("tls-key-file", str(self.tls["key"])),
+            ("tls-ca-cert-file", str(self.tls["ca"])),
+            ("tls-auth-clients", "yes"),
+        ]
+
     def _sentinel_conf(self, port: int) -> Path:
         path = self.state_dir / f"sentinel-{port}.conf"
         service = self.service
         path.write_text(
-            f"port {port}\nbind {self.host}\nprotected-mode no\ndir {self.state_dir}\n"
-            f"sentinel monitor {service} {self.host} {self.base_port} 2\n"
+            f"bind {self.host}\nprotected-mode no\ndir {self.state_dir}\n"
+            + "".join(f"{name} {value}\n" for name, value in self._listen(port))
+            + f"sentinel monitor {service} {self.host} {self.base_port} 2\n"
             f"sentinel down-after-milliseconds {service} {self.down_after_ms}\n"
             f"sentinel failover-timeout {service} {self.failover_timeout_ms}\n"
             f"sentinel parallel-syncs {service} 1\n"
@@ -104,7 +122,11 @@ class RedisHA:
         (self.state_dir / "redis-ha.json").write_text(json.dumps({"pids": pids, "sentinels": self.sentinels}))
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(self.host, port, socket_timeout=1, socket_connect_timeout=1)
+        tls = {}
+        if self.tls:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.tls["ca"]), "ssl_check_hostname": False}
+            tls.update(ssl_certfile=str(self.tls["cert"]), ssl_keyfile=str(self.tls["key"]))
+        return redis.Redis(self.host, port, socket_timeout=1, socket_connect_timeout=1, **tls)
 
     def primary_port(self) -> int | None:
         """The primary's port as the Sentinels' majority sees it (None while they disagree)."""

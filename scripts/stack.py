@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from urllib.parse import urlparse
 from pathlib import Path
+from urllib.parse import urlparse
 
 import render_nginx
 from pgbouncer import PgBouncer

@@ -15,7 +15,8 @@ import redis
 
 from quizapp.migrate import migrate
 from tests.support.certs import make_certs
-from tests.support.quiz_pages import answer_all, submit
+from tests.support.quiz_pages import answer_all, csrf_from, submit
+from tests.support.scaleout import RedisHA, free_port_block
 from tests.support.servers import free_port
 from tests.support.stack import wait_port
 
@@ -134,3 +135,30 @@ def test_verify_full_refuses_a_host_name_the_certificate_does_not_name(tls_postg
     with pytest.raises(psycopg2.OperationalError, match="does not match host name"):
         psycopg2.connect(f"postgresql://postgres@127.0.0.1:{tls_postgres}/postgres",
                          sslmode="verify-full", sslrootcert=str(cert_dir.ca))  # fmt: skip
+
+
+def test_sentinel_primary_and_replica_over_tls(make_app, tmp_path):
+    certs = make_certs(tmp_path / "certs", server_names="DNS:localhost,IP:127.0.0.1")
+    tls = {"cert": certs.server_cert, "key": certs.server_key, "ca": certs.ca}
+    ha = RedisHA(tmp_path / "redis-ha", free_port_block(5), service="tlsha", tls=tls)
+    try:
+        ha.start()
+        app = make_app(
+            REDIS_URL=f"rediss://127.0.0.1:{ha.base_port}/0",
+            REDIS_SENTINELS=ha.sentinels,
+            REDIS_SENTINEL_SERVICE=ha.service,
+            REDIS_TLS_CA=certs.ca,
+            REDIS_TLS_CERT=certs.client_cert,
+            REDIS_TLS_KEY=certs.client_key,
+            REDIS_WAIT_REPLICAS=1,
+            RATELIMIT_ENABLED="true",
+            RATELIMIT_DEFAULT="4/minute",
+        )
+        client = app.test_client()
+        landing = client.get("/")
+        assert client.post("/start", data={"csrf_token": csrf_from(landing)}).status_code == 303
+        replica = ha.client(ha.base_port + 1)
+        assert replica.keys("s:*")  # the session was on the replica (WAIT) before the answer left
+        assert [client.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]
+    finally:
+        ha.stop()

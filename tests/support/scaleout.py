@@ -31,8 +31,8 @@ def free_port_block(count: int, host: str = "127.0.0.1") -> int:
         try:
             for port in range(base, base + count):
                 sock = socket.socket()
-                sock.bind((host, port))
                 sockets.append(sock)
+                sock.bind((host, port))
             return base
         except OSError:
             continue
