@@ -57,7 +57,9 @@ class ResilientRedisSessionInterface(RedisSessionInterface):
         replicas, timeout_ms = redis_conn.replicas_wanted(current_app.config)
         value = self.serializer.encode(session)
         ttl = int(session_lifetime.total_seconds())
-        redis_conn.set_replicated(self.client, store_id, value, ttl, replicas, timeout_ms)
+        redis_conn.set_replicated(
+            self.client, store_id, value, ex=ttl, replicas=replicas, timeout_ms=timeout_ms
+        )
 
     def save_session(self, app, session, response):
         try:

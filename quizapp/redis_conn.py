@@ -103,26 +103,26 @@ def replicas_wanted(config) -> tuple[int, int]:
     return config.get("REDIS_WAIT_REPLICAS", 0), config.get("REDIS_WAIT_TIMEOUT_MS", 200)
 
 
-def wait_in_pipeline(pipe, replicas: int, timeout_ms: int) -> None:
+def wait_in_pipeline(pipe, *, replicas: int, timeout_ms: int) -> None:
     """Queue WAIT after the writes in `pipe`: WAIT counts the writes of its own connection only."""
     if replicas:
         pipe.wait(replicas, timeout_ms)
 
 
-def check_replicated(acked: int, replicas: int) -> bool:
+def check_replicated(acked: int, *, replicas: int) -> bool:
     if acked >= replicas:
         return True
     log.warning("redis.write_not_replicated", extra={"acked": acked, "wanted": replicas})
     return False
 
 
-def set_replicated(client, name: str, value: bytes, ex: int, replicas: int, timeout_ms: int) -> bool:
+def set_replicated(client, name: str, value: bytes, *, ex: int, replicas: int, timeout_ms: int) -> bool:
     """SET with expiry, then (on the same connection) WAIT for `replicas`; True when they have it."""
     if not replicas:
         client.set(name, value, ex=ex)
         return True
     pipe = client.pipeline(transaction=False)
     pipe.set(name, value, ex=ex)
-    wait_in_pipeline(pipe, replicas, timeout_ms)
+    wait_in_pipeline(pipe, replicas=replicas, timeout_ms=timeout_ms)
     _, acked = pipe.execute()
-    return check_replicated(int(acked), replicas)
+    return check_replicated(int(acked), replicas=replicas)

@@ -94,11 +94,14 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
             old_primary = redis_ha.primary_port()
             killed_at = redis_ha.kill(old_primary)
             promoted_at = wait_new_primary(redis_ha, old_primary)
+            promoted_wall = time.time()  # the fake OpenAI stamps its calls with wall-clock time
             # As systemd would: the old primary comes back, and Sentinel makes it a replica.
             redis_ha.restart(old_primary)
             gevent.sleep(SETTLE_SECONDS + 6)
             load.stop()
             answers_kept = sum(answered_count(stack.url, http.cookies) == n for http, n in kept)
+            for http, _ in kept:
+                http.close()
             calls = fake.calls()["calls"]
     finally:
         fake.stop()
@@ -114,6 +117,7 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
         "sessions_kept": f"{answers_kept}/{len(kept)}",
         "confirmed_writes": len(load.confirmed),
         "ai_calls": len(calls),
+        "ai_calls_after_promotion": sum(call["start"] > promoted_wall for call in calls),
         "ai_max_in_window": max_starts_in_window([c["start"] for c in calls], AI_WINDOW),
     }
     print("redis failover:", report)
@@ -124,4 +128,4 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
     assert answers_kept == len(kept), report
     assert lost_writes(migrated_database, load.confirmed) == 0, report
     assert report["ai_max_in_window"] <= AI_RPM, report
-    assert len(calls) > AI_RPM, report  # the budget was exercised on both sides of the failover
+    assert len(calls) > report["ai_calls_after_promotion"] > 0, report  # budget used on both sides

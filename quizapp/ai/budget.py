@@ -130,9 +130,9 @@ class Budget:
             return
         pipe = self.redis.pipeline(transaction=False)
         self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id], client=pipe)
-        redis_conn.wait_in_pipeline(pipe, self.replicas, self.wait_timeout_ms)
+        redis_conn.wait_in_pipeline(pipe, replicas=self.replicas, timeout_ms=self.wait_timeout_ms)
         _, acked = pipe.execute()
-        if not redis_conn.check_replicated(int(acked), self.replicas):
+        if not redis_conn.check_replicated(int(acked), replicas=self.replicas):
             raise redis_conn.NotReplicated("the budget slot did not reach a replica in time")
 
     def release(self, lease_id: str) -> None:
