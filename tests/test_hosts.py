@@ -7,9 +7,10 @@ import time
 
 import gevent
 import pytest
+import requests
 
 from tests.support.hosts import HostGunicorn, Hosts, log_dir
-from tests.support.quiz_load import QuizLoad, lost_writes
+from tests.support.quiz_load import HostHopper, QuizLoad, lost_writes
 from tests.support.scaleout import PgBouncer, RedisHA, free_port_block
 from tests.support.servers import free_port
 from tests.support.stack import Nginx
@@ -82,6 +83,9 @@ def test_quizzes_walk_across_both_hosts_and_one_host_dies(
     try:
         gevent.joinall([gevent.spawn(app.start) for app in apps], raise_error=True)
         nginx.start()
+        hopper = HostHopper([app.url for app in apps])
+        with requests.Session() as http:
+            crossed_quiz = hopper.walk(http)
         load = QuizLoad(nginx.url, clients=8).start()
         gevent.sleep(5)
         killed_at = time.monotonic()
@@ -101,10 +105,16 @@ def test_quizzes_walk_across_both_hosts_and_one_host_dies(
         "statuses": load.statuses(),
         "confirmed_writes": len(load.confirmed),
         "confirmed_after_kill": len(load.confirmed) - confirmed_before_kill,
+        "in_progress_at_kill_and_confirmed": sum(start < killed_at < end for start, end in load.spans),
+        "hopper": {"hosts": len(set(hopper.hosts_used)), "statuses": hopper.statuses()},
     }
     print("hosts:", report)
     assert all(report["served_by"][address] > 10 for address in hosts.addresses), report
-    assert lost_writes(migrated_database, load.confirmed) == 0, report
+    # One quiz, every request on the other host than the one before: the state is shared.
+    assert crossed_quiz and report["hopper"]["hosts"] == 2, report
+    assert set(report["hopper"]["statuses"]) <= {200, 303}, report
+    assert lost_writes(migrated_database, [*load.confirmed, crossed_quiz]) == 0, report
+    assert report["in_progress_at_kill_and_confirmed"] > 0, report  # quizzes outlived their host
     assert report["confirmed_after_kill"] > 0, report  # the other host carried the quizzes on
     assert after_kill <= {200, 303}, report  # once nginx knows, the dead host costs nothing
     # Only requests in flight on the dead host may fail: nginx does not resend a POST it sent

@@ -10,6 +10,8 @@ import gevent
 import psycopg2
 import requests
 
+from quizapp.extensions import SESSION_COOKIE_NAME
+
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
 RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})$")
@@ -31,6 +33,7 @@ class QuizLoad:
         self.rng = random.Random(rng_seed)
         self.records: list[tuple[float, float, str, int]] = []  # (sent, answered, label, status)
         self.confirmed: list[str] = []  # result ids whose submit was confirmed (303 to /r/<id>)
+        self.spans: list[tuple[float, float]] = []  # (start, confirmation) of each confirmed quiz
         self.running = False
         self.jobs: list[gevent.Greenlet] = []
 
@@ -62,6 +65,7 @@ class QuizLoad:
 
     def walk(self, http, stop_after: int | None = None) -> str | None:
         """One quiz from the landing page; stop after `stop_after` answers, else submit. Result id."""
+        started = time.monotonic()
         landing = self.call(http, "GET", "landing", "/")
         if landing is None or landing.status_code != 200:
             return None
@@ -93,6 +97,7 @@ class QuizLoad:
         if not match:
             return None
         self.confirmed.append(match.group(1))
+        self.spans.append((started, time.monotonic()))
         self.call(http, "GET", "result", f"/r/{match.group(1)}")
         return match.group(1)
 
@@ -127,3 +132,22 @@ def lost_writes(dsn: str, confirmed: list[str]) -> int:
             return len(set(confirmed)) - cur.fetchone()[0]
     finally:
         conn.close()
+
+
+class HostHopper(QuizLoad):
+    """One quiz whose requests go to each host in turn, the session cookie carried by hand."""
+
+    def __init__(self, bases: list[str]):
+        super().__init__(bases[0], clients=0)
+        self.bases = bases
+        self.sid = ""
+        self.hosts_used: list[str] = []
+
+    def call(self, http, method: str, label: str, path: str, **kwargs):
+        self.base = self.bases[len(self.records) % len(self.bases)]
+        self.hosts_used.append(self.base)
+        headers = {"Cookie": f"{SESSION_COOKIE_NAME}={self.sid}"} if self.sid else {}
+        response = super().call(http, method, label, path, headers=headers, **kwargs)
+        if response is not None:
+            self.sid = response.cookies.get(SESSION_COOKIE_NAME) or self.sid
+        return response
