@@ -31,7 +31,7 @@ class RedisHA:
         base_port: int,
         service: str = "quizapp",
         host: str = "127.0.0.1",
-        down_after_ms: int = 1000,
+        down_after_ms: int = 2000,
         failover_timeout_ms: int = 4000,
         tls: dict | None = None,
     ):

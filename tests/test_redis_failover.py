@@ -24,7 +24,7 @@ KEPT_SESSIONS = 12
 
 @pytest.fixture
 def redis_ha(tmp_path):
-    ha = RedisHA(tmp_path / "redis-ha", free_port_block(5), service=f"qa{os.getpid()}")
+    ha = RedisHA(tmp_path / "redis-ha", free_port_block(5), service=f"qa{os.getpid()}", down_after_ms=1000)
     try:
         yield ha.start()
     finally:
@@ -38,7 +38,7 @@ def sentinel_env(ha: RedisHA, fake: FakeOpenAIProcess) -> dict:
         "REDIS_URL": f"redis://127.0.0.1:{ha.base_port}/0",  # host unused behind Sentinel: db 0
         "REDIS_WAIT_REPLICAS": "1",
         "REDIS_WAIT_TIMEOUT_MS": "500",
-        "REDIS_SOCKET_TIMEOUT": "1",
+        "REDIS_SOCKET_TIMEOUT": "3",  # a dead primary refuses at once; a busy machine is slow
         "RATELIMIT_ENABLED": "true",  # the limiter's redis+sentinel:// storage is part of the test
         "RATELIMIT_DEFAULT": "100000/minute",
         "RATELIMIT_SUBMIT": "100000/minute",
@@ -74,6 +74,13 @@ def split_by_phase(load: QuizLoad, event_at: float, settled_at: float) -> tuple[
     return phases
 
 
+def wait_for_calls(fake: FakeOpenAIProcess, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(fake.calls()["calls"]) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} AI calls within {timeout}s"
+        gevent.sleep(0.5)
+
+
 def wait_new_primary(ha: RedisHA, old_port: int, timeout: float = 60.0) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -90,7 +97,8 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
         with stack:
             kept = half_done_sessions(stack.url, KEPT_SESSIONS)
             load = QuizLoad(stack.url, clients=6).start()
-            gevent.sleep(4)
+            # Kill with the AI window full: the new primary must remember those starts.
+            wait_for_calls(fake, AI_RPM)
             old_primary = redis_ha.primary_port()
             killed_at = redis_ha.kill(old_primary)
             promoted_at = wait_new_primary(redis_ha, old_primary)
