@@ -175,6 +175,7 @@ class Config:
     DATABASE_SSLKEY: str = ""
     REDIS_SENTINELS: str = ""
     REDIS_SENTINEL_SERVICE: str = "quizapp"
+    REDIS_SENTINEL_PASSWORD: str = ""
     REDIS_TLS_CA: str = ""
     REDIS_TLS_CERT: str = ""
     REDIS_TLS_KEY: str = ""
@@ -314,6 +315,7 @@ def _scaleout_settings(env) -> dict:
         DATABASE_SSLKEY=_readable_file(env, "DATABASE_SSLKEY"),
         REDIS_SENTINELS=_host_ports(env, "REDIS_SENTINELS"),
         REDIS_SENTINEL_SERVICE=env.get("REDIS_SENTINEL_SERVICE") or "quizapp",
+        REDIS_SENTINEL_PASSWORD=env.get("REDIS_SENTINEL_PASSWORD", ""),
         REDIS_TLS_CA=_readable_file(env, "REDIS_TLS_CA"),
         REDIS_TLS_CERT=_readable_file(env, "REDIS_TLS_CERT"),
         REDIS_TLS_KEY=_readable_file(env, "REDIS_TLS_KEY"),

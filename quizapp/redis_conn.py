@@ -53,6 +53,14 @@ def _url_credentials(config) -> dict:
     return found
 
 
+def _sentinel_options(config, timeouts: dict) -> dict:
+    """How to reach the Sentinels themselves: timeouts, TLS, and their own password if any."""
+    options = {**timeouts, **tls_options(config)}
+    if config.get("REDIS_SENTINEL_PASSWORD"):
+        options["password"] = config["REDIS_SENTINEL_PASSWORD"]
+    return options
+
+
 def create_client(config) -> redis.Redis:
     """The client every part of the app shares: with REDIS_SENTINELS, always the current primary."""
     timeouts = {
@@ -66,7 +74,7 @@ def create_client(config) -> redis.Redis:
         return redis.Redis.from_url(config["REDIS_URL"], **timeouts, **pool_options, **tls)
     sentinel = Sentinel(
         addresses,
-        sentinel_kwargs={**timeouts, **tls_options(config)},
+        sentinel_kwargs=_sentinel_options(config, timeouts),
         **timeouts,
         **tls_options(config),
         **_url_credentials(config),
@@ -93,7 +101,7 @@ def limiter_storage(config) -> tuple[str, dict]:
         **_url_credentials(config),
         # Counters are read and written on the primary: a lagging replica would under-count.
         "use_replicas": False,
-        "sentinel_kwargs": {**timeouts, **tls_options(config)},
+        "sentinel_kwargs": _sentinel_options(config, timeouts),
     }
     return uri, options
 

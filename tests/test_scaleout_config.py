@@ -47,6 +47,16 @@ def test_sentinel_client_and_limiter_storage_use_the_service_db_and_password(tmp
     uri, options = redis_conn.limiter_storage(cfg)
     assert uri == "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/main"
     assert options["db"] == 3 and options["use_replicas"] is False
+    assert "password" not in options["sentinel_kwargs"]
+
+
+def test_sentinels_get_their_own_password(tmp_path):
+    cfg = config(tmp_path, REDIS_SENTINELS="10.0.0.1:26379", REDIS_SENTINEL_PASSWORD="sentinel-secret")
+    client = redis_conn.create_client(cfg)
+    sentinel = client.connection_pool.sentinel_manager.sentinels[0]
+    assert sentinel.connection_pool.connection_kwargs["password"] == "sentinel-secret"
+    assert client.connection_pool.connection_kwargs["password"] == "pw"  # the data nodes' own
+    assert redis_conn.limiter_storage(cfg)[1]["sentinel_kwargs"]["password"] == "sentinel-secret"
 
 
 def test_rediss_options_carry_ca_certificate_and_key(tmp_path):
