@@ -109,6 +109,10 @@ class PgBouncer:
         owner = pwd.getpwnam("postgres")
         for path in [self.state_dir, *self.state_dir.iterdir()]:
             os.chown(path, owner.pw_uid, owner.pw_gid)
+        if not _postgres_can_enter(self.state_dir):
+            # e.g. under pytest's 0700 tmp dirs: move to a fresh directory postgres owns.
+            self.state_dir = Path(tempfile.mkdtemp(prefix="quizapp-pgbouncer-"))
+            self.render()
 
     def command(self) -> list[str]:
         run_as = ["-u", "postgres"] if os.getuid() == 0 else []
@@ -146,6 +150,11 @@ class PgBouncer:
     def log_tail(self, lines: int = 5) -> str:
         path = self.state_dir / "pgbouncer.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _postgres_can_enter(path: Path) -> bool:
+    probe = ["runuser", "-u", "postgres", "--", "test", "-w", str(path)]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 
 def main(argv=None) -> int:
