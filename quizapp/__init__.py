@@ -41,6 +41,8 @@ def _register_blueprints(app: Flask) -> None:
     from .admin.views import bp as admin_bp
     from .ai.views import bp as ai_bp
     from .health.views import bp as health_bp
+    from .mail.views import bp as mail_bp
+    from .pages.views import bp as pages_bp
     from .payments.views import bp as payments_bp
     from .quiz.views import bp as quiz_bp
 
@@ -50,3 +52,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_auth_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(ai_bp)
+    app.register_blueprint(mail_bp)
+    app.register_blueprint(pages_bp)

@@ -68,6 +68,16 @@ def _url(env, name, schemes, default=None, required=True):
     return raw
 
 
+def _smtp_url(env) -> str:
+    """SMTP_URL checked at start-up: scheme, host and port are parsed the way the mailer will."""
+    raw = env.get("SMTP_URL", "")
+    if raw:
+        from .mail.smtp import parse_smtp_url  # the mailer's own parser: one definition
+
+        parse_smtp_url(raw)
+    return raw
+
+
 def _choice(env, name, choices, default):
     value = env.get(name) or default
     if value not in choices:
@@ -145,6 +155,24 @@ class Config:
     STRIPE_WEBHOOK_SECRET: str = ""
     STRIPE_PRICE_CENTS: int = 900
     STRIPE_API_BASE: str = ""
+    CHECKOUT_EXPIRES_MINUTES: int = 60
+    REPORT_LINK_DAYS: int = 30
+
+    # Mail (quizapp/mail: the mailer process drains email_outbox)
+    SMTP_URL: str = ""
+    SMTP_CA_FILE: str = ""
+    SMTP_TIMEOUT: float = 15.0
+    MAIL_FROM: str = "Business Model Fit <no-reply@localhost>"
+    MAIL_MAX_ATTEMPTS: int = 8
+    MAIL_RETRY_BASE_SECONDS: float = 30.0
+    MAIL_RETRY_MAX_SECONDS: float = 3600.0
+    MAIL_POLL_SECONDS: float = 2.0
+    MAIL_CONFIRM_DAYS: int = 7
+
+    # The operator, shown on the privacy, terms, refund and contact pages
+    OPERATOR_NAME: str = ""
+    OPERATOR_EMAIL: str = ""
+    OPERATOR_ADDRESS: str = ""
 
     # AI analysis
     OPENAI_API_KEY: str = ""
@@ -248,6 +276,21 @@ class Config:
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
             STRIPE_PRICE_CENTS=_int(env, "STRIPE_PRICE_CENTS", 900, minimum=50),
             STRIPE_API_BASE=env.get("STRIPE_API_BASE", ""),
+            # Stripe accepts checkout expiries from 30 minutes to 24 hours after it receives the call.
+            CHECKOUT_EXPIRES_MINUTES=_int(env, "CHECKOUT_EXPIRES_MINUTES", 60, minimum=31, maximum=1439),
+            REPORT_LINK_DAYS=_int(env, "REPORT_LINK_DAYS", 30, minimum=1, maximum=3650),
+            SMTP_URL=_smtp_url(env),
+            SMTP_CA_FILE=env.get("SMTP_CA_FILE", ""),
+            SMTP_TIMEOUT=_float(env, "SMTP_TIMEOUT", 15.0, minimum=0.5),
+            MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
+            MAIL_MAX_ATTEMPTS=_int(env, "MAIL_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
+            MAIL_RETRY_BASE_SECONDS=_float(env, "MAIL_RETRY_BASE_SECONDS", 30.0, minimum=0.05),
+            MAIL_RETRY_MAX_SECONDS=_float(env, "MAIL_RETRY_MAX_SECONDS", 3600.0, minimum=0.05),
+            MAIL_POLL_SECONDS=_float(env, "MAIL_POLL_SECONDS", 2.0, minimum=0.05),
+            MAIL_CONFIRM_DAYS=_int(env, "MAIL_CONFIRM_DAYS", 7, minimum=1),
+            OPERATOR_NAME=env.get("OPERATOR_NAME", "").strip(),
+            OPERATOR_EMAIL=env.get("OPERATOR_EMAIL", "").strip(),
+            OPERATOR_ADDRESS=env.get("OPERATOR_ADDRESS", "").strip(),
             OPENAI_API_KEY=env.get("OPENAI_API_KEY", ""),
             OPENAI_BASE_URL=_url(env, "OPENAI_BASE_URL", ("http", "https"), required=False),
             OPENAI_MODEL=env.get("OPENAI_MODEL") or cls.OPENAI_MODEL,
@@ -277,6 +320,11 @@ class Config:
             for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
                 if not values[name]:
                     raise ConfigError(f"{name} is required when PAYMENT_PROVIDER=stripe")
+        if mode == "production":
+            # The legal pages name who runs the service and how to reach them.
+            for name in ("OPERATOR_NAME", "OPERATOR_EMAIL", "PUBLIC_BASE_URL"):
+                if not values[name]:
+                    raise ConfigError(f"{name} is required when QUIZAPP_ENV=production")
         return cls(**values)
 
     def as_flask(self) -> dict:

@@ -178,7 +178,7 @@ def test_email_capture_upserts_and_queues(client, content, pg_conn):
         data={"csrf_token": csrf_from(page), "email": "ada@example.org"},
     )
     assert response.status_code == 303
-    assert b"Thanks: we will email you" in client.get(result).data
+    assert b"we have sent a confirmation link" in client.get(result).data
     answer_all(client, content)
     second = submit(client).headers["Location"]
     page = client.get(second)
