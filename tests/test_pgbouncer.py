@@ -87,7 +87,7 @@ def test_migrations_go_straight_to_postgres():
 def test_the_app_holds_no_session_state_or_session_advisory_lock():
     """Transaction pooling forbids SET (without LOCAL), session advisory locks, LISTEN, PREPARE."""
     forbidden = re.compile(
-        r"pg_advisory_lock|pg_try_advisory_lock\(|\bLISTEN\b|\bPREPARE\b|"
+        r"pg_advisory_lock|pg_try_advisory_lock\(|\bLISTEN\b|\bPREPARE\b|options=f?\"-c |"
         r"(?<!LOCAL )\bSET (statement_timeout|lock_timeout|search_path|TIME ZONE)",
         re.IGNORECASE,
     )
