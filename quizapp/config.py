@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
+from limits import parse_many
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -65,6 +67,16 @@ def _url(env, name, schemes, default=None, required=True):
     parsed = urlparse(raw)
     if parsed.scheme not in schemes or not parsed.hostname:
         raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {parsed.scheme!r} scheme")
+    return raw
+
+
+def _limit(env, name, default):
+    """A rate limit string such as "60/minute;1000/hour", checked by the limits parser."""
+    raw = env.get(name) or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be rate limits like '60/minute;1000/hour', got {raw!r}") from None
     return raw
 
 
@@ -130,12 +142,17 @@ class Config:
 
     # Edge protection (issue: security)
     RATELIMIT_ENABLED: bool = True
-    RATELIMIT_DEFAULT: str = "60/minute;1000/hour"
+    RATELIMIT_DEFAULT: str = "60/minute"  # per person (session) and page
+    RATELIMIT_PERSON_TOTAL: str = "1000/hour"  # per person, all pages together
+    RATELIMIT_ADDRESS_PAGES: str = "3000/minute"  # per address (IPv6: per /64), sized for a crowd
+    RATELIMIT_VISITOR_PAGES: str = "60/minute;600/hour"  # per address, pages without a session
+    RATELIMIT_NEW_SESSIONS: str = "60/minute;600/hour"  # per address, session-less POSTs
+    RATELIMIT_IPV6_PREFIX: int = 64
     RATELIMIT_SUBMIT: str = "20/minute"
     RATELIMIT_EMAIL: str = "5/minute"
     RATELIMIT_LOGIN: str = "5/minute"
     RATELIMIT_POLL: str = "120/minute"
-    RATELIMIT_STRATEGY: str = "moving-window"
+    RATELIMIT_STRATEGY: str = "sliding-window-counter"
     RATELIMIT_HEADERS_ON_SUCCESS: bool = False
     TRUSTED_PROXY_HOPS: int = 0
     MAX_CONTENT_LENGTH: int = 10 * 1024 * 1024
@@ -145,7 +162,8 @@ class Config:
     ADMIN_IDLE_MINUTES: int = 30
 
     # Quiz
-    QUIZ_DAILY_QUOTA: int = 20
+    QUIZ_DAILY_QUOTA: int = 20  # results per person (session) and day
+    QUIZ_ADDRESS_DAILY_QUOTA: int = 1000  # results per address (IPv6: per /64) and day
     QUIZ_CONTENT_PATH: str = str(ROOT / "quizapp" / "quiz" / "content.yaml")
     PUBLIC_BASE_URL: str = ""
 
@@ -250,16 +268,21 @@ class Config:
             SESSION_REFRESH_SECONDS=_int(env, "SESSION_REFRESH_SECONDS", 300, minimum=0),
             SESSION_COOKIE_SECURE=_bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
             RATELIMIT_ENABLED=_bool(env, "RATELIMIT_ENABLED", True),
-            RATELIMIT_DEFAULT=env.get("RATELIMIT_DEFAULT") or cls.RATELIMIT_DEFAULT,
-            RATELIMIT_SUBMIT=env.get("RATELIMIT_SUBMIT") or cls.RATELIMIT_SUBMIT,
-            RATELIMIT_EMAIL=env.get("RATELIMIT_EMAIL") or cls.RATELIMIT_EMAIL,
-            RATELIMIT_LOGIN=env.get("RATELIMIT_LOGIN") or cls.RATELIMIT_LOGIN,
-            RATELIMIT_POLL=env.get("RATELIMIT_POLL") or cls.RATELIMIT_POLL,
+            RATELIMIT_DEFAULT=_limit(env, "RATELIMIT_DEFAULT", cls.RATELIMIT_DEFAULT),
+            RATELIMIT_PERSON_TOTAL=_limit(env, "RATELIMIT_PERSON_TOTAL", cls.RATELIMIT_PERSON_TOTAL),
+            RATELIMIT_ADDRESS_PAGES=_limit(env, "RATELIMIT_ADDRESS_PAGES", cls.RATELIMIT_ADDRESS_PAGES),
+            RATELIMIT_VISITOR_PAGES=_limit(env, "RATELIMIT_VISITOR_PAGES", cls.RATELIMIT_VISITOR_PAGES),
+            RATELIMIT_NEW_SESSIONS=_limit(env, "RATELIMIT_NEW_SESSIONS", cls.RATELIMIT_NEW_SESSIONS),
+            RATELIMIT_IPV6_PREFIX=_int(env, "RATELIMIT_IPV6_PREFIX", 64, minimum=16, maximum=128),
+            RATELIMIT_SUBMIT=_limit(env, "RATELIMIT_SUBMIT", cls.RATELIMIT_SUBMIT),
+            RATELIMIT_EMAIL=_limit(env, "RATELIMIT_EMAIL", cls.RATELIMIT_EMAIL),
+            RATELIMIT_LOGIN=_limit(env, "RATELIMIT_LOGIN", cls.RATELIMIT_LOGIN),
+            RATELIMIT_POLL=_limit(env, "RATELIMIT_POLL", cls.RATELIMIT_POLL),
             RATELIMIT_STRATEGY=_choice(
                 env,
                 "RATELIMIT_STRATEGY",
-                ("moving-window", "sliding-window-counter", "fixed-window"),
-                "moving-window",
+                ("sliding-window-counter", "fixed-window"),
+                "sliding-window-counter",
             ),
             RATELIMIT_HEADERS_ON_SUCCESS=_bool(env, "RATELIMIT_HEADERS_ON_SUCCESS", False),
             TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5),
@@ -269,6 +292,7 @@ class Config:
             ADMIN_PASSWORD_HASH=env.get("ADMIN_PASSWORD_HASH", ""),
             ADMIN_IDLE_MINUTES=_int(env, "ADMIN_IDLE_MINUTES", 30, minimum=1),
             QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),
+            QUIZ_ADDRESS_DAILY_QUOTA=_int(env, "QUIZ_ADDRESS_DAILY_QUOTA", 1000, minimum=1),
             QUIZ_CONTENT_PATH=env.get("QUIZ_CONTENT_PATH") or cls.QUIZ_CONTENT_PATH,
             PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", ""),
             PAYMENT_PROVIDER=_choice(env, "PAYMENT_PROVIDER", ("test", "stripe"), "test"),

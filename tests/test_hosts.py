@@ -56,6 +56,7 @@ def app_env(hosts: Hosts, bouncer: PgBouncer, ha: RedisHA) -> dict:
         "REDIS_WAIT_REPLICAS": "1",
         "RATELIMIT_ENABLED": "false",  # every simulated user comes from one address
         "QUIZ_DAILY_QUOTA": "1000000",
+        "QUIZ_ADDRESS_DAILY_QUOTA": "1000000",
         "OPENAI_API_KEY": "",
         "HEARTBEAT_SECONDS": "0.5",
         "GUNICORN_ACCESS_LOG": "",

@@ -118,10 +118,12 @@ def test_double_submit_and_refresh_record_one_attempt(app, client, content, pg_c
     answer_all(client, content)
     token = csrf_from(client.get("/review"))
     cookie = client.get_cookie("bizmodel.sid").value
+    nonce = client.get_cookie("bizmodel.csrf").value  # the same browser: both cookies
     others = []
     for _ in range(6):
         other = app.test_client()
         other.set_cookie("bizmodel.sid", cookie)
+        other.set_cookie("bizmodel.csrf", nonce)
         others.append(other)
     jobs = [gevent.spawn(c.post, "/submit", data={"csrf_token": token}) for c in [client, *others]]
     gevent.joinall(jobs, raise_error=True)

@@ -36,8 +36,7 @@ def _record(pool, key, client="client-a", quota=20):
         answers={"capital": 1},
         scores=scores,
         started_at=datetime.now(UTC),
-        client=client,
-        daily_quota=quota,
+        quota=service.DailyQuota(person=client, address="address-a", per_person=quota, per_address=1000),
     )
 
 

@@ -42,7 +42,12 @@ def sentinel_env(ha: RedisHA, fake: FakeOpenAIProcess) -> dict:
         "RATELIMIT_ENABLED": "true",  # the limiter's redis+sentinel:// storage is part of the test
         "RATELIMIT_DEFAULT": "100000/minute",
         "RATELIMIT_SUBMIT": "100000/minute",
+        "RATELIMIT_PERSON_TOTAL": "100000/minute",
+        "RATELIMIT_ADDRESS_PAGES": "100000/minute",
+        "RATELIMIT_VISITOR_PAGES": "100000/minute",
+        "RATELIMIT_NEW_SESSIONS": "100000/minute",
         "QUIZ_DAILY_QUOTA": "1000000",
+        "QUIZ_ADDRESS_DAILY_QUOTA": "1000000",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_TIMEOUT": "3",

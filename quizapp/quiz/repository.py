@@ -74,6 +74,23 @@ def take_quota(cur, *, client_key, day, daily_quota):
     return None if row is None else row["remaining"]
 
 
+def take_address_quota(cur, *, address_key, day, daily_quota):
+    """Use one result from the address's quota for today; the remaining count, or None."""
+    # Same shape as take_quota: create the day's row once, then the atomic conditional decrement.
+    cur.execute(
+        "INSERT INTO quiz_address_quota (address_key, day, remaining)"
+        " VALUES (%(address)s, %(day)s, %(quota)s) ON CONFLICT (address_key, day) DO NOTHING",
+        {"address": address_key, "day": day, "quota": daily_quota},
+    )
+    cur.execute(
+        "UPDATE quiz_address_quota SET remaining = remaining - 1"
+        " WHERE address_key = %(address)s AND day = %(day)s AND remaining > 0 RETURNING remaining",
+        {"address": address_key, "day": day},
+    )
+    row = cur.fetchone()
+    return None if row is None else row["remaining"]
+
+
 def attempt_by_id(cur, attempt_id, for_update=False):
     if for_update:
         # FOR UPDATE when unlocking: payments for one attempt (any of its checkouts) serialise here.

@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import current_app
+from flask import current_app, request
 
 from .. import db
 from ..ai import service as ai_service
 from ..errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from ..security.addresses import address_group
 from . import access, repository
 from .data import Content, Question
 from .scoring import missing_questions, score_answers, validate_answer
@@ -68,13 +69,21 @@ def _hmac(label: str, value: str) -> str:
     return hmac.new(key, f"{label}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def user_key(session) -> str:
-    """An opaque per-visitor key for the AI service: derived from the session, not its id."""
-    return _hmac("user", user_token(session))
+def user_key(session, ip: str | None = None) -> str:
+    """An opaque per-visitor key for the AI service: derived from the session, not its id.
+
+    A visitor without a session (someone opening a shared result) is keyed by address, so that
+    looking at a result stores no session.
+    """
+    if USER_KEY in session:
+        return _hmac("user", session[USER_KEY])
+    return _hmac("user-address", address_group(ip, current_app.config["RATELIMIT_IPV6_PREFIX"]))
 
 
-def client_key(session, ip: str | None) -> str:
-    return _hmac("quota", f"{user_token(session)}|{ip or '-'}")
+def quota_keys(session, ip: str | None) -> tuple[str, str]:
+    """The daily quota's two counters: this person (session) and their address (IPv6: /64)."""
+    address = address_group(ip, current_app.config["RATELIMIT_IPV6_PREFIX"])
+    return _hmac("quota", user_token(session)), _hmac("quota-address", address)
 
 
 def next_unanswered(session) -> str | None:
@@ -149,21 +158,36 @@ def submit(session, ip: str | None) -> str:
     state = _state(session)
     scores = [s.as_dict() for s in score_answers(quiz, answers)]
     started = datetime.fromtimestamp(state.get("t") or time.time(), tz=UTC)
+    person, address = quota_keys(session, ip)
     attempt = db.run_in_transaction(
         _record_attempt,
         attempt_key=state["k"],
         answers=answers,
         scores=scores,
         started_at=started,
-        client=client_key(session, ip),
-        daily_quota=current_app.config["QUIZ_DAILY_QUOTA"],
+        quota=DailyQuota(
+            person=person,
+            address=address,
+            per_person=current_app.config["QUIZ_DAILY_QUOTA"],
+            per_address=current_app.config["QUIZ_ADDRESS_DAILY_QUOTA"],
+        ),
         owner_key=access.owner_key_from_token(user_token(session)),
     )
     session[QUIZ_KEY] = {**state, "r": attempt["public_id"]}
     return attempt["public_id"]
 
 
-def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, daily_quota, owner_key=None):
+@dataclass(frozen=True)
+class DailyQuota:
+    """Results a person, and everyone on their address together, may record per day."""
+
+    person: str
+    address: str
+    per_person: int
+    per_address: int
+
+
+def _record_attempt(cur, *, attempt_key, answers, scores, started_at, quota: DailyQuota, owner_key=None):
     row = repository.insert_attempt(
         cur,
         attempt_key=attempt_key,
@@ -176,12 +200,20 @@ def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, da
     )
     if row is None:  # already recorded: a refresh or double submit, not another result
         return repository.attempt_by_key(cur, attempt_key)
-    remaining = repository.take_quota(
-        cur, client_key=client, day=datetime.now(UTC).date(), daily_quota=daily_quota
-    )
-    if remaining is None:  # raising rolls back the attempt inserted above
+    today = datetime.now(UTC).date()
+    if repository.take_quota(cur, client_key=quota.person, day=today, daily_quota=quota.per_person) is None:
+        raise TooManyRequests(  # raising rolls back the attempt inserted above
+            f"You have reached today's limit of {quota.per_person} results. Please come back tomorrow.",
+            retry_after=3600,
+        )
+    if (
+        repository.take_address_quota(
+            cur, address_key=quota.address, day=today, daily_quota=quota.per_address
+        )
+        is None
+    ):
         raise TooManyRequests(
-            f"You have reached today's limit of {daily_quota} results. Please come back tomorrow.",
+            "Your network has reached today's limit of results. Please come back tomorrow.",
             retry_after=3600,
         )
     log.info(
@@ -221,7 +253,7 @@ def _analysis(session, public_id: str, attempt: dict, ranked: list[dict]):
     return ai_service.request_analysis(
         subject_id=public_id,
         prompt_inputs={"top_models": ranked[:3], "answers": dict(attempt["answers"])},
-        user_key=user_key(session),
+        user_key=user_key(session, request.remote_addr),
         paid=attempt["paid_at"] is not None,
     )
 

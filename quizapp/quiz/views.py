@@ -18,6 +18,7 @@ from ..errors import BadRequest
 from ..mail import service as mail_service
 from . import service
 from .data import load_content
+from .pages import cached_page
 
 bp = Blueprint("quiz", __name__)
 
@@ -53,7 +54,8 @@ def question(question_id):
             page = service.question_page(session, question_id)
         except service.InvalidAnswer as exc:
             return _question_error(exc, fallback=True)
-        return render_template("quiz/question.html", page=page, error=None)
+        key = (question_id, page.selected)  # all the page shows besides the static content
+        return cached_page("quiz/question.html", key, page=page, error=None)
     try:
         following = service.record_answer(session, question_id, request.form, request.content_length)
     except service.InvalidAnswer as exc:
