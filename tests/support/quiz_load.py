@@ -10,8 +10,6 @@ import gevent
 import psycopg2
 import requests
 
-from quizapp.extensions import SESSION_COOKIE_NAME
-
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
 RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})$")
@@ -135,19 +133,21 @@ def lost_writes(dsn: str, confirmed: list[str]) -> int:
 
 
 class HostHopper(QuizLoad):
-    """One quiz whose requests go to each host in turn, the session cookie carried by hand."""
+    """One quiz whose requests go to each host in turn, its cookies (session, CSRF) carried by hand."""
 
     def __init__(self, bases: list[str]):
         super().__init__(bases[0], clients=0)
         self.bases = bases
-        self.sid = ""
+        self.cookies: dict[str, str] = {}
         self.hosts_used: list[str] = []
 
     def call(self, http, method: str, label: str, path: str, **kwargs):
         self.base = self.bases[len(self.records) % len(self.bases)]
         self.hosts_used.append(self.base)
-        headers = {"Cookie": f"{SESSION_COOKIE_NAME}={self.sid}"} if self.sid else {}
-        response = super().call(http, method, label, path, headers=headers, **kwargs)
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        response = super().call(
+            http, method, label, path, headers={"Cookie": cookie} if cookie else {}, **kwargs
+        )
         if response is not None:
-            self.sid = response.cookies.get(SESSION_COOKIE_NAME) or self.sid
+            self.cookies.update(response.cookies.items())
         return response
