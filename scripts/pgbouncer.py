@@ -46,6 +46,7 @@ class PgBouncer:
         self.tls = tls or {}
         # pgbouncer refuses to run as root: it switches to `postgres`, which must reach its files.
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="quizapp-pgbouncer-"))
+        self.own_dir = state_dir is None  # made here: removed again by stop()
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -112,6 +113,7 @@ class PgBouncer:
         if not _postgres_can_enter(self.state_dir):
             # e.g. under pytest's 0700 tmp dirs: move to a fresh directory postgres owns.
             self.state_dir = Path(tempfile.mkdtemp(prefix="quizapp-pgbouncer-"))
+            self.own_dir = True
             self.render()
 
     def command(self) -> list[str]:
@@ -146,6 +148,8 @@ class PgBouncer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        if self.own_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 5) -> str:
         path = self.state_dir / "pgbouncer.log"
