@@ -16,6 +16,8 @@ import uuid
 
 import gevent
 
+from .. import redis_conn
+
 log = logging.getLogger(__name__)
 
 WINDOW_KEY = "ai:budget:window"
@@ -75,6 +77,16 @@ return stamp
 """
 
 
+# KEYS: window zset, metrics hash. ARGV: lease_id. The call is about to leave: count it. Its window
+# entry keeps its lease-end score (GT never lowers it): it may arrive any time until it answers.
+STAMP = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], 'XX', 'GT', now, ARGV[1])
+return redis.call('HINCRBY', KEYS[2], 'calls', 1)
+"""
+
+
 class BudgetExhausted(Exception):
     """No budget slot could be taken before the job's deadline."""
 
@@ -89,8 +101,13 @@ class Budget:
         window_seconds: float,
         max_in_flight: int,
         lease_seconds: float,
+        replicas: int = 0,
+        wait_timeout_ms: int = 200,
     ):
         self.redis = redis_client
+        # Behind Sentinel: a start is on `replicas` replicas before the call leaves (see stamp_start).
+        self.replicas = replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.rpm = rpm
         self.window_ms = int(window_seconds * 1000) + WINDOW_GUARD_MS
         self.max_in_flight = max_in_flight
@@ -98,6 +115,7 @@ class Budget:
         self._acquire = redis_client.register_script(ACQUIRE)
         self._usage = redis_client.register_script(USAGE)
         self._finish = redis_client.register_script(FINISH)
+        self._stamp = redis_client.register_script(STAMP)
 
     def try_acquire(self) -> tuple[str | None, float]:
         """Take a slot now: (lease id, 0) or (None, seconds until a retry may succeed)."""
@@ -125,6 +143,22 @@ class Budget:
                 raise BudgetExhausted()
             # Jitter spreads the contenders of every worker so they do not wake in lockstep.
             gevent.sleep(min(wait, remaining, 1.0) + random.uniform(0, 0.05))
+
+    def stamp_start(self, lease_id: str, metrics_key: str) -> None:
+        """The call starts now: count it (its window entry keeps its lease-end score, see FINISH).
+
+        With replicas wanted, the call may only start once a replica holds this start (and the
+        slot taken before it): a failover then never forgets a call made, so never over-spends.
+        """
+        if not self.replicas:
+            self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id], client=pipe)
+        redis_conn.wait_in_pipeline(pipe, replicas=self.replicas, timeout_ms=self.wait_timeout_ms)
+        _, acked = pipe.execute()
+        if not redis_conn.check_replicated(int(acked), replicas=self.replicas):
+            raise redis_conn.NotReplicated("the budget slot did not reach a replica in time")
 
     def release(self, lease_id: str, answered: bool = True) -> None:
         """The call ended: free its in-flight slot; its window entry counts from its latest

@@ -18,6 +18,7 @@ from tenacity import (
 from . import client as ai_client
 from .breaker import BreakerOpen
 from .budget import BudgetExhausted
+from .store import METRICS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Caller:
             if time.time() + self.latency_estimate >= deadline:
                 raise AnalysisUnavailable("deadline")
             probe = self.rt.breaker.allow()
-            self.rt.store.count("calls")
+            self.rt.budget.stamp_start(lease, METRICS_KEY)  # counts it; waits for a replica if asked
             called, started = True, time.monotonic()
             text = ai_client.complete_chat(self.rt.client, self.rt.config["OPENAI_MODEL"], messages)
             answered = True
