@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db, metrics, security
+from . import admission, db, metrics, security
 from .config import Config
 from .errors import register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
@@ -33,7 +33,19 @@ def create_app(config: Config | dict | None = None) -> Flask:
     metrics.init_app(app)  # per-worker status/latency counters for health and /metrics
     _register_blueprints(app)
     security.init_app(app)  # after blueprints: limits are applied by endpoint name
+    admission.init_app(app)
+    _place_admission_hooks(app)
     return app
+
+
+def _place_admission_hooks(app: Flask) -> None:
+    """Admission runs right after the request id: a waiting-room answer costs nothing more."""
+    from .security.edge import start_request
+
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks.insert(hooks.index(start_request) + 1, admission.begin_request)
+    app.after_request(admission.finish_response)
+    app.teardown_request(admission.end_request)
 
 
 def _register_blueprints(app: Flask) -> None:

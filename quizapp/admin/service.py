@@ -6,6 +6,7 @@ import logging
 
 from flask import current_app
 
+from ..admission import admission_status
 from ..db import transaction
 from ..errors import NotFound
 from ..health import aggregate, heartbeat
@@ -26,7 +27,8 @@ def health_page() -> dict:
     report = aggregate.detailed_health()
     with transaction() as cur:
         audit = repository.recent_audit(cur)
-    return {"report": report, "audit": audit, "actions": ACTIONS}
+    admission = admission_status(report.get("workers", []))
+    return {"report": report, "audit": audit, "actions": ACTIONS, "admission": admission}
 
 
 def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
