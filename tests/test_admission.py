@@ -75,7 +75,7 @@ def test_waiting_room_page_json_refresh_and_costs(small_app, monkeypatch, redis_
     assert page.status_code == 503 and page.headers["X-Admission"] == "wait"
     html = page.get_data(as_text=True)
     refresh = int(page.headers["Retry-After"])
-    assert f'<meta http-equiv="refresh" content="{refresh}">' in html and "<script" not in html
+    assert f'<meta http-equiv="refresh" content="{refresh}; url=/">' in html and "<script" not in html
     assert "Your place in line: <strong>1</strong>" in html
     assert "bizmodel.sid" not in page.headers.get("Set-Cookie", "")  # no server session minted
     assert counts == {"redis": 1, "pg": 0}  # one round trip, no Postgres

@@ -22,7 +22,9 @@ def waiting_room(answer: service.WaitingAnswer):
             message="The quiz is very busy. Keep the cookie and retry after retry_after seconds.",
         )
     else:
-        response = make_response(render_template("admission/waiting.html", answer=answer))
+        # A refresh repeats a GET; a refused form post comes back to the start page instead.
+        target = request.full_path.rstrip("?") if request.method == "GET" else "/"
+        response = make_response(render_template("admission/waiting.html", answer=answer, refresh_url=target))
     response.status_code = 503
     response.headers["Retry-After"] = str(answer.refresh_s)
     response.headers["Cache-Control"] = "no-store"
