@@ -90,7 +90,8 @@ benchdeps:
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
-# Full ramps (BENCH_STEPS, default 500,1000,2000,5000 users); BENCH_QUICK=1 for a run under 5 minutes.
+# The plateau (bench/plateau.py): the no-I/O twin's knee, the app's knee, 2x/4x the knee with the waiting
+# room, a classroom step; 100 s windows, about 25 minutes. BENCH_QUICK=1: two short steps, under 5 minutes.
 bench: migrate benchdeps
 	@$(WITH_ENV) $(PY) bench/run.py
 

@@ -155,7 +155,7 @@ def run_all(
     seconds = int(os.environ.get("BENCH_STEP_SECONDS", "100"))
     over_seconds = int(os.environ.get("BENCH_OVERLOAD_SECONDS", str(seconds)))
     classroom_seconds = int(os.environ.get("BENCH_CLASSROOM_SECONDS", "60"))
-    twin_steps = _users("BENCH_TWIN_STEPS", "500,1000,1500,2000,3000")
+    twin_steps = _users("BENCH_TWIN_STEPS", "250,500,1000,1500,2000,3000")
     app_steps = _users("BENCH_STEPS", "250,500,750,1000,1500,2000")
     factors = _users("BENCH_OVERLOAD_FACTORS", "2,4")
     classroom = _users("BENCH_CLASSROOM_USERS", "300")

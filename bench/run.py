@@ -1,6 +1,6 @@
 """`make bench`: the `make stack` topology under headless locust ramps; writes docs/benchmarks.md.
 
-python bench/run.py                # full ramps (500, 1000, 2000, 5000 users)
+python bench/run.py                # the plateau: twin knee, app knee, 2x/4x the knee, classroom
 BENCH_QUICK=1 python bench/run.py  # two short steps, under 5 minutes
 python bench/run.py --smoke        # one 20 s step, asserts 0 5xx and exact integrity (CI)
 """

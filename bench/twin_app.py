@@ -1,6 +1,10 @@
 """The no-I/O twin: the app's pages at the same sizes (real templates and content), no Redis,
 Postgres, limits or admission. Behind the same nginx and locust scenario, its knee is the limit
 of this box with this load generator.
+
+Stateless: every page is rendered as if each question had been answered with its first choice, and
+a posted answer leads to the question after it. (A state cookie would not do: locust follows a
+303 before it stores the cookie the 303 set.)
 """
 
 from gevent import monkey
@@ -9,7 +13,7 @@ monkey.patch_all()
 
 import secrets  # noqa: E402
 
-from flask import Blueprint, Flask, flash, jsonify, redirect, render_template, request, session, url_for  # noqa: E402
+from flask import Blueprint, Flask, flash, jsonify, redirect, render_template, request, url_for  # noqa: E402
 
 from quizapp.ai.prompts import algorithmic_analysis  # noqa: E402
 from quizapp.ai.service import AnalysisStatus  # noqa: E402
@@ -19,8 +23,10 @@ from quizapp.quiz.data import load_content  # noqa: E402
 from quizapp.quiz.scoring import score_answers  # noqa: E402
 
 app = Flask("quizapp", root_path=str(ROOT / "quizapp"))  # the real templates/ and static/
-app.secret_key = secrets.token_hex(32)  # cookie sessions: the state travels with the client
-app.extensions["quiz_content"] = load_content(str(ROOT / "quizapp" / "quiz" / "content.yaml"))
+app.secret_key = secrets.token_hex(32)  # flash() on the email form only
+CONTENT = load_content(str(ROOT / "quizapp" / "quiz" / "content.yaml"))
+app.extensions["quiz_content"] = CONTENT
+ANSWERS = {q.id: 0 for q in CONTENT.questions}
 # As long as a real Flask-WTF token (one per session), so every page weighs the same.
 CSRF_TOKEN = secrets.token_urlsafe(66)[:91]
 
@@ -38,49 +44,48 @@ def _globals():
 @quiz.get("/")
 def landing():
     return render_template(
-        "quiz/landing.html",
-        total=len(service.content().questions),
-        resume_id=service.next_unanswered(session) if service.in_progress(session) else None,
-        answered=len(service.answers_of(session)),
-        result_id=service.result_id_of(session),
+        "quiz/landing.html", total=len(CONTENT.questions), resume_id=None, answered=0, result_id=None
     )
 
 
 @quiz.post("/start")
 def start():
-    return redirect(url_for("quiz.question", question_id=service.start_quiz(session)), 303)
+    return redirect(url_for("quiz.question", question_id=CONTENT.questions[0].id), 303)
 
 
 @quiz.route("/q/<question_id>", methods=["GET", "POST"])
 def question(question_id):
+    index = CONTENT.index_of(question_id)
     if request.method == "GET":
-        return render_template(
-            "quiz/question.html", page=service.question_page(session, question_id), error=None
+        page = service.QuestionPage(
+            question=CONTENT.questions[index],
+            number=index + 1,
+            total=len(CONTENT.questions),
+            previous_id=CONTENT.questions[index - 1].id if index else None,
+            selected=None,
         )
-    following = service.record_answer(session, question_id, request.form, request.content_length)
-    if following is None:
+        return render_template("quiz/question.html", page=page, error=None)
+    if index + 1 >= len(CONTENT.questions):
         return redirect(url_for("quiz.review"), 303)
-    return redirect(url_for("quiz.question", question_id=following), 303)
+    return redirect(url_for("quiz.question", question_id=CONTENT.questions[index + 1].id), 303)
 
 
 @quiz.get("/review")
 def review():
-    return render_template("quiz/review.html", items=service.review(session), error=None)
+    items = [(q, ANSWERS[q.id]) for q in CONTENT.questions]
+    return render_template("quiz/review.html", items=items, error=None)
 
 
 @quiz.post("/submit")
 def submit():
     public_id = secrets.token_urlsafe(service.PUBLIC_ID_BYTES)
-    session[service.QUIZ_KEY] = {**session.get(service.QUIZ_KEY, {}), "r": public_id}
     return redirect(url_for("quiz.result", public_id=public_id), 303)
 
 
 def _result(public_id):
-    given = service.answers_of(session)  # a shared link without answers gets the first choices
-    answers = {q.id: given.get(q.id, 0) for q in service.content().questions}
-    scores = [s.as_dict() for s in score_answers(service.content(), answers)]
+    scores = [s.as_dict() for s in score_answers(CONTENT, ANSWERS)]
     ranked = service.ranked_models({"scores": scores})
-    text = algorithmic_analysis({"top_models": ranked[:3], "answers": answers})
+    text = algorithmic_analysis({"top_models": ranked[:3], "answers": ANSWERS})
     analysis = AnalysisStatus(state="fallback", text=text, fallback=True)
     return {"ranked": ranked, "top": ranked[0], "paid": False, "analysis": analysis, "subject_id": public_id}
 
