@@ -217,9 +217,11 @@ def headlines(steps: list[dict]) -> dict:
     app_knee, twin_knee = knee([s for s in app if s["phase"] == "ramp"]), knee(twin)
     peak = max((s["quizzes_per_min"] for s in app), default=0)
     over = {s["factor"]: s for s in app if s["phase"] == "overload"}
+    knee_used = min((s["capacity"] for s in over.values()), default=None)
     share = {f: (s["quizzes_per_min"] / peak if peak else 0) for f, s in over.items()}
     return {
         "knee": app_knee,
+        "knee_used": knee_used,
         "twin_knee": twin_knee,
         "ratio": round(app_knee / twin_knee, 2) if app_knee and twin_knee else None,
         "peak_goodput": round(peak),

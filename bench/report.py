@@ -68,11 +68,17 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
 
 def plateau_section(steps: list[dict], heads: dict) -> list[str]:
     share = heads["goodput_share"]
-    knee_line = (
-        f"**Knee: {heads['knee']} users (twin: {heads['twin_knee']} users, ratio {heads['ratio']})**"
-        if heads["knee"] and heads["twin_knee"]
-        else f"**Knee: {heads['knee']} users (twin: {heads['twin_knee']} users)**"
-    )
+
+    def users(value, steps_of):
+        if value:
+            return f"{value} users"
+        first = min((s["users"] for s in steps if s.get("phase") == steps_of), default="?")
+        return f"below {first} users (no step met the criteria)"
+
+    knee_line = f"**Knee: {users(heads['knee'], 'ramp')} (twin: {users(heads['twin_knee'], 'twin')}"
+    knee_line += f", ratio {heads['ratio']})**" if heads["ratio"] else ")**"
+    if not heads["knee"]:
+        knee_line += f"; the 2× and 4× steps are relative to the first step, {heads['knee_used']} users"
     lines = [
         "## Headlines",
         "",
@@ -89,7 +95,7 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "search uses a capacity too large to engage the waiting room (the per-worker in-flight bound "
         "still applies); the 2× and "
         "4× steps set the capacity live to the measured knee, as an operator would. The twin "
-        "(`bench/twin_app.py`) serves the same pages with the same templates and sizes from cookie "
+        "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
         "sessions, with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
         "",
