@@ -96,7 +96,7 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "still applies); the 2× and "
         "4× steps set the capacity live to the measured knee, as an operator would. The twin "
         "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
-        "sessions, with no Redis, Postgres, limits or admission, on the same nginx configuration, "
+        "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
         "",
         "**This machine has 2 cores shared with other work (other test suites ran during this "
