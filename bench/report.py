@@ -53,6 +53,8 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
             label=f"{label} page p99",
         )
     latency.axhline(300, color="grey", linestyle=":", linewidth=1)
+    goodput.set_ylim(bottom=0)
+    latency.set_ylim(bottom=0)
     goodput.set_xlabel("offered users (3-7 s think time)")
     goodput.set_ylabel("goodput (quizzes completed per minute)", color="tab:blue")
     latency.set_ylabel("admitted page p99 (ms, nginx $request_time)", color="tab:red")
