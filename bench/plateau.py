@@ -219,6 +219,8 @@ def headlines(steps: list[dict]) -> dict:
     over = {s["factor"]: s for s in app if s["phase"] == "overload"}
     knee_used = min((s["capacity"] for s in over.values()), default=None)
     share = {f: (s["quizzes_per_min"] / peak if peak else 0) for f, s in over.items()}
+    at_knee = next((s["quizzes_per_min"] for s in app if s["phase"] == "ramp" and s["users"] == knee_used), 0)
+    peak_users = max(app, key=lambda s: s["quizzes_per_min"])["users"] if app else None
     return {
         "knee": app_knee,
         "knee_used": knee_used,
@@ -226,6 +228,10 @@ def headlines(steps: list[dict]) -> dict:
         "ratio": round(app_knee / twin_knee, 2) if app_knee and twin_knee else None,
         "peak_goodput": round(peak),
         "goodput_share": share,
+        "goodput_share_of_knee": {
+            f: (s["quizzes_per_min"] / at_knee if at_knee else 0) for f, s in over.items()
+        },
+        "peak_users": peak_users,
         "max_5xx": sum(s["status_5xx"] for s in app),
         "started_refused": sum(s.get("started_refused", 0) for s in app),
         "waiting_p99_ms": max((s["waiting_room"]["p99_ms"] for s in app), default=0),

@@ -86,7 +86,9 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "",
         f"- {knee_line}",
         f"- **Goodput at 2× / 4× the knee: {share.get(2, 0):.0%} / {share.get(4, 0):.0%} of peak** "
-        f"(peak {heads['peak_goodput']} quizzes/min)",
+        f"(peak {heads['peak_goodput']} quizzes/min at {heads['peak_users']} users; "
+        f"{heads['goodput_share_of_knee'].get(2, 0):.0%} / {heads['goodput_share_of_knee'].get(4, 0):.0%} "
+        "of the knee step's own goodput)",
         f"- Waiting-room answer p99 (worst step): {heads['waiting_p99_ms']} ms; 5xx other than the "
         f"waiting room's 503: {heads['max_5xx']}; started quizzes refused: {heads['started_refused']}",
         "",
