@@ -30,6 +30,7 @@ migrate: venv services
 run: migrate
 	@mkdir -p var
 	@echo "quizapp: serving on http://$(APP_HOST):$(APP_PORT)/  (make stop to stop the services)"
+	@$(WITH_ENV) $(PY) -m quizapp.mail.mailer >>var/mailer.log 2>&1 & echo $$! > var/mailer.pid
 	@$(WITH_ENV) GUNICORN_BIND=$${GUNICORN_BIND:-$(APP_HOST):$(APP_PORT)} \
 		GUNICORN_PIDFILE=$(ROOT)/var/gunicorn.pid \
 		exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
@@ -42,6 +43,8 @@ test: venv services
 		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
 
 stop:
+	@if [ -f var/mailer.pid ] && kill -0 $$(cat var/mailer.pid) 2>/dev/null; then \
+		kill $$(cat var/mailer.pid); echo "stopped mailer"; fi; rm -f var/mailer.pid
 	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then \
 		kill $$(cat var/gunicorn.pid); echo "stopped gunicorn"; fi; rm -f var/gunicorn.pid
 	@bash scripts/services.sh stop
@@ -79,6 +82,7 @@ lint-ops: venv
 		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
 		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
 		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
+		$$d/quizapp-mailer.service \
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
 
 lint: lint-ops

@@ -257,6 +257,9 @@ def render(result: dict) -> str:
             "interleaved rounds).",
             "",
         ]
+    profile = Path(__file__).resolve().parent.parent / "docs" / "benchmarks-profile.md"
+    if profile.exists():  # the hot-path profile, measured by bench/profile.py and kept by hand
+        lines += [profile.read_text().strip(), ""]
     ai = result.get("ai")
     if ai:
         lines += [

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlparse
 
+from limits import parse_many
+
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -68,6 +70,26 @@ def _url(env, name, schemes, default=None, required=True):
     return raw
 
 
+def _limit(env, name, default):
+    """A rate limit string such as "60/minute;1000/hour", checked by the limits parser."""
+    raw = env.get(name) or default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be rate limits like '60/minute;1000/hour', got {raw!r}") from None
+    return raw
+
+
+def _smtp_url(env) -> str:
+    """SMTP_URL checked at start-up: scheme, host and port are parsed the way the mailer will."""
+    raw = env.get("SMTP_URL", "")
+    if raw:
+        from .mail.smtp import parse_smtp_url  # the mailer's own parser: one definition
+
+        parse_smtp_url(raw)
+    return raw
+
+
 def _choice(env, name, choices, default):
     value = env.get(name) or default
     if value not in choices:
@@ -120,12 +142,17 @@ class Config:
 
     # Edge protection (issue: security)
     RATELIMIT_ENABLED: bool = True
-    RATELIMIT_DEFAULT: str = "60/minute;1000/hour"
+    RATELIMIT_DEFAULT: str = "60/minute"  # per person (session) and page
+    RATELIMIT_PERSON_TOTAL: str = "1000/hour"  # per person, all pages together
+    RATELIMIT_ADDRESS_PAGES: str = "3000/minute"  # per address (IPv6: per /64), sized for a crowd
+    RATELIMIT_VISITOR_PAGES: str = "60/minute;600/hour"  # per address, pages without a session
+    RATELIMIT_NEW_SESSIONS: str = "60/minute;600/hour"  # per address, session-less POSTs
+    RATELIMIT_IPV6_PREFIX: int = 64
     RATELIMIT_SUBMIT: str = "20/minute"
     RATELIMIT_EMAIL: str = "5/minute"
     RATELIMIT_LOGIN: str = "5/minute"
     RATELIMIT_POLL: str = "120/minute"
-    RATELIMIT_STRATEGY: str = "moving-window"
+    RATELIMIT_STRATEGY: str = "sliding-window-counter"
     RATELIMIT_HEADERS_ON_SUCCESS: bool = False
     TRUSTED_PROXY_HOPS: int = 0
     MAX_CONTENT_LENGTH: int = 10 * 1024 * 1024
@@ -135,7 +162,8 @@ class Config:
     ADMIN_IDLE_MINUTES: int = 30
 
     # Quiz
-    QUIZ_DAILY_QUOTA: int = 20
+    QUIZ_DAILY_QUOTA: int = 20  # results per person (session) and day
+    QUIZ_ADDRESS_DAILY_QUOTA: int = 1000  # results per address (IPv6: per /64) and day
     QUIZ_CONTENT_PATH: str = str(ROOT / "quizapp" / "quiz" / "content.yaml")
     PUBLIC_BASE_URL: str = ""
 
@@ -145,6 +173,24 @@ class Config:
     STRIPE_WEBHOOK_SECRET: str = ""
     STRIPE_PRICE_CENTS: int = 900
     STRIPE_API_BASE: str = ""
+    CHECKOUT_EXPIRES_MINUTES: int = 60
+    REPORT_LINK_DAYS: int = 30
+
+    # Mail (quizapp/mail: the mailer process drains email_outbox)
+    SMTP_URL: str = ""
+    SMTP_CA_FILE: str = ""
+    SMTP_TIMEOUT: float = 15.0
+    MAIL_FROM: str = "Business Model Fit <no-reply@localhost>"
+    MAIL_MAX_ATTEMPTS: int = 8
+    MAIL_RETRY_BASE_SECONDS: float = 30.0
+    MAIL_RETRY_MAX_SECONDS: float = 3600.0
+    MAIL_POLL_SECONDS: float = 2.0
+    MAIL_CONFIRM_DAYS: int = 7
+
+    # The operator, shown on the privacy, terms, refund and contact pages
+    OPERATOR_NAME: str = ""
+    OPERATOR_EMAIL: str = ""
+    OPERATOR_ADDRESS: str = ""
 
     # AI analysis
     OPENAI_API_KEY: str = ""
@@ -217,16 +263,21 @@ class Config:
             SESSION_REFRESH_SECONDS=_int(env, "SESSION_REFRESH_SECONDS", 300, minimum=0),
             SESSION_COOKIE_SECURE=_bool(env, "SESSION_COOKIE_SECURE", mode == "production"),
             RATELIMIT_ENABLED=_bool(env, "RATELIMIT_ENABLED", True),
-            RATELIMIT_DEFAULT=env.get("RATELIMIT_DEFAULT") or cls.RATELIMIT_DEFAULT,
-            RATELIMIT_SUBMIT=env.get("RATELIMIT_SUBMIT") or cls.RATELIMIT_SUBMIT,
-            RATELIMIT_EMAIL=env.get("RATELIMIT_EMAIL") or cls.RATELIMIT_EMAIL,
-            RATELIMIT_LOGIN=env.get("RATELIMIT_LOGIN") or cls.RATELIMIT_LOGIN,
-            RATELIMIT_POLL=env.get("RATELIMIT_POLL") or cls.RATELIMIT_POLL,
+            RATELIMIT_DEFAULT=_limit(env, "RATELIMIT_DEFAULT", cls.RATELIMIT_DEFAULT),
+            RATELIMIT_PERSON_TOTAL=_limit(env, "RATELIMIT_PERSON_TOTAL", cls.RATELIMIT_PERSON_TOTAL),
+            RATELIMIT_ADDRESS_PAGES=_limit(env, "RATELIMIT_ADDRESS_PAGES", cls.RATELIMIT_ADDRESS_PAGES),
+            RATELIMIT_VISITOR_PAGES=_limit(env, "RATELIMIT_VISITOR_PAGES", cls.RATELIMIT_VISITOR_PAGES),
+            RATELIMIT_NEW_SESSIONS=_limit(env, "RATELIMIT_NEW_SESSIONS", cls.RATELIMIT_NEW_SESSIONS),
+            RATELIMIT_IPV6_PREFIX=_int(env, "RATELIMIT_IPV6_PREFIX", 64, minimum=16, maximum=128),
+            RATELIMIT_SUBMIT=_limit(env, "RATELIMIT_SUBMIT", cls.RATELIMIT_SUBMIT),
+            RATELIMIT_EMAIL=_limit(env, "RATELIMIT_EMAIL", cls.RATELIMIT_EMAIL),
+            RATELIMIT_LOGIN=_limit(env, "RATELIMIT_LOGIN", cls.RATELIMIT_LOGIN),
+            RATELIMIT_POLL=_limit(env, "RATELIMIT_POLL", cls.RATELIMIT_POLL),
             RATELIMIT_STRATEGY=_choice(
                 env,
                 "RATELIMIT_STRATEGY",
-                ("moving-window", "sliding-window-counter", "fixed-window"),
-                "moving-window",
+                ("sliding-window-counter", "fixed-window"),
+                "sliding-window-counter",
             ),
             RATELIMIT_HEADERS_ON_SUCCESS=_bool(env, "RATELIMIT_HEADERS_ON_SUCCESS", False),
             TRUSTED_PROXY_HOPS=_int(env, "TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5),
@@ -236,6 +287,7 @@ class Config:
             ADMIN_PASSWORD_HASH=env.get("ADMIN_PASSWORD_HASH", ""),
             ADMIN_IDLE_MINUTES=_int(env, "ADMIN_IDLE_MINUTES", 30, minimum=1),
             QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),
+            QUIZ_ADDRESS_DAILY_QUOTA=_int(env, "QUIZ_ADDRESS_DAILY_QUOTA", 1000, minimum=1),
             QUIZ_CONTENT_PATH=env.get("QUIZ_CONTENT_PATH") or cls.QUIZ_CONTENT_PATH,
             PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", ""),
             PAYMENT_PROVIDER=_choice(env, "PAYMENT_PROVIDER", ("test", "stripe"), "test"),
@@ -243,6 +295,21 @@ class Config:
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
             STRIPE_PRICE_CENTS=_int(env, "STRIPE_PRICE_CENTS", 900, minimum=50),
             STRIPE_API_BASE=env.get("STRIPE_API_BASE", ""),
+            # Stripe accepts checkout expiries from 30 minutes to 24 hours after it receives the call.
+            CHECKOUT_EXPIRES_MINUTES=_int(env, "CHECKOUT_EXPIRES_MINUTES", 60, minimum=31, maximum=1439),
+            REPORT_LINK_DAYS=_int(env, "REPORT_LINK_DAYS", 30, minimum=1, maximum=3650),
+            SMTP_URL=_smtp_url(env),
+            SMTP_CA_FILE=env.get("SMTP_CA_FILE", ""),
+            SMTP_TIMEOUT=_float(env, "SMTP_TIMEOUT", 15.0, minimum=0.5),
+            MAIL_FROM=env.get("MAIL_FROM") or cls.MAIL_FROM,
+            MAIL_MAX_ATTEMPTS=_int(env, "MAIL_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
+            MAIL_RETRY_BASE_SECONDS=_float(env, "MAIL_RETRY_BASE_SECONDS", 30.0, minimum=0.05),
+            MAIL_RETRY_MAX_SECONDS=_float(env, "MAIL_RETRY_MAX_SECONDS", 3600.0, minimum=0.05),
+            MAIL_POLL_SECONDS=_float(env, "MAIL_POLL_SECONDS", 2.0, minimum=0.05),
+            MAIL_CONFIRM_DAYS=_int(env, "MAIL_CONFIRM_DAYS", 7, minimum=1),
+            OPERATOR_NAME=env.get("OPERATOR_NAME", "").strip(),
+            OPERATOR_EMAIL=env.get("OPERATOR_EMAIL", "").strip(),
+            OPERATOR_ADDRESS=env.get("OPERATOR_ADDRESS", "").strip(),
             OPENAI_API_KEY=env.get("OPENAI_API_KEY", ""),
             OPENAI_BASE_URL=_url(env, "OPENAI_BASE_URL", ("http", "https"), required=False),
             OPENAI_MODEL=env.get("OPENAI_MODEL") or cls.OPENAI_MODEL,
@@ -278,6 +345,11 @@ class Config:
             for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
                 if not values[name]:
                     raise ConfigError(f"{name} is required when PAYMENT_PROVIDER=stripe")
+        if mode == "production":
+            # The legal pages name who runs the service and how to reach them.
+            for name in ("OPERATOR_NAME", "OPERATOR_EMAIL", "PUBLIC_BASE_URL"):
+                if not values[name]:
+                    raise ConfigError(f"{name} is required when QUIZAPP_ENV=production")
         return cls(**values)
 
     def as_flask(self) -> dict:

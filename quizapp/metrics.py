@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -16,7 +16,6 @@ from prometheus_client.exposition import generate_latest
 
 # Upper bounds (seconds) of the HTTP latency histogram; +Inf is implicit.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_STARTED_KEY = "quizapp.request_started"
 
 
 class WorkerCounters:
@@ -58,21 +57,16 @@ def worker_counters(app: Flask | None = None) -> WorkerCounters:
 
 
 def init_app(app: Flask) -> None:
-    """Count every response by status and latency in this worker."""
+    """Per-worker counters; the pipeline's count_response step feeds them."""
     app.extensions["worker_metrics"] = WorkerCounters()
 
-    def mark_start():
-        request.environ[_STARTED_KEY] = time.perf_counter()
 
-    def count_response(response):
-        started = request.environ.get(_STARTED_KEY)
-        elapsed = time.perf_counter() - started if started is not None else 0.0
-        worker_counters(app).observe(response.status_code, elapsed)
-        return response
-
-    # First of all before_request hooks, so the clock starts even if a later hook refuses.
-    app.before_request_funcs.setdefault(None, []).insert(0, mark_start)
-    app.after_request(count_response)
+def count_response(response):
+    """After step: count the response by status and by the request's one timer (edge.start_request)."""
+    started = g.get("request_started")
+    elapsed = time.perf_counter() - started if started is not None else 0.0
+    worker_counters().observe(response.status_code, elapsed)
+    return response
 
 
 def _number(value) -> float | None:

@@ -174,6 +174,8 @@ def _start(args) -> int:
         _wait(lambda: _port_open(fake_port), "fake OpenAI", 15, procs[-1][1])
     for port in ports:
         procs.append((f"gunicorn-{port}", _spawn_instance(port, state, env)))
+    # The mailer drains email_outbox (to SMTP_URL, or .eml files under var/mail without it).
+    procs.append(("mailer", _spawn("mailer", [str(BIN / "python"), "-m", "quizapp.mail.mailer"], state, env)))
     for name, proc in procs:
         if name.startswith("gunicorn-"):
             port = int(name.split("-")[1])

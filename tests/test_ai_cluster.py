@@ -174,7 +174,7 @@ def test_per_user_cap_across_instances(cluster, fake):
     firsts = sorted(first["state"] for first, _, _ in outcomes)
     assert firsts == ["queued", "queued", "refused"]
     refused = next(first for first, _, _ in outcomes if first["state"] == "refused")
-    assert refused["fallback"] and "not queued" in refused["message"]
+    assert refused["fallback"] and "our scoring model wrote this one" in refused["message"]
     assert sorted(final["state"] for _, final, _ in outcomes) == [
         "done",
         "done",

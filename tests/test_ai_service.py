@@ -126,7 +126,7 @@ def test_queue_full_gives_marked_fallback(ai_app, fake):
         assert snapshot["queue_length"] == 3 and snapshot["counters"]["queue_full"] == 2
         assert service.reset_queue() == 3
         assert service.metrics_snapshot()["queue_length"] == 0
-        assert "reset by an operator" in service.analysis_status("full-1").message
+        assert "Our scoring model wrote" in service.analysis_status("full-1").message
     fake.set_mode(mode="ok")
 
 
@@ -212,7 +212,7 @@ def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake)
     finals = [wait_final(app, f"fail-{i}") for i in range(10)]
     assert {(f.state, f.fallback) for f in finals} == {("fallback", True)}
     assert {f.message for f in finals} == {
-        "The AI service failed to answer; here is the algorithmic analysis."
+        "Our AI writer could not answer this time, so our scoring model wrote this analysis from your answers."
     }
     assert len(fake.calls()["calls"]) == 1
     fake.set_mode(mode="ok")

@@ -38,16 +38,28 @@ def test_browser_walk(pg_conn):
     assert done.stdout, done.stderr[-2000:]
     walk = json.loads(done.stdout.strip().splitlines()[-1])
     assert walk["ok"], (walk, done.stderr[-2000:], log[-2000:])
-    print(f"[figure] browser walk (quiz, result, email, test payment, report): {walk['duration_s']:.2f} s")
+    print(
+        f"[figure] browser walk (quiz, result, email, pay, receipt, report, fresh browser): {walk['duration_s']:.2f} s"
+    )
     assert walk["questions"] == walk["total"] >= 12 and walk["progress_in_order"]
     assert walk["has_analysis"] and walk["email_thanks"]
     assert walk["report_title"] == "Your full report" and walk["models_in_report"] >= 8
     assert walk["report_url"].endswith("/report")
+    assert walk["steps"][-4:] == ["paid", "receipt", "report", "fresh-browser"]
+    assert (
+        walk["receipt_title"] == "Thank you: your payment is confirmed"
+        and "/pay/receipt/" in walk["receipt_url"]
+    )
+    assert walk["fresh_report_status"] == 403
+    assert walk["fresh_report_title"] == "This full report belongs to its buyer"
+    assert not walk["fresh_share_shows_report"] and walk["fresh_share_offers_quiz"]
     with pg_conn.cursor() as cur:
         cur.execute("SELECT count(*), count(paid_at) FROM quiz_attempts")
         assert cur.fetchone() == (1, 1)
         cur.execute("SELECT count(*) FROM email_subscribers")
         assert cur.fetchone() == (1,)
+        cur.execute("SELECT kind FROM email_outbox ORDER BY id")
+        assert cur.fetchall() == [("confirm",), ("receipt",)]
         cur.execute("SELECT count(*) FROM payments")
         assert cur.fetchone() == (1,)
     assert "Traceback" not in log

@@ -13,6 +13,11 @@ def test_defaults_are_the_documented_ones(tmp_path):
     assert cfg.DB_STATEMENT_TIMEOUT_MS == 30000
     assert cfg.SESSION_LIFETIME_HOURS == 24
     assert cfg.AI_RPM == 10 and cfg.AI_MAX_IN_FLIGHT == 8
+    assert (cfg.RATELIMIT_DEFAULT, cfg.RATELIMIT_PERSON_TOTAL) == ("60/minute", "1000/hour")
+    assert (cfg.RATELIMIT_ADDRESS_PAGES, cfg.RATELIMIT_IPV6_PREFIX) == ("3000/minute", 64)
+    assert cfg.RATELIMIT_VISITOR_PAGES == cfg.RATELIMIT_NEW_SESSIONS == "60/minute;600/hour"
+    assert cfg.RATELIMIT_STRATEGY == "sliding-window-counter"
+    assert (cfg.QUIZ_DAILY_QUOTA, cfg.QUIZ_ADDRESS_DAILY_QUOTA) == (20, 1000)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +31,9 @@ def test_defaults_are_the_documented_ones(tmp_path):
         ("QUIZAPP_ENV", "staging"),
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("PAYMENT_PROVIDER", "paypal"),
+        ("RATELIMIT_ADDRESS_PAGES", "lots per minute"),
+        ("RATELIMIT_STRATEGY", "moving-window"),
+        ("RATELIMIT_IPV6_PREFIX", "200"),
     ],
 )
 def test_invalid_value_names_the_variable(tmp_path, name, value):

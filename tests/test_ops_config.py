@@ -16,6 +16,7 @@ UNITS = (
     "quizapp@.socket",
     "quizapp.target",
     "quizapp-migrate.service",
+    "quizapp-mailer.service",
 )
 
 
@@ -150,6 +151,7 @@ def test_systemd_units_verify_clean(tmp_path):
         "quizapp@8001.socket",
         "quizapp.target",
         "quizapp-migrate.service",
+        "quizapp-mailer.service",
     ]
     result = subprocess.run(
         [

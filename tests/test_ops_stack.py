@@ -81,6 +81,8 @@ def stack(tmp_path):
 
 @pytest.mark.integration
 def test_stack_serves_the_app_static_files_and_metrics_through_nginx(stack, app):
+    mailer = int((stack["state"] / "mailer.pid").read_text())
+    assert process_exists(mailer)  # make stack starts the mailer beside the instances
     url = stack["url"]
     assert f"{url}/" in stack["stdout"]
     session = requests.Session()

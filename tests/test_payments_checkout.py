@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from urllib.parse import parse_qs
+import time
 
+import gevent
 import pytest
-from gevent.pywsgi import WSGIServer
 
+from tests.support.fake_stripe import FakeStripe
+from tests.support.payments import checkout_id, click_unlock, owned_result, pay
 from tests.support.quiz_pages import answer_all, csrf_from, submit
-from tests.support.servers import free_port
+
+SECRET = "whsec_test_" + "c" * 24
 
 
 def _result(app):
@@ -30,7 +32,7 @@ def test_offline_checkout_unlocks_report_and_regenerates_session(app, pg_conn):
     response = client.post(response.headers["Location"], data={"csrf_token": csrf_from(checkout)})
     assert response.status_code == 303 and f"/pay/return/{public_id}" in response.headers["Location"]
     response = client.get(response.headers["Location"])
-    assert response.status_code == 303 and response.headers["Location"].endswith(f"/r/{public_id}/report")
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/pay/receipt/{public_id}")
     sid_after = client.get_cookie("bizmodel.sid").value
     assert sid_after != sid_before
     # The quiz state moved to the new session id; the old id is gone.
@@ -64,41 +66,6 @@ def test_return_before_webhook_shows_pending(app):
     assert response.status_code == 202 and b"Confirming your payment" in response.data
 
 
-class FakeStripe:
-    """Answers POST /v1/checkout/sessions the way the Stripe API does (form-encoded in, JSON out)."""
-
-    def __init__(self, fail=False):
-        self.requests = []
-        self.fail = fail
-        self.server = WSGIServer(("127.0.0.1", free_port()), self.app, log=None, error_log=None)
-
-    def app(self, environ, start_response):
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode()
-        self.requests.append((environ["PATH_INFO"], environ.get("HTTP_AUTHORIZATION"), parse_qs(body)))
-        if self.fail:
-            error = {"error": {"type": "invalid_request_error", "message": "No such price"}}
-            start_response("400 Bad Request", [("Content-Type", "application/json")])
-            return [json.dumps(error).encode()]
-        session = {
-            "id": "cs_fake_123",
-            "object": "checkout.session",
-            "url": "https://pay.invalid/c/cs_fake_123",
-        }
-        start_response("200 OK", [("Content-Type", "application/json"), ("Request-Id", "req_1")])
-        return [json.dumps(session).encode()]
-
-    def __enter__(self):
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop(timeout=1)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-
 @pytest.mark.parametrize("fail", [False, True])
 def test_stripe_provider_creates_a_checkout_session(make_app, pg_conn, fail):
     with FakeStripe(fail=fail) as fake:
@@ -110,7 +77,7 @@ def test_stripe_provider_creates_a_checkout_session(make_app, pg_conn, fail):
         client, public_id = _result(app)
         token = csrf_from(client.get(f"/r/{public_id}"))
         response = client.post("/pay/checkout", data={"csrf_token": token, "public_id": public_id})
-    path, auth, form = fake.requests[0]
+    path, auth, form, key = fake.requests[0]
     assert path == "/v1/checkout/sessions" and auth == "Bearer sk_test_fake"
     assert form["client_reference_id"] == [public_id] and form["mode"] == ["payment"]
     assert form["line_items[0][price_data][unit_amount]"] == ["900"]
@@ -122,8 +89,72 @@ def test_stripe_provider_creates_a_checkout_session(make_app, pg_conn, fail):
         assert response.status_code == 503 and b"payment provider" in response.data and rows == []
     else:
         assert (
-            response.status_code == 303
-            and response.headers["Location"] == "https://pay.invalid/c/cs_fake_123"
+            response.status_code == 303 and response.headers["Location"] == "https://pay.invalid/c/cs_fake_1"
         )
-        assert rows == [("cs_fake_123", "stripe")]
-        assert app.test_client().get("/pay/test/cs_fake_123").status_code == 404
+        assert rows == [("cs_fake_1", "stripe")] and key.startswith("quizapp-checkout-")
+        assert app.test_client().get("/pay/test/cs_fake_1").status_code == 404
+
+
+def _stripe_app(make_app, fake):
+    return make_app(
+        PAYMENT_PROVIDER="stripe",
+        STRIPE_SECRET_KEY="sk_test_fake",
+        STRIPE_API_BASE=fake.url,
+        STRIPE_WEBHOOK_SECRET=SECRET,
+    )
+
+
+def test_five_concurrent_unlock_clicks_make_one_stripe_checkout(make_app, pg_conn):
+    with FakeStripe(create_delay=0.3) as fake:
+        app = _stripe_app(make_app, fake)
+        client, public_id = owned_result(app)
+        jobs = [gevent.spawn(click_unlock, client, public_id) for _ in range(5)]
+        gevent.joinall(jobs, raise_error=True)
+    keys = {key for path, _, _, key in fake.requests if path == "/v1/checkout/sessions"}
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM checkout_sessions")
+        stored = cur.fetchone()[0]
+    print(
+        f"[figure] 5 concurrent Unlock posts (Stripe wire fake) -> {len(fake.sessions)} provider session, "
+        f"{stored} stored, {len(keys)} idempotency key"
+    )
+    assert {job.value.headers["Location"] for job in jobs} == {"https://pay.invalid/c/cs_fake_1"}
+    assert len(fake.sessions) == 1 and stored == 1 and len(keys) == 1
+
+
+@pytest.mark.parametrize("refund_fails", [False, True])
+def test_second_stripe_payment_is_refunded_or_shown_to_the_admin(make_app, pg_conn, refund_fails):
+    with FakeStripe(fail_refunds=refund_fails) as fake:
+        app = _stripe_app(make_app, fake)
+        client, public_id = owned_result(app)
+        first = checkout_id(click_unlock(client, public_id))
+        with pg_conn.cursor() as cur:
+            cur.execute("UPDATE checkout_sessions SET expires_at = now() WHERE id = %s", (first,))
+        second = checkout_id(click_unlock(client, public_id))
+        outcomes = [
+            pay(client, SECRET, cs, public_id, payment_intent=f"pi_{cs}").get_json()["outcome"]
+            for cs in (first, second)
+        ]
+        assert outcomes == ["unlocked", "refund_failed" if refund_fails else "refunded"]
+        admin = app.test_client()
+        with admin.session_transaction() as session:
+            session.update(admin=True, admin_seen=time.time(), admin_user="ops")
+        page = admin.get("/admin/payments")
+        if refund_fails:
+            assert b"refund_failed" in page.data and b"/admin/payments/" in page.data
+            fake.fail_refunds = False
+            token = csrf_from(page)
+            action = admin.post("/admin/payments/2/refund", data={"csrf_token": token})
+            assert action.status_code == 302
+            assert b"None: every payment is settled" in admin.get("/admin/payments").data
+        else:
+            assert b"None: every payment is settled" in page.data
+    assert [r["payment_intent"] for r in fake.refunds] == [f"pi_{second}"]
+    assert fake.refunds[0]["reason"] == "duplicate"
+    refund_keys = {key for path, _, _, key in fake.requests if path == "/v1/refunds"}
+    assert "quizapp-refund-2" in refund_keys and len(refund_keys) == (2 if refund_fails else 1)
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT checkout_session_id, status FROM payments ORDER BY id")
+        assert cur.fetchall() == [(first, "kept"), (second, "refunded")]
+        cur.execute("SELECT count(*) FROM quiz_attempts WHERE paid_at IS NOT NULL")
+        assert cur.fetchone() == (1,)

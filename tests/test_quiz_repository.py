@@ -10,6 +10,7 @@ import pytest
 
 from quizapp import db
 from quizapp.errors import TooManyRequests
+from quizapp.mail import repository as mail_repository
 from quizapp.quiz import repository, service
 
 
@@ -35,8 +36,7 @@ def _record(pool, key, client="client-a", quota=20):
         answers={"capital": 1},
         scores=scores,
         started_at=datetime.now(UTC),
-        client=client,
-        daily_quota=quota,
+        quota=service.DailyQuota(person=client, address="address-a", per_person=quota, per_address=1000),
     )
 
 
@@ -84,8 +84,16 @@ def test_subscriber_upsert_keeps_one_row_and_links_latest_attempt(pool, pg_conn)
 
     def store(email, attempt):
         def work(cur):
-            sid = repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
-            repository.enqueue_email(cur, subscriber_id=sid, attempt_id=attempt["id"], kind="result")
+            sid = mail_repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
+            mail_repository.enqueue(
+                cur,
+                subscriber_id=sid,
+                attempt_id=attempt["id"],
+                kind="confirm",
+                subject="s",
+                body="b",
+                unsubscribe_url="u",
+            )
             return sid
 
         return db.run_in_transaction(work, pool=pool)

@@ -73,6 +73,8 @@ def test_admin_pages_need_a_login(admin_app):
 def test_login_regenerates_the_session_and_is_audited(admin_app, pg_conn):
     client = admin_app.test_client()
     token = _token(client)
+    assert _sid(client) is None  # the login page alone stores no session
+    client.post("/start", data={"csrf_token": token})  # a session from before the login
     before = _sid(client)
     assert before
     response = client.post(

@@ -73,8 +73,8 @@ def test_email_capture_has_its_own_stricter_limit(make_app, probe_names):
     assert client.get("/_probe/result/abc/email").status_code == 200  # only POSTs are counted there
 
 
-def test_webhook_is_exempt_from_the_per_ip_page_limit(make_app, probe_names):
-    app = _app_with_probe_routes(make_app, RATELIMIT_DEFAULT="3/minute")
+def test_webhook_is_exempt_from_the_page_limits(make_app, probe_names):
+    app = _app_with_probe_routes(make_app, RATELIMIT_NEW_SESSIONS="3/minute")
     client = app.test_client()
     assert [client.post("/_probe/payments/webhook").status_code for _ in range(10)] == [200] * 10
     assert [client.get("/healthz").status_code for _ in range(5)] == [200] * 5
@@ -82,12 +82,12 @@ def test_webhook_is_exempt_from_the_per_ip_page_limit(make_app, probe_names):
         with client.get("/static/css/site.css") as static:
             assert static.status_code == 200
     pages = [client.post("/_probe/submit").status_code for _ in range(4)]
-    assert pages == [200, 200, 200, 429]  # submit also counts against the page default
+    assert pages == [200, 200, 200, 429]  # a session-less POST counts as a possible new session
 
 
 def test_api_429_is_json_with_rate_limit_headers(make_app, probe_names):
     client = _app_with_probe_routes(
-        make_app, RATELIMIT_DEFAULT="2/minute", RATELIMIT_HEADERS_ON_SUCCESS="true"
+        make_app, RATELIMIT_VISITOR_PAGES="2/minute", RATELIMIT_HEADERS_ON_SUCCESS="true"
     ).test_client()
     ok = client.get("/api/_probe/ping")
     assert ok.headers["X-RateLimit-Limit"] == "2" and ok.headers["X-RateLimit-Remaining"] == "1"
@@ -99,10 +99,10 @@ def test_api_429_is_json_with_rate_limit_headers(make_app, probe_names):
     assert 0 < int(refused.headers["Retry-After"]) <= 60
     assert refused.headers["X-RateLimit-Remaining"] == "0"
     assert refused.headers["Content-Security-Policy"].startswith("default-src 'self'")
-    # The page default counts per client and page: this page has its own 2/minute.
-    pages = [client.get("/_probe/result/abc/email", headers={"Accept": "text/html"}) for _ in range(3)]
-    assert [p.status_code for p in pages] == [200, 200, 429]
-    assert b"Slow down a little" in pages[-1].data and b"<html" in pages[-1].data
+    # A visitor without a session has one budget for all pages, whichever page they ask for.
+    page = client.get("/_probe/result/abc/email", headers={"Accept": "text/html"})
+    assert page.status_code == 429
+    assert b"Slow down a little" in page.data and b"<html" in page.data
 
 
 def test_limits_can_be_switched_off(make_app, probe_names):
@@ -112,7 +112,7 @@ def test_limits_can_be_switched_off(make_app, probe_names):
 
 
 def test_refusals_carry_rate_limit_headers_even_when_successes_do_not(make_app, probe_names):
-    client = _app_with_probe_routes(make_app, RATELIMIT_DEFAULT="1/minute").test_client()
+    client = _app_with_probe_routes(make_app, RATELIMIT_VISITOR_PAGES="1/minute").test_client()
     ok = client.get("/api/_probe/ping")
     assert ok.status_code == 200 and "X-RateLimit-Limit" not in ok.headers  # no extra round trip
     refused = client.get("/api/_probe/ping")

@@ -10,6 +10,8 @@ from ..admission import admission_status
 from ..db import transaction
 from ..errors import NotFound
 from ..health import aggregate, heartbeat
+from ..mail import service as mail_service
+from ..payments import service as payments_service
 from . import repository
 
 log = logging.getLogger(__name__)
@@ -23,12 +25,35 @@ ACTIONS = {
 
 
 def health_page() -> dict:
-    """The cluster report plus the latest audited admin actions."""
+    """The cluster report plus the latest audited admin actions and the money/mail figures."""
     report = aggregate.detailed_health()
     with transaction() as cur:
         audit = repository.recent_audit(cur)
     admission = admission_status(report.get("workers", []))
-    return {"report": report, "audit": audit, "actions": ACTIONS, "admission": admission}
+    return {
+        "report": report,
+        "audit": audit,
+        "actions": ACTIONS,
+        "business": business_alerts(),
+        "admission": admission,
+    }
+
+
+def business_alerts() -> dict:
+    """Payment mismatches, refunds waiting, mail backlog and dead letters, with the alerts they raise."""
+    figures = {**payments_service.payment_figures(), **mail_service.outbox_figures()}
+    alerts = []
+    if figures["mismatches_24h"]:
+        alerts.append(f"{figures['mismatches_24h']} payment webhooks did not match their checkout (24 h)")
+    if figures["refunds_pending"]:
+        alerts.append(f"{figures['refunds_pending']} second payments wait for a refund")
+    if figures["backlog"]:
+        alerts.append(
+            f"mail backlog: {figures['backlog']} mails due for over 5 minutes (is the mailer running?)"
+        )
+    if figures["dead"]:
+        alerts.append(f"{figures['dead']} mails are dead letters: SMTP failed on every attempt")
+    return {"figures": figures, "alerts": alerts}
 
 
 def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:

@@ -68,6 +68,14 @@ def begin_request():
 
 def finish_response(response):
     value = g.pop("admission_cookie", None)
+    if (
+        value is None
+        and g.get("admission_priority") is not None
+        and service.started_flag_due(service.read_cookie())
+    ):
+        # The session says a quiz is started: flag it in the cookie, so later requests know it cheaply.
+        expiry = int(time.time()) + current_app.config["ADMISSION_PASS_SECONDS"]
+        value = service.cookie_value("s", 0, expiry)
     if value is not None:
         config = current_app.config
         response.set_cookie(

@@ -19,7 +19,7 @@ from .repository import Decision, WaitingRoomStore
 
 log = logging.getLogger(__name__)
 
-COOKIE_NAME = "qa.adm"  # signed "p.<ticket>.<expiry>" (admitted) or "w.<ticket>" (waiting)
+COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<expiry>" (admitted), "w.<ticket>"
 CRITICAL_PATHS = ("/healthz", "/readyz", "/metrics", "/pay/webhook")
 CRITICAL_PREFIXES = ("/api/health/", "/static/", "/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
@@ -63,20 +63,30 @@ def read_cookie() -> tuple[str, int, int] | None:
 
 
 def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
-    payload = f"{kind}.{ticket}.{expiry}" if kind == "p" else f"{kind}.{ticket}"
+    payload = f"{kind}.{ticket}.{expiry}" if kind in ("p", "s") else f"{kind}.{ticket}"
     return _signer().sign(payload).decode()
 
 
 def classify(cookie) -> Priority:
-    """Cheap: the path, the session the request already loaded, and the signed cookie."""
+    """Cheap: the path and the signed cookie (no session read: the limits step does that later)."""
     path = request.path
     if path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
         return Priority.CRITICAL
-    if session.get("quiz"):  # an attempt in progress or a result to see (quiz/service.py)
-        return Priority.STARTED
-    if cookie and cookie[0] == "p" and cookie[2] > time.time():
-        return Priority.ADMITTED
+    if cookie and cookie[2] > time.time():
+        if cookie[0] == "s":  # an attempt in progress or a result to see, flagged on a response
+            return Priority.STARTED
+        if cookie[0] == "p":
+            return Priority.ADMITTED
     return Priority.NEW
+
+
+def started_flag_due(cookie) -> bool:
+    """Whether this response should (re)flag a started quiz: only if the session is already loaded."""
+    if getattr(session, "pending", False) or not session.get("quiz"):
+        return False
+    if not cookie or cookie[0] != "s":
+        return True
+    return cookie[2] - time.time() < current_app.config["ADMISSION_PASS_SECONDS"] / 2
 
 
 def ask_cluster(ticket: int | None) -> Decision:

@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 0.5
 CLEANUP_GRACE = 1.0
+# Shown to the reader: what wrote the analysis, in plain words (never the system's internal state).
+WRITTEN_BY_SCORING = "our scoring model wrote this analysis from your answers."
 FALLBACK_MESSAGES = {
-    "deadline": "The AI analysis took too long today; here is the algorithmic analysis.",
-    "queue_full": "Many people are finishing right now; here is the algorithmic analysis.",
-    "breaker_open": "The AI service is not answering right now; here is the algorithmic analysis.",
-    "upstream_error": "The AI service failed to answer; here is the algorithmic analysis.",
-    "reset": "The AI queue was reset by an operator; here is the algorithmic analysis.",
+    "deadline": "The AI analysis took too long, so " + WRITTEN_BY_SCORING,
+    "queue_full": "Many people are finishing right now, so " + WRITTEN_BY_SCORING,
+    "breaker_open": "Our AI writer is not answering right now, so " + WRITTEN_BY_SCORING,
+    "upstream_error": "Our AI writer could not answer this time, so " + WRITTEN_BY_SCORING,
+    "reset": "Our scoring model wrote this analysis from your answers.",
 }
 
 

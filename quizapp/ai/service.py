@@ -22,18 +22,19 @@ import redis
 
 from ..errors import BadRequest
 from . import prompts
-from .queue import FALLBACK_MESSAGES
+from .queue import FALLBACK_MESSAGES, WRITTEN_BY_SCORING
 from .runtime import enabled, get_runtime
 
 log = logging.getLogger(__name__)
 
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LATE_GRACE_SECONDS = 1.0  # a pending job this far past its deadline is finished by whoever reads it
-UNAVAILABLE_MESSAGE = "AI analysis is unavailable right now; this is the algorithmic analysis."
-OFF_MESSAGE = "AI analysis is switched off; this is the algorithmic analysis."
+# Plain words for what wrote the analysis; the page never shows the system's internal state.
+UNAVAILABLE_MESSAGE = "Our AI writer is unavailable right now, so " + WRITTEN_BY_SCORING
+OFF_MESSAGE = "Our scoring model wrote this analysis from your answers."
 REFUSED_MESSAGE = (
-    "You already have {cap} AI analyses being written, so this one was not queued. "
-    "Here is the algorithmic analysis; refresh the page once the others are ready to ask again."
+    "You already have {cap} AI analyses being written, so our scoring model wrote this one from your "
+    "answers. Refresh the page once the others are ready to ask for an AI analysis."
 )
 
 

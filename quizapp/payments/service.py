@@ -1,23 +1,30 @@
-"""Payment use cases: start a checkout, verify a webhook, unlock a report exactly once."""
+"""Payment use cases: one open checkout per attempt, webhook outcomes, refunds of second payments."""
 
 from __future__ import annotations
 
-import json
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 
-import stripe
 from flask import current_app, url_for
 
 from .. import db
-from ..errors import BadRequest, Conflict, NotFound
+from ..admin import repository as audit_repository
+from ..errors import Conflict, Forbidden, NotFound
+from ..links import absolute_url
+from ..quiz import access
 from ..quiz import repository as quiz_repository
-from . import repository
-from .providers import completed_event, provider_for, sign_payload, webhook_secret
+from . import repository, webhook
+from .providers import (
+    CURRENCY,
+    PaymentUnavailable,
+    completed_event,
+    provider_for,
+    sign_payload,
+    webhook_secret,
+)
 
 log = logging.getLogger(__name__)
-
-WEBHOOK_TOLERANCE_SECONDS = 300
-WEBHOOK_MAX_BYTES = 64 * 1024
 
 
 def _provider():
@@ -27,29 +34,36 @@ def _provider():
     )
 
 
-def _absolute(endpoint, **values) -> str:
-    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
-    if base:
-        return base + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
-
-
-def start_checkout(public_id: str) -> str:
-    """Create a checkout session for an unpaid result; the URL to send the browser to."""
+def _owned_attempt(session, public_id: str) -> dict:
     attempt = db.run_in_transaction(quiz_repository.attempt_by_public_id, public_id or "")
     if attempt is None:
         raise NotFound("We could not find that result.")
+    if not access.owns(session, attempt):
+        raise Forbidden("Only the person who took this quiz can buy its full report. Take the quiz yourself!")
+    return attempt
+
+
+def start_checkout(session, public_id: str) -> str:
+    """The URL of this attempt's one open checkout, created once however many clicks arrive."""
+    attempt = _owned_attempt(session, public_id)
     if attempt["paid_at"] is not None:
         raise Conflict("This report is already unlocked.")
+    stored, total = db.run_in_transaction(repository.open_checkout, attempt["id"])
+    if stored is not None:
+        return stored["url"]
     amount = current_app.config["STRIPE_PRICE_CENTS"]
+    expires = datetime.now(UTC) + timedelta(minutes=current_app.config["CHECKOUT_EXPIRES_MINUTES"])
     provider = _provider()
+    # Concurrent clicks see the same count, hence one idempotency key and one provider session.
     # The provider call happens outside any transaction: no connection is held while it answers.
     checkout = provider.create_checkout(
         public_id=public_id,
         amount_cents=amount,
-        success_url=_absolute("payments.checkout_return", public_id=public_id)
+        success_url=absolute_url("payments.checkout_return", public_id=public_id)
         + "?session_id={CHECKOUT_SESSION_ID}",
-        cancel_url=_absolute("quiz.result", public_id=public_id),
+        cancel_url=absolute_url("quiz.result", public_id=public_id),
+        expires_at=int(expires.timestamp()),
+        idempotency_key=f"quizapp-checkout-{attempt['id']}-{total + 1}",
     )
     db.run_in_transaction(
         repository.insert_checkout_session,
@@ -57,65 +71,73 @@ def start_checkout(public_id: str) -> str:
         attempt_id=attempt["id"],
         provider=provider.name,
         amount_cents=amount,
+        currency=CURRENCY,
+        url=checkout.url,
+        expires_at=expires,
     )
     return checkout.url
 
 
-def handle_webhook(payload: bytes, signature: str | None) -> str:
-    """Verify a provider event the Stripe way and apply it; returns what happened."""
-    if len(payload) > WEBHOOK_MAX_BYTES:
-        raise BadRequest("Payload too large.")
+def receive_webhook(payload: bytes, signature: str | None) -> str:
+    """Apply a provider event; a second payment for a paid attempt is refunded at once."""
+    outcome, refund_payment_id = webhook.handle_webhook(payload, signature)
+    if refund_payment_id is not None:
+        outcome = "refunded" if refund_payment(refund_payment_id, actor="webhook") else "refund_failed"
+    return outcome
+
+
+def refund_payment(payment_id: int, *, actor: str) -> bool:
+    """Refund a second payment through the provider; on failure it waits for the admin's refund action."""
+    payment = db.run_in_transaction(repository.payment, payment_id)
+    if payment is None:
+        raise NotFound("No such payment.")
+    if payment["status"] not in ("refund_pending", "refund_failed"):
+        raise Conflict("This payment is not waiting for a refund.")
+    # The provider replays an idempotent answer, failures included: an admin's retry needs a new key.
+    key = (
+        f"quizapp-refund-{payment_id}"
+        if actor == "webhook"
+        else f"quizapp-refund-{payment_id}-{time.time_ns()}"
+    )
+    provider = _provider()
     try:
-        text = payload.decode("utf-8")
-        stripe.Webhook.construct_event(
-            text,
-            signature,
-            webhook_secret(current_app.config),
-            tolerance=WEBHOOK_TOLERANCE_SECONDS,
-        )
-        event = json.loads(text)  # verified above; plain dicts are easier to read than StripeObjects
-    except stripe.SignatureVerificationError:
-        log.warning("payments.webhook_bad_signature")
-        raise BadRequest("Invalid signature.") from None
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Invalid payload.") from None
-    if not isinstance(event, dict) or event.get("type") != "checkout.session.completed":
-        return "ignored"
-    session_object = (event.get("data") or {}).get("object") or {}
-    if not isinstance(event.get("id"), str) or not isinstance(session_object, dict):
-        raise BadRequest("Invalid payload.")
-    if session_object.get("payment_status") != "paid":
-        return "ignored"
-    metadata = session_object.get("metadata") or {}
-    public_id = session_object.get("client_reference_id") or metadata.get("public_id")
-    return db.run_in_transaction(
-        _unlock_report,
-        event_id=event["id"],
-        public_id=public_id or "",
-        checkout_session_id=session_object.get("id"),
-        amount_cents=session_object.get("amount_total"),
-    )
+        refund_id = provider.refund(payment_intent=payment["payment_intent"], idempotency_key=key)
+    except PaymentUnavailable:
+        refund_id = None
+    detail = {"payment_id": payment_id, "checkout_session_id": payment["checkout_session_id"]}
+
+    def record(cur):
+        error = None if refund_id else "the provider refused or did not answer"
+        repository.set_refund_result(cur, payment_id, refund_id=refund_id, error=error)
+        action = "payment.refunded" if refund_id else "payment.refund_failed"
+        audit_repository.insert_audit(cur, actor, action, {**detail, "refund_id": refund_id})
+
+    db.run_in_transaction(record)
+    log.info("payments.refund", extra={"payment_id": payment_id, "ok": bool(refund_id)})
+    return refund_id is not None
 
 
-def _unlock_report(cur, *, event_id, public_id, checkout_session_id, amount_cents):
-    # FOR UPDATE: parallel deliveries for one attempt queue on its row, then see each other's work.
-    attempt = quiz_repository.attempt_by_public_id(cur, public_id, for_update=True)
+def receipt_page(session, public_id: str, link_token: str | None) -> dict:
+    """The receipt for the buyer (session or mailed link); None when this visitor may not see it."""
+    attempt = db.run_in_transaction(quiz_repository.attempt_by_public_id, public_id or "")
     if attempt is None:
-        log.warning("payments.webhook_unknown_attempt")
-        return "unknown"
-    recorded = repository.record_payment(
-        cur,
-        event_id=event_id,
-        attempt_id=attempt["id"],
-        checkout_session_id=checkout_session_id,
-        provider=current_app.config["PAYMENT_PROVIDER"],
-        amount_cents=amount_cents,
-    )
-    if not recorded:
-        return "duplicate"
-    unlocked = repository.mark_paid(cur, attempt["id"])
-    log.info("payments.recorded", extra={"attempt_id": attempt["id"], "unlocked": unlocked})
-    return "unlocked" if unlocked else "already_paid"
+        raise NotFound("We could not find that result.")
+    if not access.may_read_report(session, attempt, link_token):
+        raise Forbidden("This receipt belongs to the buyer of the report.")
+    payment = db.run_in_transaction(repository.kept_payment, attempt["id"])
+    if payment is None:
+        raise NotFound("We could not find the payment for this report.")
+    return {"attempt": attempt, "payment": payment, "link_key": link_token}
+
+
+def payments_attention() -> list[dict]:
+    """Second payments whose refund is pending or failed: the admin page lists them with a refund button."""
+    return db.run_in_transaction(repository.payments_needing_refund)
+
+
+def payment_figures() -> dict:
+    """For health: webhook mismatches (24 h) and payments waiting for a refund."""
+    return db.run_in_transaction(repository.payment_figures)
 
 
 def offline_checkout_page(session_id: str) -> dict:
@@ -125,9 +147,11 @@ def offline_checkout_page(session_id: str) -> dict:
     return row
 
 
-def pay_offline_checkout(session_id: str) -> str:
+def pay_offline_checkout(session_id: str, email: str | None) -> str:
     """The offline provider's "pay" button: deliver a Stripe-signed completed event; the return URL."""
     row = offline_checkout_page(session_id)
-    payload = completed_event(session_id, row["public_id"], row["amount_cents"])
-    handle_webhook(payload.encode(), sign_payload(payload, webhook_secret(current_app.config)))
+    payload = completed_event(
+        session_id, row["public_id"], row["amount_cents"], currency=row["currency"], email=email or None
+    )
+    receive_webhook(payload.encode(), sign_payload(payload, webhook_secret(current_app.config)))
     return url_for("payments.checkout_return", public_id=row["public_id"], session_id=session_id)

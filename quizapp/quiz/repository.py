@@ -5,14 +5,16 @@ from __future__ import annotations
 from psycopg2.extras import Json
 
 
-def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at):
+def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at, owner_key):
     """Insert the attempt once; None when this attempt key was already recorded."""
     # ON CONFLICT: a double submit or refresh races on attempt_key; the loser records nothing.
     cur.execute(
-        "INSERT INTO quiz_attempts (attempt_key, public_id, answers, scores, top_model, started_at)"
-        " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s)"
+        "INSERT INTO quiz_attempts"
+        " (attempt_key, public_id, answers, scores, top_model, started_at, owner_key)"
+        " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s, %(owner)s)"
         " ON CONFLICT (attempt_key) DO NOTHING"
-        " RETURNING id, public_id, answers, scores, top_model, started_at, completed_at, paid_at",
+        " RETURNING id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+        " owner_key, link_version",
         {
             "key": attempt_key,
             "public_id": public_id,
@@ -20,6 +22,7 @@ def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, s
             "scores": Json(scores),
             "top": top_model,
             "started": started_at,
+            "owner": owner_key,
         },
     )
     return cur.fetchone()
@@ -27,7 +30,8 @@ def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, s
 
 def attempt_by_key(cur, attempt_key):
     cur.execute(
-        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+        " owner_key, link_version"
         " FROM quiz_attempts WHERE attempt_key = %(key)s",
         {"key": attempt_key},
     )
@@ -38,13 +42,15 @@ def attempt_by_public_id(cur, public_id, for_update=False):
     if for_update:
         # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
         cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
             " FROM quiz_attempts WHERE public_id = %(public_id)s FOR UPDATE",
             {"public_id": public_id},
         )
     else:
         cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at"
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
             " FROM quiz_attempts WHERE public_id = %(public_id)s",
             {"public_id": public_id},
         )
@@ -68,22 +74,46 @@ def take_quota(cur, *, client_key, day, daily_quota):
     return None if row is None else row["remaining"]
 
 
-def upsert_subscriber(cur, *, email, attempt_id):
-    """One row per email (case-insensitive); the latest attempt wins."""
+def take_address_quota(cur, *, address_key, day, daily_quota):
+    """Use one result from the address's quota for today; the remaining count, or None."""
+    # Same shape as take_quota: create the day's row once, then the atomic conditional decrement.
     cur.execute(
-        "INSERT INTO email_subscribers (email, last_attempt_id) VALUES (%(email)s, %(attempt)s)"
-        " ON CONFLICT ((lower(email))) DO UPDATE"
-        " SET last_attempt_id = EXCLUDED.last_attempt_id, email = EXCLUDED.email, updated_at = now()"
-        " RETURNING id",
-        {"email": email, "attempt": attempt_id},
+        "INSERT INTO quiz_address_quota (address_key, day, remaining)"
+        " VALUES (%(address)s, %(day)s, %(quota)s) ON CONFLICT (address_key, day) DO NOTHING",
+        {"address": address_key, "day": day, "quota": daily_quota},
     )
-    return cur.fetchone()["id"]
+    cur.execute(
+        "UPDATE quiz_address_quota SET remaining = remaining - 1"
+        " WHERE address_key = %(address)s AND day = %(day)s AND remaining > 0 RETURNING remaining",
+        {"address": address_key, "day": day},
+    )
+    row = cur.fetchone()
+    return None if row is None else row["remaining"]
 
 
-def enqueue_email(cur, *, subscriber_id, attempt_id, kind):
+def attempt_by_id(cur, attempt_id, for_update=False):
+    if for_update:
+        # FOR UPDATE when unlocking: payments for one attempt (any of its checkouts) serialise here.
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE id = %(id)s FOR UPDATE",
+            {"id": attempt_id},
+        )
+    else:
+        cur.execute(
+            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
+            " owner_key, link_version"
+            " FROM quiz_attempts WHERE id = %(id)s",
+            {"id": attempt_id},
+        )
+    return cur.fetchone()
+
+
+def revoke_report_links(cur, attempt_id):
+    """Every mailed report link of this attempt stops working (their version no longer matches)."""
     cur.execute(
-        "INSERT INTO email_outbox (subscriber_id, attempt_id, kind)"
-        " VALUES (%(subscriber)s, %(attempt)s, %(kind)s) RETURNING id",
-        {"subscriber": subscriber_id, "attempt": attempt_id, "kind": kind},
+        "UPDATE quiz_attempts SET link_version = link_version + 1 WHERE id = %(id)s RETURNING link_version",
+        {"id": attempt_id},
     )
-    return cur.fetchone()["id"]
+    return cur.fetchone()["link_version"]

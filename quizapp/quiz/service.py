@@ -10,19 +10,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, request
 
 from .. import db
 from ..ai import service as ai_service
 from ..errors import BadRequest, Forbidden, NotFound, TooManyRequests
-from . import repository
+from ..security.addresses import address_group
+from . import access, repository
 from .data import Content, Question
 from .scoring import missing_questions, score_answers, validate_answer
 
 log = logging.getLogger(__name__)
 
-QUIZ_KEY, USER_KEY = "quiz", "uk"
+QUIZ_KEY, USER_KEY = "quiz", access.USER_KEY
 FORM_MAX_BYTES = 4096  # an answer form is a token and one small number
 PUBLIC_ID_BYTES = 16
 
@@ -69,13 +69,21 @@ def _hmac(label: str, value: str) -> str:
     return hmac.new(key, f"{label}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def user_key(session) -> str:
-    """An opaque per-visitor key for the AI service: derived from the session, not its id."""
-    return _hmac("user", user_token(session))
+def user_key(session, ip: str | None = None) -> str:
+    """An opaque per-visitor key for the AI service: derived from the session, not its id.
+
+    A visitor without a session (someone opening a shared result) is keyed by address, so that
+    looking at a result stores no session.
+    """
+    if USER_KEY in session:
+        return _hmac("user", session[USER_KEY])
+    return _hmac("user-address", address_group(ip, current_app.config["RATELIMIT_IPV6_PREFIX"]))
 
 
-def client_key(session, ip: str | None) -> str:
-    return _hmac("quota", f"{user_token(session)}|{ip or '-'}")
+def quota_keys(session, ip: str | None) -> tuple[str, str]:
+    """The daily quota's two counters: this person (session) and their address (IPv6: /64)."""
+    address = address_group(ip, current_app.config["RATELIMIT_IPV6_PREFIX"])
+    return _hmac("quota", user_token(session)), _hmac("quota-address", address)
 
 
 def next_unanswered(session) -> str | None:
@@ -150,20 +158,36 @@ def submit(session, ip: str | None) -> str:
     state = _state(session)
     scores = [s.as_dict() for s in score_answers(quiz, answers)]
     started = datetime.fromtimestamp(state.get("t") or time.time(), tz=UTC)
+    person, address = quota_keys(session, ip)
     attempt = db.run_in_transaction(
         _record_attempt,
         attempt_key=state["k"],
         answers=answers,
         scores=scores,
         started_at=started,
-        client=client_key(session, ip),
-        daily_quota=current_app.config["QUIZ_DAILY_QUOTA"],
+        quota=DailyQuota(
+            person=person,
+            address=address,
+            per_person=current_app.config["QUIZ_DAILY_QUOTA"],
+            per_address=current_app.config["QUIZ_ADDRESS_DAILY_QUOTA"],
+        ),
+        owner_key=access.owner_key_from_token(user_token(session)),
     )
     session[QUIZ_KEY] = {**state, "r": attempt["public_id"]}
     return attempt["public_id"]
 
 
-def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, daily_quota):
+@dataclass(frozen=True)
+class DailyQuota:
+    """Results a person, and everyone on their address together, may record per day."""
+
+    person: str
+    address: str
+    per_person: int
+    per_address: int
+
+
+def _record_attempt(cur, *, attempt_key, answers, scores, started_at, quota: DailyQuota, owner_key=None):
     row = repository.insert_attempt(
         cur,
         attempt_key=attempt_key,
@@ -172,15 +196,24 @@ def _record_attempt(cur, *, attempt_key, answers, scores, started_at, client, da
         scores=scores,
         top_model=scores[0]["model_id"],
         started_at=started_at,
+        owner_key=owner_key,
     )
     if row is None:  # already recorded: a refresh or double submit, not another result
         return repository.attempt_by_key(cur, attempt_key)
-    remaining = repository.take_quota(
-        cur, client_key=client, day=datetime.now(UTC).date(), daily_quota=daily_quota
-    )
-    if remaining is None:  # raising rolls back the attempt inserted above
+    today = datetime.now(UTC).date()
+    if repository.take_quota(cur, client_key=quota.person, day=today, daily_quota=quota.per_person) is None:
+        raise TooManyRequests(  # raising rolls back the attempt inserted above
+            f"You have reached today's limit of {quota.per_person} results. Please come back tomorrow.",
+            retry_after=3600,
+        )
+    if (
+        repository.take_address_quota(
+            cur, address_key=quota.address, day=today, daily_quota=quota.per_address
+        )
+        is None
+    ):
         raise TooManyRequests(
-            f"You have reached today's limit of {daily_quota} results. Please come back tomorrow.",
+            "Your network has reached today's limit of results. Please come back tomorrow.",
             retry_after=3600,
         )
     log.info(
@@ -220,60 +253,55 @@ def _analysis(session, public_id: str, attempt: dict, ranked: list[dict]):
     return ai_service.request_analysis(
         subject_id=public_id,
         prompt_inputs={"top_models": ranked[:3], "answers": dict(attempt["answers"])},
-        user_key=user_key(session),
+        user_key=user_key(session, request.remote_addr),
         paid=attempt["paid_at"] is not None,
     )
 
 
 def result_page(session, public_id: str) -> dict:
-    """Everything the results page shows, including the AI analysis section."""
+    """The free result: what the owner sees (with email and unlock forms) and the share page shows."""
     attempt = load_attempt(public_id)
     ranked = ranked_models(attempt)
-    paid = attempt["paid_at"] is not None
     analysis = _analysis(session, public_id, attempt, ranked)
     return {
         "attempt": attempt,
         "ranked": ranked,
         "top": ranked[0],
-        "paid": paid,
+        "paid": attempt["paid_at"] is not None,
+        "owner": access.owns(session, attempt),
         "analysis": analysis,
         "subject_id": public_id,
     }
 
 
-def report_page(session, public_id: str) -> dict:
-    """The paid full report: every model ranked, the answers, and the (priority) AI analysis."""
+def report_page(session, public_id: str, link_token: str | None) -> dict:
+    """The paid full report for its buyer; otherwise what the locked page needs (offer or refusal)."""
     attempt = load_attempt(public_id)
-    if attempt["paid_at"] is None:
-        raise Forbidden("The full report for this result has not been unlocked yet.")
+    if not access.may_read_report(session, attempt, link_token):
+        return {
+            "locked": True,
+            "attempt": attempt,
+            "owner": access.owns(session, attempt),
+            "subject_id": public_id,
+        }
     quiz = content()
     answers = [(q, attempt["answers"].get(q.id)) for q in quiz.questions]
     ranked = ranked_models(attempt)
     return {
+        "locked": False,
         "attempt": attempt,
         "ranked": ranked,
         "answers": answers,
+        "owner": access.owns(session, attempt),
         "analysis": _analysis(session, public_id, attempt, ranked),
         "subject_id": public_id,
     }
 
 
-def capture_email(public_id: str, raw_email: str) -> None:
-    """Store the address (one row per email, latest attempt linked) and queue the mail, together."""
-    raw_email = (raw_email or "").strip()
-    if not raw_email or len(raw_email) > 254:
-        raise BadRequest("Please enter a valid email address.")
-    try:
-        email = validate_email(raw_email, check_deliverability=False).normalized
-    except EmailNotValidError:
-        raise BadRequest("Please enter a valid email address.") from None
-    db.run_in_transaction(_store_email, public_id, email)
-
-
-def _store_email(cur, public_id, email):
-    attempt = repository.attempt_by_public_id(cur, public_id)
-    if attempt is None:
-        raise NotFound("We could not find that result.")
-    subscriber_id = repository.upsert_subscriber(cur, email=email, attempt_id=attempt["id"])
-    repository.enqueue_email(cur, subscriber_id=subscriber_id, attempt_id=attempt["id"], kind="result")
-    log.info("quiz.email_captured", extra={"attempt_id": attempt["id"]})
+def revoke_report_links(session, public_id: str) -> None:
+    """The buyer ends every report link sent by mail (a lost phone, a forwarded mail)."""
+    attempt = load_attempt(public_id)
+    if attempt["paid_at"] is None or not access.owns(session, attempt):
+        raise Forbidden("Only the buyer of this report can revoke its links.")
+    db.run_in_transaction(repository.revoke_report_links, attempt["id"])
+    log.info("quiz.report_links_revoked", extra={"attempt_id": attempt["id"]})

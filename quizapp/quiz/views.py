@@ -6,6 +6,7 @@ from flask import (
     Blueprint,
     current_app,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -14,8 +15,10 @@ from flask import (
 )
 
 from ..errors import BadRequest
+from ..mail import service as mail_service
 from . import service
 from .data import load_content
+from .pages import cached_page
 
 bp = Blueprint("quiz", __name__)
 
@@ -51,7 +54,8 @@ def question(question_id):
             page = service.question_page(session, question_id)
         except service.InvalidAnswer as exc:
             return _question_error(exc, fallback=True)
-        return render_template("quiz/question.html", page=page, error=None)
+        key = (question_id, page.selected)  # all the page shows besides the static content
+        return cached_page("quiz/question.html", key, page=page, error=None)
     try:
         following = service.record_answer(session, question_id, request.form, request.content_length)
     except service.InvalidAnswer as exc:
@@ -85,26 +89,46 @@ def submit():
     return redirect(url_for("quiz.result", public_id=public_id), 303)
 
 
+def private_page(body, status=200):
+    """Pages for one visitor (or their buyer link) are never kept by browsers or shared caches."""
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 @bp.get("/r/<public_id>")
 def result(public_id):
     page = service.result_page(session, public_id)
-    return render_template("quiz/result.html", **page, email_error=None)
+    return private_page(render_template("quiz/result.html", **page, email_error=None))
 
 
 @bp.post("/r/<public_id>/email")
 def email(public_id):
     try:
-        service.capture_email(public_id, request.form.get("email", ""))
+        mail_service.capture_email(session, public_id, request.form.get("email", ""))
     except BadRequest as exc:
         page = service.result_page(session, public_id)
-        return render_template("quiz/result.html", **page, email_error=exc.message), 400
-    flash("Thanks: we will email you your result.", "ok")
+        return private_page(render_template("quiz/result.html", **page, email_error=exc.message), 400)
+    flash(
+        "Thanks: we have sent a confirmation link to that address. Your result follows once you confirm.",
+        "ok",
+    )
     return redirect(url_for("quiz.result", public_id=public_id, _anchor="email"), 303)
 
 
 @bp.get("/r/<public_id>/report")
 def report(public_id):
-    return render_template("quiz/report.html", **service.report_page(session, public_id))
+    page = service.report_page(session, public_id, request.args.get("key"))
+    if page["locked"]:
+        return private_page(render_template("quiz/report_locked.html", **page), 403)
+    return private_page(render_template("quiz/report.html", **page, link_key=request.args.get("key")))
+
+
+@bp.post("/r/<public_id>/report/revoke-links")
+def revoke_links(public_id):
+    service.revoke_report_links(session, public_id)
+    flash("Done: the report links we emailed no longer open this report. This browser still can.", "ok")
+    return redirect(url_for("quiz.report", public_id=public_id), 303)
 
 
 @bp.app_context_processor

@@ -3,6 +3,7 @@
 Contract for other packages:
 - init_app(app): called by create_app after blueprints are registered (limits are applied by
   endpoint name: quiz.submit, quiz.email, admin_auth.login; payments.webhook is not limited).
+  It registers no request hooks: create_app declares the request pipeline that uses these parts.
 - limiter_status() -> dict: {"storage": "redis" | "memory-fallback" | "disabled", ...} for health.
 """
 
@@ -17,7 +18,7 @@ from werkzeug.security import check_password_hash
 
 from ..config import ConfigError
 from ..errors import render_error, wants_json
-from . import edge, limits
+from . import edge, limits, ratecheck
 from .limits import limit_endpoint
 from .log_format import configure_logging
 
@@ -31,13 +32,10 @@ def init_app(app) -> None:
     configure_logging()
     _check_admin_hash(app.config.get("ADMIN_PASSWORD_HASH", ""))
     limits.build_limiter(app)
-    edge.install(app)  # after the limiter: the request id must be the very first before_request
+    edge.install(app)
     limits.apply_endpoint_limits(app)
+    ratecheck.init_app(app)
     app.register_error_handler(CSRFError, handle_csrf_error)
-
-    from ..admin.auth import guard_admin_paths
-
-    app.before_request(guard_admin_paths)
 
 
 def limiter_status(app=None) -> dict:
@@ -84,6 +82,6 @@ def handle_csrf_error(exc: CSRFError):
         title=title,
         message=message,
         back_url=_same_origin_referrer() or "/",
-        request_id=getattr(g, "request_id", None),
+        request_id=g.get("request_id"),
     )
     return make_response(html, 400)

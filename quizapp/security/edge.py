@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -48,44 +49,69 @@ def content_security_policy(config) -> str:
 
 
 def start_request() -> None:
-    """Name the request (keep nginx's id when it is a plain token) and refuse oversized bodies."""
+    """Pipeline step: start the request's one timer, name it (keep nginx's id when it is a plain
+    token) and refuse oversized bodies."""
     g.request_started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else _new_request_id()
     # Werkzeug only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse it up front.
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge()
 
 
-def install(app) -> None:
-    trust_proxy(app)
-    csp = content_security_policy(app.config)
-    # First of all before_request functions, so that every error page knows its request id.
-    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
+# A random per-process prefix and a counter: unique ids without a getrandom call per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
 
-    @app.after_request
-    def add_security_headers(response):
-        headers = response.headers
-        headers["Content-Security-Policy"] = csp
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "strict-origin-when-cross-origin"
-        headers["X-Frame-Options"] = "DENY"
-        if request.is_secure:
-            headers["Strict-Transport-Security"] = HSTS
-        request_id = getattr(g, "request_id", None)
-        if request_id:
-            headers["X-Request-ID"] = request_id
-        _log_request(response)
-        return response
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def request_seconds() -> float:
+    """Seconds since start_request: the one request timer (metrics and the log line read it)."""
+    started = g.get("request_started")
+    return time.perf_counter() - started if started is not None else 0.0
+
+
+def install(app) -> None:
+    """Trust the configured proxies and work out the security headers once."""
+    trust_proxy(app)
+    app.extensions["quizapp.security_headers"] = [
+        ("Content-Security-Policy", content_security_policy(app.config)),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("X-Frame-Options", "DENY"),
+    ]
+
+
+def add_security_headers(response):
+    """After step: security headers, the request id, and the log line for notable requests."""
+    headers = response.headers
+    headers.extend(current_app.extensions["quizapp.security_headers"])  # no view sets these
+    if request.is_secure:
+        headers["Strict-Transport-Security"] = HSTS
+    request_id = g.get("request_id")
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    _log_request(response)
+    return response
 
 
 SLOW_REQUEST_MS = 1000
 
 
+def _log_all() -> bool:
+    return current_app.config["REQUEST_LOG_ALL"]
+
+
 def _log_request(response) -> None:
-    started = getattr(g, "request_started", None)
-    duration_ms = round((time.perf_counter() - started) * 1000, 1) if started else None
+    seconds = request_seconds()
+    if response.status_code < 400 and seconds * 1000 < SLOW_REQUEST_MS and not _log_all():
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+    duration_ms = round(seconds * 1000, 1) if g.get("request_started") else None
     # gunicorn's access log already has every request with its id and duration; the app's own
     # line is for what needs attention (errors, slow answers) unless REQUEST_LOG_ALL is set.
     notable = response.status_code >= 400 or (duration_ms or 0) >= SLOW_REQUEST_MS

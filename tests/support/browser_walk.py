@@ -1,8 +1,8 @@
 """Headless Chromium walk through the quiz (run un-patched in a subprocess); prints one JSON line.
 
 Usage: python tests/support/browser_walk.py http://127.0.0.1:PORT
-Takes the quiz with the keyboard and mouse, sees a result, leaves an email, pays in test mode and
-opens the full report. Exit status 0 with {"ok": true, ...} on success.
+Takes the quiz with the keyboard and mouse, sees a result, leaves an email, pays in test mode, sees
+the receipt and opens the full report; then opens the links in a fresh browser, which shows no report. Exit status 0 with {"ok": true, ...} on success.
 """
 
 from __future__ import annotations
@@ -59,14 +59,31 @@ def walk(base_url: str) -> dict:
             report["steps"].append("result")
             page.get_by_label("Email address (optional)").fill("walker@example.org")
             page.get_by_role("button", name="Send it to me").click()
-            report["email_thanks"] = page.get_by_text("Thanks: we will email you").count() == 1
+            report["email_thanks"] = page.get_by_text("we have sent a confirmation link").count() == 1
             report["steps"].append("email")
             page.get_by_role("button", name="Unlock the full report").click()
+            page.get_by_label("Email for the receipt").fill("walker@example.org")
             page.get_by_role("button", name="Pay (test mode)").click()
             report["steps"].append("paid")
+            report["receipt_title"] = page.locator("h1").first.inner_text()
+            report["receipt_url"] = page.url
+            report["steps"].append("receipt")
+            page.get_by_role("link", name="Open your full report").click()
             report["report_title"] = page.locator("h1").first.inner_text()
             report["report_url"] = page.url
             report["models_in_report"] = page.locator(".report-model").count()
+            report["steps"].append("report")
+            # The share link in a fresh browser (no cookies): the free result, never the report.
+            fresh = browser.new_context(java_script_enabled=False).new_page()
+            fresh.set_default_timeout(15000)
+            denied = fresh.goto(report["report_url"])
+            report["fresh_report_status"] = denied.status
+            report["fresh_report_title"] = fresh.locator("h1").first.inner_text()
+            fresh.goto(report["result_url"])
+            body = fresh.locator("main").inner_text()
+            report["fresh_share_shows_report"] = "Your answers" in body or "Open the full report" in body
+            report["fresh_share_offers_quiz"] = fresh.get_by_role("link", name="Take the quiz").count() == 1
+            report["steps"].append("fresh-browser")
             report["ok"] = True
         finally:
             browser.close()

@@ -26,8 +26,10 @@
     if (refresh) { refresh.remove(); }
     var badge = part("badge");
     if (badge) {
-      badge.hidden = !data.fallback;
-      badge.textContent = "Algorithmic analysis" + (data.message ? ": " + data.message : "");
+      badge.hidden = !data.text;
+      badge.textContent = data.fallback
+        ? (data.message || "Our scoring model wrote this analysis from your answers.")
+        : "Written by AI from your scores and answer choices; it can be wrong, so weigh it against the scores.";
     }
     var text = part("text");
     if (text) { text.textContent = data.text || ""; text.hidden = !data.text; }

@@ -1,0 +1,215 @@
+"""Redis sessions read once per request (by the limits check when it can) and stored only when needed."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from datetime import timedelta
+
+import redis
+from flask import current_app, g, request, session
+from flask_session.redis import RedisSession, RedisSessionInterface
+
+from .errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE_NAME = "bizmodel.sid"
+SESSION_KEY_PREFIX = "s:"
+REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
+SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
+_SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_OPTIONAL_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+class LazyRedisSession(RedisSession):
+    """A session whose stored data is fetched on first use, or handed over by the limits check.
+
+    Until then it holds only the id from the cookie; a request that never looks at the session
+    (health checks, static files, the landing page of a new visitor) costs no Redis read.
+    """
+
+    store = None  # the session interface, while the stored data has not been read
+    _sid = None
+
+    def __init__(self, *args, store=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store = store
+
+    @property
+    def sid(self) -> str:
+        """The id; a visitor without one gets it only when something asks (i.e. it is stored)."""
+        if self._sid is None:
+            self._sid = secrets.token_urlsafe(SID_BYTES)
+        return self._sid
+
+    @sid.setter
+    def sid(self, value) -> None:
+        self._sid = value
+
+    @property
+    def has_sid(self) -> bool:
+        return self._sid is not None
+
+    @property
+    def pending(self) -> bool:
+        return self.store is not None
+
+    def fill(self, data: dict | None) -> None:
+        """Take the stored data (None: nothing stored, so a fresh id, never the client's choice)."""
+        store, self.store = self.store, None
+        if store is None:
+            return
+        if data:
+            dict.update(self, data)
+        else:
+            self.sid = None  # a fresh id when one is needed, never the one the client sent
+            self.permanent = store.permanent
+        self.modified = False
+
+    def _ensure(self) -> None:
+        if self.store is not None:
+            self.fill(self.store.read_stored(self.sid))
+
+    def __getitem__(self, key):
+        self._ensure()
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._ensure()
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._ensure()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._ensure()
+        return super().__iter__()
+
+    def __len__(self):
+        self._ensure()
+        return super().__len__()
+
+    def __bool__(self):
+        self._ensure()
+        return super().__bool__()
+
+    def keys(self):
+        self._ensure()
+        return super().keys()
+
+    def items(self):
+        self._ensure()
+        return super().items()
+
+    def values(self):
+        self._ensure()
+        return super().values()
+
+    def setdefault(self, key, default=None):
+        self._ensure()
+        return super().setdefault(key, default)
+
+    def __setitem__(self, key, value):
+        self._ensure()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self._ensure()
+        super().__delitem__(key)
+
+    def pop(self, key, *default):
+        self._ensure()
+        return super().pop(key, *default)
+
+    def update(self, *args, **kwargs):
+        self._ensure()
+        super().update(*args, **kwargs)
+
+    def clear(self):
+        self._ensure()
+        super().clear()
+
+
+class PipelineRedisSessionInterface(RedisSessionInterface):
+    """Redis sessions that are read lazily, stored only when non-empty, and 503 on an outage.
+
+    Rolling expiry without a write per request: a session is written when it changes, and
+    otherwise at most every SESSION_REFRESH_SECONDS of activity, each write renewing the full
+    lifetime of both the Redis key and the cookie.
+    """
+
+    session_class = LazyRedisSession
+
+    def store_key(self, sid: str) -> str:
+        return self.key_prefix + sid
+
+    def open_session(self, app, request):
+        sid = request.cookies.get(app.config["SESSION_COOKIE_NAME"], "")
+        if _SANE_SID.match(sid):
+            return self.session_class(sid=sid, store=self)
+        return self.session_class(sid=None, permanent=self.permanent)
+
+    def read_stored(self, sid: str) -> dict | None:
+        """One GET: the stored data, or None (also used when the limits check could not prefetch)."""
+        return self.decode(self.client.get(self.store_key(sid)))
+
+    def decode(self, blob: bytes | None) -> dict | None:
+        return self.serializer.decode(blob) if blob else None
+
+    def regenerate(self, session) -> None:
+        if session and not session.has_sid:
+            session.modified = True  # nothing stored under an old id: the new one comes at save
+            return
+        super().regenerate(session)
+
+    def should_set_storage(self, app, session) -> bool:
+        if not session.modified:
+            refreshed = session.get(REFRESHED_AT_KEY, 0)
+            if time.time() - refreshed < app.config["SESSION_REFRESH_SECONDS"]:
+                return False
+        session[REFRESHED_AT_KEY] = int(time.time())  # marks it modified: the cookie is renewed too
+        return True
+
+    def save_session(self, app, session, response):
+        if getattr(session, "pending", False):
+            return  # never read, so never changed: nothing to write
+        if not session.has_sid and not session:
+            return  # a visitor with nothing to keep: no id, no key, no cookie
+        try:
+            super().save_session(app, session, response)
+        except redis.exceptions.RedisError as exc:
+            raise RedisUnavailable() from exc
+
+
+def init_sessions(app, client: redis.Redis) -> None:
+    app.config.update(
+        SESSION_COOKIE_NAME=SESSION_COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_LIFETIME_HOURS"]),
+        # Rolling refresh is throttled by PipelineRedisSessionInterface.should_set_storage.
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+    app.session_interface = PipelineRedisSessionInterface(
+        app, client=client, key_prefix=SESSION_KEY_PREFIX, permanent=True, sid_length=SID_BYTES
+    )
+
+
+def require_session_store() -> None:
+    """Pipeline step: read the session now if the limits check did not, or answer 503 if Redis is down."""
+    if not getattr(session, "pending", False):
+        return
+    if request.path in _OPTIONAL_PATHS or request.path.startswith("/static/"):
+        return  # liveness and static files never need the session: leave it unread
+    if g.get("session_store_failed"):
+        raise RedisUnavailable()
+    try:
+        session.fill(current_app.session_interface.read_stored(session.sid))
+    except redis.exceptions.RedisError as exc:
+        log.warning("session.redis_unavailable")
+        raise RedisUnavailable() from exc
