@@ -1,60 +1,76 @@
 # The project's only entry points: run, test, stop, lint (more below for ops and benchmarks).
+# `make help` lists every target with the line of `##` help after its name.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 ROOT := $(CURDIR)
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 APP_HOST ?= 127.0.0.1
-APP_PORT ?= 8000
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
 
-.PHONY: run test stop venv sysdeps services migrate lint clean-var
+.PHONY: help run test stop venv sysdeps services migrate lint clean-var prune deploy-check
 
-venv: $(VENV)/.installed
+help: ## this list
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
+		awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## the virtualenv .venv from requirements*.txt
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	@touch $@
 
-sysdeps:
+sysdeps: ## apt-get install the system packages that are missing (scripts/sysdeps.sh)
 	@bash scripts/sysdeps.sh
 
-services: sysdeps
+services: sysdeps ## start local Postgres 15 + Redis (AOF) under var/, write var/services.env
 	@bash scripts/services.sh start
 
-migrate: venv services
+migrate: venv services ## apply pending migrations/*.sql
 	@$(WITH_ENV) $(PY) -m quizapp.migrate
 
-run: migrate
+# APP_PORT: given, or the first free port from 8000 + an offset derived from the checkout's path.
+run: migrate ## serve the app with gunicorn on a free port (APP_PORT=... to choose), printed
 	@mkdir -p var
-	@echo "quizapp: serving on http://$(APP_HOST):$(APP_PORT)/  (make stop to stop the services)"
 	@$(WITH_ENV) $(PY) -m quizapp.mail.mailer >>var/mailer.log 2>&1 & echo $$! > var/mailer.pid
-	@$(WITH_ENV) GUNICORN_BIND=$${GUNICORN_BIND:-$(APP_HOST):$(APP_PORT)} \
-		GUNICORN_PIDFILE=$(ROOT)/var/gunicorn.pid \
+	@port=$${APP_PORT:-$$(bash scripts/services.sh app-port)}; \
+	bind=$${GUNICORN_BIND:-$(APP_HOST):$$port}; \
+	echo "quizapp: serving on http://$$bind/  (Ctrl-C stops it; make stop stops the services)"; \
+	$(WITH_ENV) GUNICORN_BIND=$$bind GUNICORN_PIDFILE=$(ROOT)/var/gunicorn.pid \
 		exec $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 # pytest runs under gevent's monkey-patching from the first import, as the app does in gunicorn.
-test: venv services
+test: venv services ## the whole suite against real services (PYTEST_ARGS="tests/x.py -q" for one file)
 	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
 		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
 		$(PY) -m quizapp.migrate && \
 		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
 
-stop:
+stop: ## stop gunicorn and the mailer from make run, and the local services
 	@if [ -f var/mailer.pid ] && kill -0 $$(cat var/mailer.pid) 2>/dev/null; then \
 		kill $$(cat var/mailer.pid); echo "stopped mailer"; fi; rm -f var/mailer.pid
 	@if [ -f var/gunicorn.pid ] && kill -0 $$(cat var/gunicorn.pid) 2>/dev/null; then \
 		kill $$(cat var/gunicorn.pid); echo "stopped gunicorn"; fi; rm -f var/gunicorn.pid
 	@bash scripts/services.sh stop
 
-lint: venv
+lint: venv ## ruff, bandit, nginx -t, gixy, systemd-analyze
 	$(VENV)/bin/ruff check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/ruff format --check quizapp tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/bandit -q -ll -r quizapp
 
-clean-var: stop
+# docs/deploy.md, tested: the env example filled in, the units rendered, one production instance.
+deploy-check: migrate ## render the env example + systemd units, run them in production mode locally
+	@$(WITH_ENV) $(PY) scripts/deploy_check.py
+
+# Data lifecycle: the same job the systemd timer (systemd/quizapp-retention.timer) runs nightly.
+prune: migrate ## delete quota rows, sent mail, audit entries older than RETENTION_DAYS / _AUDIT_DAYS
+	@$(WITH_ENV) $(PY) -m quizapp.retention
+
+clean-var: stop ## stop, then delete var/ and the cluster it links to under /var/tmp
+	@[ -L var/pg ] && rm -rf "$$(readlink var/pg)" || true
 	rm -rf var
 
 # --- Operations (issue 7): the whole topology locally, and config checks ---
@@ -62,27 +78,27 @@ STACK_INSTANCES ?= 4
 .PHONY: stack stack-stop stack-status lint-ops
 
 # nginx (STACK_PORT, default 8080) -> STACK_INSTANCES gunicorn instances (STACK_BASE_PORT..)
-stack: migrate
+stack: migrate ## nginx -> STACK_INSTANCES gunicorn instances, local (make stack-stop)
 	@$(WITH_ENV) STACK_INSTANCES=$(STACK_INSTANCES) $(PY) scripts/stack.py start
 
-stack-stop:
+stack-stop: ## stop make stack
 	@$(PY) scripts/stack.py stop
 
-stack-status:
+stack-status: ## what make stack runs
 	@$(PY) scripts/stack.py status
 
 # nginx -t and gixy on the rendered template, systemd-analyze verify on the units.
-lint-ops: venv
+lint-ops: venv ## nginx -t + gixy on the template, systemd-analyze verify on the units
 	@d=$$(mktemp -d) && $(PY) scripts/render_nginx.py --ports 8001-8004 --listen 127.0.0.1:8080 \
 		--standalone $$d >/dev/null && nginx -q -t -p $$d -e $$d/error.log -c $$d/nginx.conf && \
 		$(VENV)/bin/gixy $$d/nginx.conf >$$d/gixy.out 2>&1 || { cat $$d/gixy.out; exit 1; }; \
 		rm -rf $$d; echo "nginx: nginx -t and gixy clean"
-	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target; do \
+	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target systemd/*.timer; do \
 		sed "s#/opt/quizapp#$(ROOT)#g; s#/etc/quizapp/quizapp.env#$$d/quizapp.env#" $$f > $$d/$${f#systemd/}; \
 		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
 		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
 		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
-		$$d/quizapp-mailer.service \
+		$$d/quizapp-retention.service $$d/quizapp-retention.timer $$d/quizapp-mailer.service \
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"
 
 lint: lint-ops
@@ -96,14 +112,14 @@ benchdeps:
 
 # The plateau (bench/plateau.py): the no-I/O twin's knee, the app's knee, 2x/4x the knee with the waiting
 # room, a classroom step; 100 s windows, about 25 minutes. BENCH_QUICK=1: two short steps, under 5 minutes.
-bench: migrate benchdeps
+bench: migrate benchdeps ## the plateau into docs/benchmarks.md (BENCH_QUICK=1: under 5 min)
 	@$(WITH_ENV) $(PY) bench/run.py
 
 # 20 s of zero-think-time quiz traffic; fails on any 5xx or integrity mismatch (also run by make test).
-bench-smoke: migrate
+bench-smoke: migrate ## 20 s of quiz traffic, fails on any 5xx
 	@$(WITH_ENV) $(PY) bench/run.py --smoke
 
 # Under steady load: kill -9 a worker, kill an instance, restart Postgres/Redis, pause Redis,
 # fake OpenAI 429/500/hang, HUP reload; writes the chaos table into docs/benchmarks.md.
-chaos: migrate
+chaos: migrate ## kill/restart things under load, chaos table into docs/benchmarks.md
 	@$(WITH_ENV) $(PY) bench/chaos.py

@@ -49,8 +49,9 @@ worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or (_shm if os.access
 
 
 def _flask_app(worker):
-    """The quizapp Flask app this worker serves, or None for any other WSGI app."""
-    app = worker.wsgi
+    """The quizapp Flask app this worker serves, or None (another WSGI app, or it failed to load)."""
+    # A worker whose app failed to import has no .wsgi: worker_exit must not add a second traceback.
+    app = getattr(worker, "wsgi", None)
     extensions = getattr(app, "extensions", None)
     return app if extensions and "db_pool" in extensions and "redis" in extensions else None
 

@@ -6,7 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from limits import parse_many
 
@@ -58,16 +58,81 @@ def _bool(env, name, default):
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+# Words that mark a value copied from an example instead of generated (systemd/quizapp.env.example).
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "placeholder", "your-secret")
+_HOST_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+def _check_host_port(name: str, host: str, port: str | None) -> None:
+    """One host[:port] of a URL: a name or IPv4 of legal characters (or [IPv6]), a port 1-65535."""
+    if host.startswith("[") and host.endswith("]"):
+        ok = len(host) > 2 and all(c in "0123456789abcdefABCDEF:." for c in host[1:-1])
+    else:
+        ok = bool(host) and set(host) <= _HOST_CHARS and not host.startswith(("-", "."))
+    if not ok:
+        raise ConfigError(f"{name} has an invalid host {host!r}")
+    if port is None:
+        return
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{name} has an invalid port {port!r} (1-65535)")
+
+
+def _split_host_port(item: str) -> tuple[str, str | None]:
+    if item.startswith("["):
+        host, _, rest = item.partition("]")
+        host += "]"
+        return host, (rest[1:] if rest.startswith(":") else None) if rest else None
+    host, sep, port = item.rpartition(":")
+    return (host, port) if sep else (item, None)
+
+
+def _socket_dir(parsed) -> str:
+    """The Unix-socket directory of a Postgres URL (?host=/dir or a %2F-encoded host), or ''."""
+    for key, value in parse_qsl(parsed.query):
+        if key == "host" and value.startswith("/"):
+            return value
+    host = unquote(parsed.netloc.rpartition("@")[2].split(":")[0])
+    return host if host.startswith("/") else ""
+
+
 def _url(env, name, schemes, default=None, required=True):
+    """A URL of one of `schemes` whose every host and port is valid; Postgres may name a socket dir."""
     raw = env.get(name) or default
     if not raw:
         if required:
             raise ConfigError(f"{name} is required (e.g. {schemes[0]}://host:port/...)")
         return ""
     parsed = urlparse(raw)
-    if parsed.scheme not in schemes or not parsed.hostname:
+    if parsed.scheme not in schemes:
         raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {parsed.scheme!r} scheme")
+    if parsed.scheme in ("postgresql", "postgres") and _socket_dir(parsed):
+        return raw  # Unix socket: libpq finds <dir>/.s.PGSQL.<port>
+    hosts = parsed.netloc.rpartition("@")[2]
+    if not hosts:
+        raise ConfigError(f"{name} names no host (for a Postgres Unix socket use ?host=/run/postgresql)")
+    multi = parsed.scheme in ("postgresql", "postgres")  # libpq accepts host1:5432,host2:5432
+    for item in hosts.split(",") if multi else [hosts]:
+        _check_host_port(name, *_split_host_port(item))
     return raw
+
+
+def _secret_key(env, mode: str, var_dir: Path) -> str:
+    """SECRET_KEY: generated outside production; never a copied placeholder; random in production."""
+    secret = env.get("SECRET_KEY", "")
+    if not secret:
+        if mode == "production":
+            raise ConfigError("SECRET_KEY is required when QUIZAPP_ENV=production")
+        return _development_secret_key(var_dir)
+    if any(marker in secret.lower() for marker in PLACEHOLDER_MARKERS):
+        raise ConfigError(
+            "SECRET_KEY is the example's placeholder: generate one with "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    if len(secret) < 16:
+        raise ConfigError("SECRET_KEY must be at least 16 characters")
+    if mode == "production" and (len(secret) < 32 or len(set(secret)) < 10):
+        raise ConfigError("SECRET_KEY must be random in production: at least 32 characters, not repetitive")
+    return secret
 
 
 def _limit(env, name, default):
@@ -220,6 +285,8 @@ class Config:
     ADMISSION_REFRESH_MIN_SECONDS: int = 5
 
     # Operations
+    RETENTION_DAYS: int = 30
+    RETENTION_AUDIT_DAYS: int = 365
     HEARTBEAT_SECONDS: float = 2.0
     INSTANCE_NAME: str = field(default_factory=lambda: os.uname().nodename)
 
@@ -234,13 +301,7 @@ class Config:
         env.update({k: str(v) for k, v in overrides.items()})
         mode = _choice(env, "QUIZAPP_ENV", ENVIRONMENTS, "development")
         var_dir = Path(env.get("QUIZAPP_VAR_DIR") or ROOT / "var")
-        secret = env.get("SECRET_KEY", "")
-        if not secret:
-            if mode == "production":
-                raise ConfigError("SECRET_KEY is required when QUIZAPP_ENV=production")
-            secret = _development_secret_key(var_dir)
-        elif len(secret) < 16:
-            raise ConfigError("SECRET_KEY must be at least 16 characters")
+        secret = _secret_key(env, mode, var_dir)
 
         values = dict(
             ENV=mode,
@@ -248,6 +309,8 @@ class Config:
             VAR_DIR=str(var_dir),
             DATABASE_URL=_url(env, "DATABASE_URL", ("postgresql", "postgres")),
             REDIS_URL=_url(env, "REDIS_URL", ("redis", "rediss")),
+            PUBLIC_BASE_URL=_url(env, "PUBLIC_BASE_URL", ("https", "http"), required=False),
+            STRIPE_API_BASE=_url(env, "STRIPE_API_BASE", ("https", "http"), required=False),
             DB_POOL_MIN=_int(env, "DB_POOL_MIN", 2, minimum=0),
             DB_POOL_MAX=_int(env, "DB_POOL_MAX", 20, minimum=1, maximum=500),
             DB_POOL_TIMEOUT=_float(env, "DB_POOL_TIMEOUT", 15.0),
@@ -289,12 +352,10 @@ class Config:
             QUIZ_DAILY_QUOTA=_int(env, "QUIZ_DAILY_QUOTA", 20, minimum=1),
             QUIZ_ADDRESS_DAILY_QUOTA=_int(env, "QUIZ_ADDRESS_DAILY_QUOTA", 1000, minimum=1),
             QUIZ_CONTENT_PATH=env.get("QUIZ_CONTENT_PATH") or cls.QUIZ_CONTENT_PATH,
-            PUBLIC_BASE_URL=env.get("PUBLIC_BASE_URL", ""),
             PAYMENT_PROVIDER=_choice(env, "PAYMENT_PROVIDER", ("test", "stripe"), "test"),
             STRIPE_SECRET_KEY=env.get("STRIPE_SECRET_KEY", ""),
             STRIPE_WEBHOOK_SECRET=env.get("STRIPE_WEBHOOK_SECRET", ""),
             STRIPE_PRICE_CENTS=_int(env, "STRIPE_PRICE_CENTS", 900, minimum=50),
-            STRIPE_API_BASE=env.get("STRIPE_API_BASE", ""),
             # Stripe accepts checkout expiries from 30 minutes to 24 hours after it receives the call.
             CHECKOUT_EXPIRES_MINUTES=_int(env, "CHECKOUT_EXPIRES_MINUTES", 60, minimum=31, maximum=1439),
             REPORT_LINK_DAYS=_int(env, "REPORT_LINK_DAYS", 30, minimum=1, maximum=3650),
@@ -333,6 +394,8 @@ class Config:
             ADMISSION_VISIT_SECONDS=_int(env, "ADMISSION_VISIT_SECONDS", 120, minimum=1),
             ADMISSION_PASS_SECONDS=_int(env, "ADMISSION_PASS_SECONDS", 1800, minimum=60),
             ADMISSION_REFRESH_MIN_SECONDS=_int(env, "ADMISSION_REFRESH_MIN_SECONDS", 5, minimum=1),
+            RETENTION_DAYS=_int(env, "RETENTION_DAYS", 30, minimum=2),
+            RETENTION_AUDIT_DAYS=_int(env, "RETENTION_AUDIT_DAYS", 365, minimum=2),
             HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),
             INSTANCE_NAME=env.get("INSTANCE_NAME") or os.uname().nodename,
         )

@@ -77,11 +77,24 @@ def _number(value) -> float | None:
     return None
 
 
-class ClusterCollector:
-    """Turns the live workers' heartbeats into metric families (sums unless said otherwise)."""
+AI_WAIT_BUCKETS_MS = (500, 1000, 2000, 5000, 10000, 20000, 30000, 60000, 120000)  # as in ai/store.py
 
-    def __init__(self, workers: list[dict]):
+
+def _cumulative(bounds, counts) -> list[tuple[str, float]]:
+    buckets, running = [], 0
+    for le, count in zip([*map(str, bounds), "+Inf"], counts, strict=True):
+        running += count
+        buckets.append((le, running))
+    return buckets
+
+
+class ClusterCollector:
+    """Per-worker figures summed over the live heartbeats; cluster-wide figures (read once from
+    Redis: the AI service, Redis memory, the health report) exported once, never per worker."""
+
+    def __init__(self, workers: list[dict], cluster: dict | None = None):
         self.workers = workers
+        self.cluster = cluster or {}
 
     def collect(self):
         workers = self.workers
@@ -92,12 +105,14 @@ class ClusterCollector:
         )
         yield from self._http(workers)
         yield from self._pool(workers)
-        yield from self._ai(workers)
+        yield from self._ai_workers(workers)
+        yield from self._ai_cluster(self.cluster.get("ai"))
+        yield from self._health(self.cluster.get("health"))
         limiter = GaugeMetricFamily(
             "quizapp_limiter_fallback_workers",
             "Workers whose rate limiter runs on the in-memory fallback instead of Redis",
         )
-        limiter.add_metric([], sum(1 for w in workers if w["limiter"].get("fallback")))
+        limiter.add_metric([], sum(1 for w in workers if (w.get("limiter") or {}).get("fallback")))
         yield limiter
         yield GaugeMetricFamily(
             "quizapp_resident_memory_bytes",
@@ -122,14 +137,10 @@ class ClusterCollector:
             for i, count in enumerate(worker["http"]["latency_buckets"]):
                 counts[i] += count
             total_sum += worker["http"]["latency_sum"]
-        cumulative, running = [], 0
-        for le, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts, strict=True):
-            running += count
-            cumulative.append((le, running))
         yield HistogramMetricFamily(
             "quizapp_http_request_duration_seconds",
-            "Time from the first hook to the response, per request",
-            buckets=cumulative,
+            "Time from the first hook to the response, per request (page latency)",
+            buckets=_cumulative(LATENCY_BUCKETS, counts),
             sum_value=total_sum,
         )
 
@@ -164,41 +175,82 @@ class ClusterCollector:
             value=sum(p["wait_seconds"] for p in pools),
         )
 
-    def _ai(self, workers):
-        snapshots = [w.get("ai") or {} for w in workers]
-        # The AI queue is cluster-wide: every worker reports the same length, so take the largest.
-        yield GaugeMetricFamily(
-            "quizapp_ai_queue_length",
-            "Analyses waiting in the cluster-wide AI queue",
-            value=max((_number(s.get("queue_length")) or 0 for s in snapshots), default=0),
-        )
+    def _ai_workers(self, workers):
         breaker = GaugeMetricFamily(
             "quizapp_ai_breaker_workers",
-            "Workers by AI circuit breaker state",
+            "Workers by the AI circuit breaker state they last saw",
             labels=["state"],
         )
-        states = Counter(str(s.get("breaker_state", "CLOSED")).upper() for s in snapshots)
+        states = Counter(str(w.get("breaker", "CLOSED")).upper() for w in workers)
         for state in ("CLOSED", "HALF_OPEN", "OPEN"):
             breaker.add_metric([state], states.get(state, 0))
         yield breaker
-        figures = GaugeMetricFamily(
-            "quizapp_ai_figure",
-            "Other numeric AI service figures, summed over workers",
-            labels=["name"],
+
+    def _ai_cluster(self, ai):
+        """The AI service's own figures live in Redis, shared by every worker: exported once."""
+        if not ai:
+            return
+        yield GaugeMetricFamily(
+            "quizapp_ai_enabled", "1 when an AI provider is configured", value=ai["enabled"]
         )
-        sums: Counter[str] = Counter()
-        for snapshot in snapshots:
-            for name, value in snapshot.items():
-                number = _number(value)
-                if number is not None and name != "queue_length":
-                    sums[name] += number
-        for name, value in sorted(sums.items()):
-            figures.add_metric([name], value)
-        yield figures
+        yield GaugeMetricFamily(
+            "quizapp_ai_queue_length",
+            "Analyses waiting in the cluster-wide AI queue",
+            value=_number(ai.get("queue_length")) or 0,
+        )
+        yield GaugeMetricFamily(
+            "quizapp_ai_breaker_open",
+            "1 while the cluster-wide AI circuit breaker is open",
+            value=1 if str(ai.get("breaker_state", "")).upper() == "OPEN" else 0,
+        )
+        for name, help_text in (
+            ("window_used", "AI calls started in the current budget window"),
+            ("window_limit", "AI calls allowed per budget window (AI_RPM)"),
+            ("in_flight", "AI calls in flight"),
+            ("in_flight_limit", "AI calls allowed in flight at once (AI_MAX_IN_FLIGHT)"),
+        ):
+            if _number(ai.get(name)) is not None:
+                yield GaugeMetricFamily(f"quizapp_ai_budget_{name}", help_text, value=ai[name])
+        counters = ai.get("counters") or {}
+        events = CounterMetricFamily(
+            "quizapp_ai_events", "AI service events (calls, retries, fallbacks, ...)", labels=["event"]
+        )
+        for name, value in sorted(counters.items()):
+            if not name.startswith("wait_"):
+                events.add_metric([name], value)
+        yield events
+        counts = [counters.get(f"wait_bucket:{le}", 0) for le in AI_WAIT_BUCKETS_MS]
+        counts.append(counters.get("wait_bucket:inf", 0))
+        yield HistogramMetricFamily(
+            "quizapp_ai_wait_seconds",
+            "Time from queueing an analysis to its outcome (AI text or fallback)",
+            buckets=_cumulative([ms / 1000 for ms in AI_WAIT_BUCKETS_MS], counts),
+            sum_value=counters.get("wait_sum_ms", 0) / 1000,
+        )
+
+    def _health(self, report):
+        if not report:
+            return
+        yield GaugeMetricFamily("quizapp_health_score", "Cluster health score 0-100", value=report["score"])
+        alerts = GaugeMetricFamily(
+            "quizapp_health_alerts", "Health findings holding now, by severity", labels=["severity"]
+        )
+        severities = Counter(a["severity"] for a in report.get("alert_details", []))
+        for severity in ("critical", "warning", "info"):
+            alerts.add_metric([severity], severities.get(severity, 0))
+        yield alerts
+        memory = (report.get("cluster") or {}).get("redis_memory")
+        if memory:
+            yield GaugeMetricFamily(
+                "quizapp_redis_memory_used_bytes", "Redis used_memory", value=memory["used"]
+            )
+            yield GaugeMetricFamily(
+                "quizapp_redis_memory_max_bytes", "Redis maxmemory (0: unbounded)", value=memory["max"]
+            )
 
 
-def render_prometheus(workers: list[dict]) -> bytes:
+def render_prometheus(workers: list[dict], cluster: dict | None = None) -> bytes:
     """The Prometheus text exposition of the whole cluster."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ClusterCollector(workers))
+    registry.register(ClusterCollector(workers, cluster))
     return generate_latest(registry)

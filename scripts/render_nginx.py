@@ -3,6 +3,9 @@
 
 scripts/render_nginx.py --ports 8001-8004 --listen 80 --server-name quiz.example.org > quizapp.conf
 scripts/render_nginx.py --ports 8001,8002 --listen 127.0.0.1:8080 --standalone DIR  # writes DIR/nginx.conf
+scripts/render_nginx.py --ports 8001-8004 --server-name quiz.example.org \
+    --tls-cert /etc/letsencrypt/live/quiz.example.org/fullchain.pem \
+    --tls-key /etc/letsencrypt/live/quiz.example.org/privkey.pem > quizapp.conf   # 443 + 80 -> 443
 """
 
 from __future__ import annotations
@@ -83,10 +86,51 @@ def upstream_servers(ports: list[int], host: str = "127.0.0.1") -> str:
     return "\n    ".join(f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports)
 
 
-def render_site(values: dict[str, str]) -> str:
+# TLS 1.2 with forward-secret AEAD suites only (TLS 1.3 suites are not configurable here).
+CIPHERS = ":".join(
+    f"ECDHE-{kind}-{suite}"
+    for suite in ("AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")
+    for kind in ("ECDSA", "RSA")
+)
+TLS_LINES = """\
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {ciphers};
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:quizapp_tls:10m;
+    ssl_session_timeout 1d;
+    # HSTS comes from the app (X-Forwarded-Proto https, TRUSTED_PROXY_HOPS=1), on every response.
+"""
+
+# Plain HTTP only redirects (and answers certbot's HTTP-01 challenge from ACME_ROOT).
+REDIRECT = """\
+server {{
+    listen {http_listen};
+    server_name {server_name};
+    server_tokens off;
+    location /.well-known/acme-challenge/ {{
+        root {acme_root};
+    }}
+    location / {{
+        return 301 https://$host$request_uri;
+    }}
+}}
+
+"""
+
+
+def render_site(values: dict[str, str], tls: dict[str, str] | None = None) -> str:
+    """The site; with tls={"cert", "key", "http_listen", "acme_root"} it serves HTTPS and
+    a second server block redirects plain HTTP to it."""
     text = TEMPLATE.read_text()
     for name in NAMES:
         text = text.replace("${" + name + "}", values[name])
+    if tls:
+        server_line = f"    server_name {values['QUIZAPP_SERVER_NAME']};\n"
+        text = text.replace(server_line, server_line + TLS_LINES.format(ciphers=CIPHERS, **tls), 1)
+        head, sep, rest = text.partition("server {")
+        text = head + REDIRECT.format(server_name=values["QUIZAPP_SERVER_NAME"], **tls) + sep + rest
     return text
 
 
@@ -106,13 +150,14 @@ def write_standalone(
     listen,
     server_name="_",
     static_root=None,
+    tls=None,
     expected_users: int = DEFAULT_EXPECTED_USERS,
 ) -> Path:
     """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
     prefix = Path(prefix).resolve()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    site = render_site(site_values(ports, listen, server_name, static_root, str(prefix / "access.log")))
+    site = render_site(site_values(ports, listen, server_name, static_root, str(prefix / "access.log")), tls)
     # As root, the workers would run as "nobody"; run them as the invoking user instead so they
     # can read the checkout and the temp dirs this script created.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -139,8 +184,20 @@ def main(argv=None) -> int:
         default=int(os.environ.get("NGINX_EXPECTED_USERS", DEFAULT_EXPECTED_USERS)),
         help="size worker_connections and worker_rlimit_nofile for this many concurrent users",
     )
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (fullchain.pem)")
+    parser.add_argument("--tls-key", help="... and this key; plain HTTP then redirects to HTTPS")
+    parser.add_argument("--http-listen", default="80", help="with TLS: where the redirect listens")
+    parser.add_argument("--acme-root", default="/var/www/letsencrypt", help="certbot --webroot path")
     args = parser.parse_args(argv)
     ports = parse_ports(args.ports)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            parser.error("--tls-cert and --tls-key go together")
+        tls = {"cert": args.tls_cert, "key": args.tls_key, "http_listen": args.http_listen}
+        tls["acme_root"] = args.acme_root
+        if args.listen == "80":
+            args.listen = "443 ssl"
     if args.standalone:
         print(
             write_standalone(
@@ -149,12 +206,13 @@ def main(argv=None) -> int:
                 args.listen,
                 args.server_name,
                 args.static_root,
+                tls,
                 expected_users=args.expected_users,
             )
         )
         return 0
     values = site_values(ports, args.listen, args.server_name, args.static_root, args.access_log)
-    sys.stdout.write(render_site(values))
+    sys.stdout.write(render_site(values, tls))
     return 0
 
 

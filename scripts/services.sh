@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts/stops a local Postgres 15 cluster and Redis under var/ and writes var/services.env.
-# Usage: scripts/services.sh start|stop|status
+# Usage: scripts/services.sh start|stop|status|app-port
 # Ports default to a value derived from this checkout's path so that several checkouts
 # on one machine never collide; override with QUIZAPP_PG_PORT / QUIZAPP_REDIS_PORT.
 set -euo pipefail
@@ -12,37 +12,63 @@ PG_PORT="${QUIZAPP_PG_PORT:-$((55100 + offset))}"
 REDIS_PORT="${QUIZAPP_REDIS_PORT:-$((56100 + offset))}"
 PG_BIN="${QUIZAPP_PG_BIN:-$(dirname "$(command -v pg_ctl || echo /usr/local/bin/pg_ctl)")}"
 REDIS_DIR="$VAR/redis"
-PG_LOG="$VAR/postgres.log"
+CHECKOUT_ID="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+# Redis: AOF fsynced every second (sessions survive a restart) and a memory cap that evicts only
+# keys with an expiry (sessions, limits, caches), never the AI budget or job bookkeeping.
+REDIS_MAXMEMORY="${QUIZAPP_REDIS_MAXMEMORY:-256mb}"
 
 as_pg_user() {
   # initdb refuses root: run the cluster as the 'postgres' OS user when we are root.
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the postgres user may not be able to enter the current directory (a 0700 checkout).
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
-pg_data_dir() {
-  local d="$VAR/pgdata"
-  if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$VAR"; then
-    # The checkout is not traversable by the postgres user (e.g. under /root): keep the
-    # cluster in a per-checkout directory it can reach, linked from var/pgdata.
-    local real="/var/tmp/quizapp-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+pg_home() {
+  # Where the cluster's data dir, log and socket live: var/ when the user running Postgres can
+  # reach it, else (root with a checkout under /root or in a 0700 mktemp -d) a per-checkout dir
+  # under /var/tmp owned by postgres, linked from var/pg so `ls var/` still finds it.
+  if [ "$(id -u)" -eq 0 ] && ! (cd / && runuser -u postgres -- test -x "$VAR"); then
+    local real="/var/tmp/quizapp-pg-$CHECKOUT_ID"
     mkdir -p "$real" && chown postgres "$real" && chmod 700 "$real"
-    ln -sfn "$real" "$d"
+    ln -sfn "$real" "$VAR/pg"
     echo "$real"
   else
-    mkdir -p "$d"
-    [ "$(id -u)" -eq 0 ] && chown postgres "$d"
-    chmod 700 "$d"
-    echo "$d"
+    mkdir -p "$VAR/pg"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$VAR/pg"
+    chmod 700 "$VAR/pg"
+    echo "$VAR/pg"
   fi
 }
 
+pg_socket_dir() {
+  # Unix socket paths are limited to 107 bytes: a deep checkout gets a short dir under /var/tmp.
+  local home="$1"
+  if [ "${#home}" -le 80 ]; then echo "$home"; return; fi
+  local short="/var/tmp/quizapp-pgsock-$CHECKOUT_ID"
+  mkdir -p "$short"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$short"
+  chmod 755 "$short"
+  echo "$short"
+}
+
 start_postgres() {
-  local data; data="$(pg_data_dir)"
+  local home data log sock
+  home="$(pg_home)"
+  if [ -f "$VAR/pgdata/PG_VERSION" ] && [ ! -e "$home/data" ]; then
+    # A cluster made by an earlier version of this script: keep using it where it is.
+    data="$(readlink -f "$VAR/pgdata")"
+  else
+    data="$home/data"
+  fi
+  log="$home/postgres.log"
+  sock="$(pg_socket_dir "$home")"
   if [ ! -f "$data/PG_VERSION" ]; then
+    as_pg_user mkdir -p "$data"
+    as_pg_user chmod 700 "$data"
     as_pg_user "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-locale >/dev/null
     cat >> "$data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
+unix_socket_directories = '$sock'
 max_connections = 400
 shared_buffers = 256MB
 fsync = on
@@ -50,9 +76,14 @@ synchronous_commit = on
 log_min_messages = warning
 CONF
   fi
-  touch "$PG_LOG"; [ "$(id -u)" -eq 0 ] && chown postgres "$PG_LOG"
+  as_pg_user touch "$log"
   if ! as_pg_user "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    as_pg_user "$PG_BIN/pg_ctl" -D "$data" -l "$PG_LOG" -o "-p $PG_PORT" -w -t 60 start >/dev/null
+    if ! as_pg_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -o "-p $PG_PORT -k $sock" -w -t 60 \
+      start >/dev/null; then
+      echo "postgres did not start; its log ($log):" >&2
+      tail -n 20 "$log" >&2 || true
+      return 1
+    fi
   fi
   for db in quizapp quizapp_test; do
     psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
@@ -60,6 +91,8 @@ CONF
       psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE $db" >/dev/null
   done
   echo "$data" > "$VAR/pgdata.path"
+  echo "$log" > "$VAR/pglog.path"
+  echo "$sock" > "$VAR/pgsocket.path"
 }
 
 stop_postgres() {
@@ -70,6 +103,10 @@ stop_postgres() {
   fi
 }
 
+# One definition, also used by tests/test_redis_persistence.py (`services.sh redis-flags`).
+REDIS_PERSISTENCE=(--save "" --appendonly yes --appendfsync everysec
+  --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy volatile-lru)
+
 start_redis() {
   mkdir -p "$REDIS_DIR"
   if [ -f "$REDIS_DIR/redis.pid" ] && kill -0 "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null; then
@@ -77,7 +114,7 @@ start_redis() {
   fi
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" \
-    --save '' --appendonly no --maxclients 10000 --tcp-backlog 511
+    "${REDIS_PERSISTENCE[@]}" --maxclients 10000 --tcp-backlog 511
   for _ in $(seq 50); do
     redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -106,7 +143,8 @@ write_env() {
       echo "TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/quizapp_test"
       echo "QUIZAPP_PGDATA=$(cat "$VAR/pgdata.path")"
       echo "QUIZAPP_PG_PORT=$PG_PORT"
-      echo "QUIZAPP_PG_LOG=$PG_LOG"
+      echo "QUIZAPP_PG_LOG=$(cat "$VAR/pglog.path")"
+      echo "QUIZAPP_PG_SOCKET_DIR=$(cat "$VAR/pgsocket.path")"
     fi
     if [ -z "${REDIS_URL:-}" ]; then
       echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
@@ -129,5 +167,14 @@ case "${1:-}" in
   status)
     cat "$VAR/services.env" 2>/dev/null || echo "not started"
     ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  redis-flags)
+    printf '%q ' "${REDIS_PERSISTENCE[@]}"; echo
+    ;;
+  app-port)
+    # make run: the first free port from 8000 + the checkout's offset, so checkouts never collide.
+    port=$((8000 + offset))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    echo "$port"
+    ;;
+  *) echo "usage: $0 start|stop|status|app-port" >&2; exit 2 ;;
 esac

@@ -66,7 +66,12 @@ def test_pool_min_above_max_is_refused(tmp_path):
 
 
 def test_production_refuses_the_offline_payment_provider(tmp_path):
-    env = {**BASE, "QUIZAPP_ENV": "production", "SECRET_KEY": "x" * 32, "QUIZAPP_VAR_DIR": str(tmp_path)}
+    env = {
+        **BASE,
+        "QUIZAPP_ENV": "production",
+        "SECRET_KEY": "0123456789abcdef" * 2,
+        "QUIZAPP_VAR_DIR": str(tmp_path),
+    }
     with pytest.raises(ConfigError, match="PAYMENT_PROVIDER"):
         Config.from_env(env)
     with pytest.raises(ConfigError, match="STRIPE_SECRET_KEY"):

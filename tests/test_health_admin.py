@@ -51,7 +51,9 @@ def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client)
     client.get("/no/such/page")
     assert worker_counters(app).window["4xx"] == 2
     token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
-    response = client.post("/admin/health/actions", data={"action": "reset_errors", "csrf_token": token})
+    response = client.post(
+        "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"}
+    )
     assert response.status_code == 302 and "done=reset_errors" in response.headers["Location"]
     assert worker_counters(app).window["4xx"] == 0
     assert redis_client.hget(heartbeat.ACTIONS_KEY, "reset_errors") == b"1"
@@ -78,7 +80,9 @@ def test_other_workers_apply_an_action_once_on_their_heartbeat(make_app):
     client = admin_app.test_client()
     _login(client)
     token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
-    client.post("/admin/health/actions", data={"action": "reset_errors", "csrf_token": token})
+    client.post(
+        "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"}
+    )
     assert worker_counters(other).window["4xx"] == 1  # not yet: its heartbeat has not run
     figures = heartbeat.beat_once(other)
     assert worker_counters(other).window["4xx"] == 0
@@ -92,7 +96,7 @@ def test_every_action_is_audited_and_applied_here_at_once(app, client, pg_conn, 
     _login(client)
     for action in ("reset_ai_queue", "close_breakers", "reset_errors"):
         token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
-        client.post("/admin/health/actions", data={"action": action, "csrf_token": token})
+        client.post("/admin/health/actions", data={"action": action, "csrf_token": token, "confirm": "yes"})
     state = heartbeat.heartbeat_state(app)
     assert state.applied == {
         "reset_ai_queue": 1,

@@ -58,7 +58,7 @@ def test_errors_breaker_and_fallback_add_up_to_an_unhealthy_cluster():
         http={"errors": {"requests": 100, "4xx": 3, "5xx": 10, "since": 0}},
     )
     report = aggregate.score_cluster([sick], OK, queue_max=500)
-    assert report["score"] == 100 - 40 - 25 - 20
+    assert report["score"] == max(0, 100 - 40 - 40 - 20)  # 5xx, breaker open everywhere, limiter
     assert report["status"] == "unhealthy"
     assert len(report["alerts"]) == 3
 

@@ -51,7 +51,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         done = admin.post(
             url + "/admin/health/actions",
-            data={"action": "reset_errors", "csrf_token": token},
+            data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"},
             timeout=10,
         )
         assert done.status_code == 200 and "Done: Reset error counters" in done.text

@@ -42,7 +42,7 @@ def test_legal_pages_show_the_operator_and_are_linked_from_every_footer(app, cli
 def test_production_needs_the_operator_details(tmp_path):
     env = {
         "QUIZAPP_ENV": "production",
-        "SECRET_KEY": "x" * 32,
+        "SECRET_KEY": "0123456789abcdef" * 2,  # production refuses repetitive keys
         "DATABASE_URL": "postgresql://x@127.0.0.1/x",
         "REDIS_URL": "redis://127.0.0.1",
         "PAYMENT_PROVIDER": "stripe",

@@ -24,6 +24,13 @@ ACTIONS = {
 }
 
 
+def action_label(action: str) -> str:
+    """The label of a known action; unknown ones are a 404."""
+    if action not in ACTIONS:
+        raise NotFound("No such admin action.")
+    return ACTIONS[action]
+
+
 def health_page() -> dict:
     """The cluster report plus the latest audited admin actions and the money/mail figures."""
     report = aggregate.detailed_health()

@@ -1,4 +1,4 @@
-"""Admin pages: the cluster health page (self-refreshing) and its cluster-wide actions."""
+"""Admin pages: the cluster health page (self-refreshing) and its confirmed cluster-wide actions."""
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
@@ -9,6 +9,12 @@ from .auth import admin_required
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+@bp.get("/")
+@admin_required
+def index():
+    return redirect(url_for("admin.health"))
+
+
 @bp.get("/health")
 @admin_required
 def health():
@@ -16,10 +22,21 @@ def health():
     return render_template("admin/health.html", done=request.args.get("done"), **page)
 
 
+@bp.get("/health/confirm")
+@admin_required
+def confirm_action():
+    action = request.args.get("action", "")
+    return render_template("admin/confirm.html", action=action, label=service.action_label(action))
+
+
 @bp.post("/health/actions")
 @admin_required
 def health_action():
     action = request.form.get("action", "")
+    if request.form.get("confirm") != "yes":
+        # Every action is confirmed on its own page first: a stray click changes nothing.
+        service.action_label(action)
+        return redirect(url_for("admin.confirm_action", action=action), code=303)
     actor = session.get("admin_user") or "admin"
     service.run_cluster_action(action, actor, request.remote_addr)
     return redirect(url_for("admin.health", done=action))

@@ -90,8 +90,17 @@ if user then redis.call('ZREM', user, ARGV[1]) end
 redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[4], 'fallbacks', 1) end
 local enqueued = tonumber(redis.call('HGET', KEYS[1], 'enqueued_at') or now)
-redis.call('LPUSH', KEYS[5], now - enqueued)
+local wait = now - enqueued
+redis.call('LPUSH', KEYS[5], wait)
 redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[8]) - 1)
+-- The wait histogram for /metrics (quizapp.metrics.AI_WAIT_BUCKETS_MS): one bucket, sum, count.
+local bucket = 'inf'
+for _, le in ipairs({500, 1000, 2000, 5000, 10000, 20000, 30000, 60000, 120000}) do
+  if wait <= le then bucket = tostring(le) break end
+end
+redis.call('HINCRBY', KEYS[4], 'wait_bucket:' .. bucket, 1)
+redis.call('HINCRBY', KEYS[4], 'wait_sum_ms', wait)
+redis.call('HINCRBY', KEYS[4], 'wait_count', 1)
 return 1
 """
 )

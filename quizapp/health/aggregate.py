@@ -10,7 +10,9 @@ import gevent
 from flask import current_app
 
 from .. import metrics
-from . import heartbeat, service
+from ..ai import service as ai_service
+from . import alerts, heartbeat, service
+from . import checks as builtin_checks  # noqa: F401 - importing registers the built-in checks
 
 log = logging.getLogger(__name__)
 
@@ -18,121 +20,42 @@ ALERT_BELOW = 70
 CACHE_KEY = "health:detailed:cache"
 CACHE_LOCK_KEY = "health:detailed:lock"
 CACHE_MS = 1000
-POOL_SATURATED_AT = 0.9
-RSS_HIGH_BYTES = 768 * 1024 * 1024
 
 
-def _finding(penalty: int, problem: str, recommendation: str) -> dict:
-    return {"penalty": penalty, "problem": problem, "recommendation": recommendation}
+def score_cluster(
+    workers: list[dict],
+    checks: dict,
+    queue_max: int,
+    cluster: dict | None = None,
+    app=None,
+) -> dict:
+    """Score 0-100 from every registered check (quizapp/health/checks.py and plug-ins).
 
-
-def _pool_findings(workers: list[dict]) -> list[dict]:
-    saturated = [
-        w["worker"]
-        for w in workers
-        if w.get("pool")
-        and (w["pool"]["waiting"] > 0 or w["pool"]["in_use"] >= POOL_SATURATED_AT * w["pool"]["max"])
-    ]
-    if not saturated:
-        return []
-    return [
-        _finding(
-            30 if len(saturated) * 2 >= len(workers) else 15,
-            f"pool saturated on {len(saturated)} of {len(workers)} workers",
-            "pool saturated: raise DB_POOL_MAX or add PgBouncer",
-        )
-    ]
-
-
-def _error_findings(workers: list[dict]) -> list[dict]:
-    requests = sum(w["http"]["errors"]["requests"] for w in workers)
-    server_errors = sum(w["http"]["errors"]["5xx"] for w in workers)
-    if requests < 20 or server_errors == 0:
-        return []
-    ratio = server_errors / requests
-    if ratio >= 0.05:
-        penalty = 40
-    elif ratio >= 0.01:
-        penalty = 15
+    Pure unless `app` is given (then checks may probe Redis, Postgres...). The status is healthy
+    only while no warning or critical alert holds and the score is at least ALERT_BELOW."""
+    ctx = alerts.HealthContext(
+        workers=workers,
+        checks=checks,
+        config={"AI_QUEUE_MAX": queue_max, **(app.config if app is not None else {})},
+        cluster=dict(cluster or {}),
+        app=app,
+    )
+    found = alerts.evaluate(ctx)
+    score = max(0, 100 - sum(a.penalty for a in found))
+    alerting = [a for a in found if a.alertable]
+    if score >= ALERT_BELOW and not alerting:
+        status = "healthy"
     else:
-        return []
-    return [
-        _finding(
-            penalty,
-            f"{server_errors} of {requests} responses were 5xx ({ratio:.1%})",
-            "5xx errors: read the error log by request id; reset the counters once fixed",
-        )
-    ]
-
-
-def _ai_findings(workers: list[dict], queue_max: int) -> list[dict]:
-    findings = []
-    open_workers = [w for w in workers if w.get("breaker") == "OPEN"]
-    if open_workers:
-        findings.append(
-            _finding(
-                25,
-                f"AI circuit breaker open on {len(open_workers)} workers",
-                "AI breaker open: the upstream API is failing, results get the algorithmic "
-                "analysis; check the AI provider, then force-close the breakers",
-            )
-        )
-    queue = max((w.get("ai", {}).get("queue_length") or 0 for w in workers), default=0)
-    if queue >= 0.8 * queue_max:
-        findings.append(
-            _finding(
-                20,
-                f"AI queue at {queue} of {queue_max}",
-                "AI queue near full: raise AI_RPM if the provider allows it, or reset the queue",
-            )
-        )
-    return findings
-
-
-def _process_findings(workers: list[dict]) -> list[dict]:
-    findings = []
-    fallback = [w for w in workers if w.get("limiter", {}).get("fallback")]
-    if fallback:
-        findings.append(
-            _finding(
-                20,
-                f"rate limiter on in-memory fallback on {len(fallback)} workers",
-                "limiter fallback: Redis is unreachable for the limiter; limits are per worker",
-            )
-        )
-    heavy = [w for w in workers if w.get("rss_bytes", 0) >= RSS_HIGH_BYTES]
-    if heavy:
-        findings.append(
-            _finding(
-                10,
-                f"{len(heavy)} workers above {RSS_HIGH_BYTES // 2**20} MiB resident",
-                "memory high: lower GUNICORN_MAX_REQUESTS so workers recycle sooner",
-            )
-        )
-    return findings
-
-
-def score_cluster(workers: list[dict], checks: dict, queue_max: int) -> dict:
-    """Score 0-100 from the heartbeats and dependency checks; pure, no I/O."""
-    findings = []
-    if not workers:
-        findings.append(_finding(100, "no worker heartbeats", "no live workers: start the instances"))
-    for name, result in sorted(checks.items()):
-        if result != "ok":
-            findings.append(_finding(60, f"{name} check failed: {result}", f"{name} down: restore {name}"))
-    if workers:
-        findings += _pool_findings(workers)
-        findings += _error_findings(workers)
-        findings += _ai_findings(workers, queue_max)
-        findings += _process_findings(workers)
-    score = max(0, 100 - sum(f["penalty"] for f in findings))
-    status = "healthy" if score >= ALERT_BELOW else ("degraded" if score >= 40 else "unhealthy")
+        status = "degraded" if score >= 40 else "unhealthy"
     return {
         "score": score,
         "status": status,
-        "alerts": [f["problem"] for f in findings] if score < ALERT_BELOW else [],
-        "findings": [f["problem"] for f in findings],
-        "recommendations": [f["recommendation"] for f in findings],
+        "alerts": [a.message for a in alerting]
+        or ([a.message for a in found] if score < ALERT_BELOW else []),
+        "alert_details": [a.as_dict() for a in found],
+        "findings": [a.message for a in found],
+        "recommendations": [a.recommendation for a in found],
+        "cluster": ctx.cluster,
     }
 
 
@@ -150,7 +73,7 @@ def build_report() -> dict:
     app = current_app
     workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
     _, checks = service.readiness()
-    report = score_cluster(workers, checks, app.config["AI_QUEUE_MAX"])
+    report = score_cluster(workers, checks, app.config["AI_QUEUE_MAX"], app=app._get_current_object())
     report.update(
         generated_at=time.time(),
         checks=checks,
@@ -185,6 +108,8 @@ def forget_cached_report() -> None:
 
 
 def prometheus_text() -> bytes:
+    """Per-worker figures from the heartbeats; cluster-wide ones read once here."""
     app = current_app
     workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
-    return metrics.render_prometheus(workers)
+    cluster = {"ai": ai_service.metrics_snapshot(), "health": detailed_health()}
+    return metrics.render_prometheus(workers, cluster)

@@ -1,0 +1,239 @@
+"""The built-in health checks; thresholds are documented in README (Operations: health alerts)."""
+
+from __future__ import annotations
+
+from .alerts import CRITICAL, INFO, WARNING, Alert, HealthContext, register_check
+
+POOL_SATURATED_AT = 0.9  # in use / max, or anyone waiting
+ERRORS_WARN, ERRORS_CRIT = 0.01, 0.05  # 5xx share of the responses since the last reset
+ERRORS_MIN_REQUESTS = 20
+AI_QUEUE_WARN = 0.8  # of AI_QUEUE_MAX
+RSS_HIGH_BYTES = 768 * 1024 * 1024
+REDIS_MEMORY_WARN, REDIS_MEMORY_CRIT = 0.90, 0.97  # used_memory / maxmemory
+
+
+@register_check
+def no_workers(ctx: HealthContext):
+    if not ctx.workers:
+        return Alert(
+            "no_workers", CRITICAL, "no worker heartbeats", "no live workers: start the instances", 100
+        )
+    return None
+
+
+@register_check
+def dependencies(ctx: HealthContext):
+    return [
+        Alert(f"{name}_down", CRITICAL, f"{name} check failed: {result}", f"{name} down: restore {name}", 60)
+        for name, result in sorted(ctx.checks.items())
+        if result != "ok"
+    ]
+
+
+@register_check
+def pool_saturation(ctx: HealthContext):
+    workers = ctx.workers
+    saturated = [
+        w
+        for w in workers
+        if w.get("pool")
+        and (w["pool"]["waiting"] > 0 or w["pool"]["in_use"] >= POOL_SATURATED_AT * w["pool"]["max"])
+    ]
+    if not saturated:
+        return None
+    most = len(saturated) * 2 >= len(workers)
+    return Alert(
+        "db_pool_saturated",
+        WARNING if most else INFO,
+        f"pool saturated on {len(saturated)} of {len(workers)} workers",
+        "pool saturated: raise DB_POOL_MAX or add PgBouncer",
+        30 if most else 15,
+    )
+
+
+@register_check
+def server_errors(ctx: HealthContext):
+    requests = sum(w["http"]["errors"]["requests"] for w in ctx.workers)
+    errors = sum(w["http"]["errors"]["5xx"] for w in ctx.workers)
+    if requests < ERRORS_MIN_REQUESTS or errors == 0 or errors / requests < ERRORS_WARN:
+        return None
+    ratio = errors / requests
+    return Alert(
+        "http_5xx",
+        CRITICAL if ratio >= ERRORS_CRIT else WARNING,
+        f"{errors} of {requests} responses were 5xx ({ratio:.1%})",
+        "5xx errors: read the error log by request id; reset the counters once fixed",
+        40 if ratio >= ERRORS_CRIT else 15,
+    )
+
+
+@register_check
+def ai_breaker(ctx: HealthContext):
+    """The breaker lives in Redis: open on every worker means no AI analysis for anyone."""
+    workers = ctx.workers
+    opened = [w for w in workers if w.get("breaker") == "OPEN"]
+    if not opened:
+        return None
+    if len(opened) == len(workers):
+        return Alert(
+            "ai_breaker_open",
+            CRITICAL,
+            f"AI circuit breaker open on every worker ({len(opened)}): no AI analysis is being made",
+            "AI breaker open: the AI provider is failing (check its status and OPENAI_API_KEY); results "
+            "get the algorithmic analysis; force-close the breakers once it answers again",
+            40,
+        )
+    return Alert(
+        "ai_breaker_open_partly",
+        INFO,
+        f"AI circuit breaker open on {len(opened)} of {len(workers)} workers",
+        "AI breaker opening or closing: watch whether it reaches every worker",
+        10,
+    )
+
+
+@register_check
+def ai_queue(ctx: HealthContext):
+    queue_max = ctx.config.get("AI_QUEUE_MAX", 500)
+    queue = max(((w.get("ai") or {}).get("queue_length") or 0 for w in ctx.workers), default=0)
+    if queue < AI_QUEUE_WARN * queue_max:
+        return None
+    return Alert(
+        "ai_queue_full",
+        WARNING,
+        f"AI queue at {queue} of {queue_max}",
+        "AI queue near full: raise AI_RPM if the provider allows it, or reset the queue",
+        20,
+    )
+
+
+@register_check
+def limiter_fallback(ctx: HealthContext):
+    fallback = [w for w in ctx.workers if (w.get("limiter") or {}).get("fallback")]
+    if not fallback:
+        return None
+    return Alert(
+        "limiter_fallback",
+        WARNING,
+        f"rate limiter on its in-memory fallback on {len(fallback)} of {len(ctx.workers)} workers",
+        "limiter fallback: Redis is unreachable for the limiter, so limits hold per worker only; "
+        "restore Redis (the limiter returns to it by itself)",
+        20,
+    )
+
+
+@register_check
+def worker_memory(ctx: HealthContext):
+    heavy = [w for w in ctx.workers if w.get("rss_bytes", 0) >= RSS_HIGH_BYTES]
+    if not heavy:
+        return None
+    return Alert(
+        "worker_memory_high",
+        INFO,
+        f"{len(heavy)} workers above {RSS_HIGH_BYTES // 2**20} MiB resident",
+        "memory high: lower GUNICORN_MAX_REQUESTS so workers recycle sooner",
+        10,
+    )
+
+
+def read_redis_memory(client) -> dict:
+    info = client.info("memory")
+    return {
+        "used": int(info.get("used_memory", 0)),
+        "max": int(info.get("maxmemory", 0)),
+        "policy": str(info.get("maxmemory_policy", "")),
+    }
+
+
+@register_check
+def redis_memory(ctx: HealthContext):
+    memory = ctx.probe("redis_memory", lambda: read_redis_memory(ctx.app.extensions["redis"]))
+    if not memory:
+        return None
+    if not memory["max"]:
+        return Alert(
+            "redis_no_maxmemory",
+            INFO,
+            "Redis runs without maxmemory",
+            "Redis unbounded: set maxmemory and maxmemory-policy volatile-lru (docs/deploy.md)",
+            0,
+        )
+    share = memory["used"] / memory["max"]
+    if share < REDIS_MEMORY_WARN:
+        return None
+    return Alert(
+        "redis_memory_high",
+        CRITICAL if share >= REDIS_MEMORY_CRIT else WARNING,
+        f"Redis memory at {share:.0%} of maxmemory "
+        f"({memory['used'] // 2**20} of {memory['max'] // 2**20} MiB)",
+        "Redis near its cap: sessions and limits are being evicted (volatile-lru); raise maxmemory "
+        "or find what grows (redis-cli --bigkeys)",
+        40 if share >= REDIS_MEMORY_CRIT else 20,
+    )
+
+
+MAIL_BACKLOG_PENALTY, MAIL_DEAD_PENALTY = 20, 10
+
+
+@register_check
+def mail_outbox(ctx: HealthContext):
+    """Mail due for over 5 minutes (mailer stopped or SMTP down) and dead letters (money-mail)."""
+    from ..mail import service as mail_service  # the mail feature's own figures
+
+    figures = ctx.probe("mail", mail_service.outbox_figures)
+    if not figures:
+        return None
+    found = []
+    if figures.get("backlog"):
+        found.append(
+            Alert(
+                "mail_backlog",
+                WARNING,
+                f"mail backlog: {figures['backlog']} mails due for over 5 minutes",
+                "mail backlog: is quizapp-mailer.service running? check SMTP_URL and its log",
+                MAIL_BACKLOG_PENALTY,
+            )
+        )
+    if figures.get("dead"):
+        found.append(
+            Alert(
+                "mail_dead_letters",
+                WARNING,
+                f"{figures['dead']} mails are dead letters: SMTP failed on every attempt",
+                "dead letters: fix the cause in the mailer log, then requeue or cancel them",
+                MAIL_DEAD_PENALTY,
+            )
+        )
+    return found
+
+
+@register_check
+def payment_problems(ctx: HealthContext):
+    """Webhooks that did not match their checkout (24 h) and payments waiting for a refund."""
+    from ..payments import service as payments_service
+
+    figures = ctx.probe("payments", payments_service.payment_figures)
+    if not figures:
+        return None
+    found = []
+    if figures.get("mismatches_24h"):
+        found.append(
+            Alert(
+                "payment_mismatch",
+                WARNING,
+                f"{figures['mismatches_24h']} payment webhooks did not match their checkout (24 h)",
+                "payment mismatch: compare the audit log with the Stripe dashboard",
+                20,
+            )
+        )
+    if figures.get("refunds_pending"):
+        found.append(
+            Alert(
+                "refunds_pending",
+                WARNING,
+                f"{figures['refunds_pending']} second payments wait for a refund",
+                "refunds pending: refund them from the admin payments page",
+                10,
+            )
+        )
+    return found
