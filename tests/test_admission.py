@@ -119,3 +119,16 @@ def test_admin_changes_capacity_live_audited(small_app, pg_conn, redis_client):
     with pg_conn.cursor() as cur:
         cur.execute("SELECT actor, action, detail->>'capacity', detail->>'previous' FROM audit_log")
         assert cur.fetchall() == [("ops-admin", "admission.capacity", "7", "2")]
+
+
+def test_shedding_load_raises_a_health_alert(small_app, redis_client):
+    from quizapp.admission import admission_shedding_load
+    from quizapp.health.alerts import INFO, HealthContext
+
+    ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
+    assert admission_shedding_load(ctx) is None
+    for _ in range(3):
+        small_app.test_client().get("/")
+    ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
+    alert = admission_shedding_load(ctx)
+    assert alert.severity == INFO and "1 visitors in the waiting room" in alert.message

@@ -29,9 +29,37 @@ __all__ = ["init_app", "begin_request", "finish_response", "end_request", "admis
 def init_app(app) -> None:
     app.extensions["admission_gate"] = InFlightGate(app.config["ADMISSION_MAX_IN_FLIGHT"])
     app.extensions["admission_store"] = WaitingRoomStore(app.extensions["redis"])
+    from ..health import alerts
     from .views import bp
 
     app.register_blueprint(bp)
+    alerts.register_check(admission_shedding_load)
+
+
+LONG_WAIT_SECONDS = 300
+
+
+def admission_shedding_load(ctx):
+    """Health alert: new visitors are waiting (info), or have waited over 5 minutes (warning)."""
+    from ..health.alerts import INFO, WARNING, Alert
+
+    def read():
+        return service.store(ctx.app).snapshot(
+            now_ms=int(time.time() * 1000), visit_ms=ctx.config["ADMISSION_VISIT_SECONDS"] * 1000
+        )
+
+    figures = ctx.probe("admission", read)
+    if not figures or not figures["queue_length"]:
+        return None
+    long_wait = figures["oldest_wait_s"] >= LONG_WAIT_SECONDS
+    return Alert(
+        "admission_shedding_load",
+        WARNING if long_wait else INFO,
+        f"admission shedding load: {figures['queue_length']} visitors in the waiting room, "
+        f"oldest waiting {figures['oldest_wait_s']:.0f} s",
+        "at capacity: raise the capacity on /admin/health if the pages stay fast, or add instances",
+        penalty=15 if long_wait else 5,
+    )
 
 
 def begin_request():
