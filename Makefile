@@ -10,7 +10,7 @@ APP_HOST ?= 127.0.0.1
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;
 
-.PHONY: help run test stop venv sysdeps services migrate lint clean-var prune deploy-check
+.PHONY: help run test test-pgbouncer stop venv sysdeps services migrate lint clean-var prune deploy-check
 
 help: ## this list
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort -u | \
@@ -47,7 +47,17 @@ test: venv services ## the whole suite against real services (PYTEST_ARGS="tests
 	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
 		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
 		$(PY) -m quizapp.migrate && \
-		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS)
+		$(PY) -m gevent.monkey --module pytest $(PYTEST_ARGS) && \
+		if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory test-pgbouncer; fi
+
+# Suite job (issue 15): the quiz, payment and AI tests again, every app and gunicorn going
+# through PgBouncer in transaction pooling mode (make test runs it after the full suite).
+PGBOUNCER_TESTS ?= tests/test_quiz_flow.py tests/test_payments_webhook.py tests/test_ai_service.py
+test-pgbouncer: venv services ## the quiz, payment and AI tests again through PgBouncer
+	@$(WITH_ENV) export DATABASE_URL=$${TEST_DATABASE_URL:-$$DATABASE_URL} \
+		REDIS_URL=$${TEST_REDIS_URL:-$$REDIS_URL} QUIZAPP_ENV=test; \
+		echo "suite job: $(PGBOUNCER_TESTS) through PgBouncer"; \
+		$(PY) -m gevent.monkey --module pytest -q --through-pgbouncer $(PGBOUNCER_TESTS)
 
 stop: ## stop gunicorn and the mailer from make run, and the local services
 	@if [ -f var/mailer.pid ] && kill -0 $$(cat var/mailer.pid) 2>/dev/null; then \

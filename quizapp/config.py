@@ -290,6 +290,20 @@ class Config:
     HEARTBEAT_SECONDS: float = 2.0
     INSTANCE_NAME: str = field(default_factory=lambda: os.uname().nodename)
 
+    # Scale-out (issue 15): Postgres TLS, Redis Sentinel and TLS; read by _scaleout_settings.
+    DATABASE_SSLMODE: str = ""
+    DATABASE_SSLROOTCERT: str = ""
+    DATABASE_SSLCERT: str = ""
+    DATABASE_SSLKEY: str = ""
+    REDIS_SENTINELS: str = ""
+    REDIS_SENTINEL_SERVICE: str = "quizapp"
+    REDIS_SENTINEL_PASSWORD: str = ""
+    REDIS_TLS_CA: str = ""
+    REDIS_TLS_CERT: str = ""
+    REDIS_TLS_KEY: str = ""
+    REDIS_WAIT_REPLICAS: int = 0
+    REDIS_WAIT_TIMEOUT_MS: int = 200
+
     @property
     def is_production(self) -> bool:
         return self.ENV == "production"
@@ -399,6 +413,7 @@ class Config:
             HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),
             INSTANCE_NAME=env.get("INSTANCE_NAME") or os.uname().nodename,
         )
+        values.update(_scaleout_settings(env))
         if values["DB_POOL_MIN"] > values["DB_POOL_MAX"]:
             raise ConfigError("DB_POOL_MIN must not exceed DB_POOL_MAX")
         if mode == "production" and values["PAYMENT_PROVIDER"] == "test":
@@ -418,3 +433,52 @@ class Config:
     def as_flask(self) -> dict:
         """The settings under the names Flask and its extensions read."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# --- Scale-out (issue 15): kept in one block so other config changes merge cleanly. ---
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _readable_file(env, name) -> str:
+    path = env.get(name, "")
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(f"{name} names a file that does not exist or cannot be read: {path!r}")
+    return path
+
+
+def _host_ports(env, name) -> str:
+    raw = env.get(name, "").strip()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must be host:port[,host:port...], got {item!r}")
+    return raw
+
+
+def _scaleout_settings(env) -> dict:
+    """PgBouncer needs nothing here; Postgres TLS, Sentinel and Redis TLS do."""
+    values = dict(
+        DATABASE_SSLMODE=_choice(env, "DATABASE_SSLMODE", SSL_MODES, "prefer")
+        if env.get("DATABASE_SSLMODE")
+        else "",
+        DATABASE_SSLROOTCERT=_readable_file(env, "DATABASE_SSLROOTCERT"),
+        DATABASE_SSLCERT=_readable_file(env, "DATABASE_SSLCERT"),
+        DATABASE_SSLKEY=_readable_file(env, "DATABASE_SSLKEY"),
+        REDIS_SENTINELS=_host_ports(env, "REDIS_SENTINELS"),
+        REDIS_SENTINEL_SERVICE=env.get("REDIS_SENTINEL_SERVICE") or "quizapp",
+        REDIS_SENTINEL_PASSWORD=env.get("REDIS_SENTINEL_PASSWORD", ""),
+        REDIS_TLS_CA=_readable_file(env, "REDIS_TLS_CA"),
+        REDIS_TLS_CERT=_readable_file(env, "REDIS_TLS_CERT"),
+        REDIS_TLS_KEY=_readable_file(env, "REDIS_TLS_KEY"),
+        REDIS_WAIT_REPLICAS=_int(env, "REDIS_WAIT_REPLICAS", 0, minimum=0, maximum=5),
+        REDIS_WAIT_TIMEOUT_MS=_int(env, "REDIS_WAIT_TIMEOUT_MS", 200, minimum=1, maximum=10000),
+    )
+    if values["DATABASE_SSLMODE"] == "verify-full" and not values["DATABASE_SSLROOTCERT"]:
+        raise ConfigError("DATABASE_SSLROOTCERT is required when DATABASE_SSLMODE=verify-full")
+    for cert, key in (("DATABASE_SSLCERT", "DATABASE_SSLKEY"), ("REDIS_TLS_CERT", "REDIS_TLS_KEY")):
+        if bool(values[cert]) != bool(values[key]):
+            raise ConfigError(f"{cert} and {key} must be set together")
+    tls_files = values["REDIS_TLS_CA"] or values["REDIS_TLS_CERT"]
+    if tls_files and urlparse(env.get("REDIS_URL", "")).scheme != "rediss":
+        raise ConfigError("REDIS_TLS_* are set but REDIS_URL is not a rediss:// URL")
+    return values

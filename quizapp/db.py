@@ -46,6 +46,7 @@ class ConnectionPool:
         lock_timeout_ms=5000,
         idle_tx_timeout_ms=60000,
         tx_retries=3,
+        connect_kwargs=None,
     ):
         self.dsn = dsn
         self.tx_retries = tx_retries
@@ -53,11 +54,14 @@ class ConnectionPool:
         self.maxconn = maxconn
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.options = (
-            f"-c statement_timeout={statement_timeout_ms} "
-            f"-c lock_timeout={lock_timeout_ms} "
-            f"-c idle_in_transaction_session_timeout={idle_tx_timeout_ms}"
+        # Per transaction, not per connection: behind PgBouncer in transaction pooling mode a
+        # server connection serves many clients, so no session-level setting may be relied on.
+        self.transaction_settings = (
+            f"SET LOCAL statement_timeout = {int(statement_timeout_ms)};"
+            f" SET LOCAL lock_timeout = {int(lock_timeout_ms)};"
+            f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_tx_timeout_ms)}"
         )
+        self.connect_kwargs = dict(connect_kwargs or {})
         self._idle = collections.deque()
         self._slots = gevent.lock.BoundedSemaphore(maxconn)
         self._in_use = 0
@@ -69,10 +73,10 @@ class ConnectionPool:
         conn = psycopg2.connect(
             self.dsn,
             connect_timeout=self.connect_timeout,
-            options=self.options,
             application_name="quizapp",
             keepalives=1,
             keepalives_idle=30,
+            **self.connect_kwargs,
         )
         self._stats["opened"] += 1
         return conn
@@ -191,6 +195,7 @@ def transaction(pool: ConnectionPool | None = None, cursor_factory=psycopg2.extr
     try:
         try:
             with conn.cursor(cursor_factory=cursor_factory) as cur:
+                cur.execute(pool.transaction_settings)
                 yield cur
             committing = True
             conn.commit()
@@ -260,4 +265,16 @@ def create_pool(config) -> ConnectionPool:
         lock_timeout_ms=config["DB_LOCK_TIMEOUT_MS"],
         idle_tx_timeout_ms=config["DB_IDLE_TX_TIMEOUT_MS"],
         tx_retries=config["DB_TX_RETRIES"],
+        connect_kwargs=database_tls_options(config),
     )
+
+
+def database_tls_options(config) -> dict:
+    """libpq TLS settings from DATABASE_SSL* (they override the same keys in DATABASE_URL)."""
+    names = {
+        "DATABASE_SSLMODE": "sslmode",
+        "DATABASE_SSLROOTCERT": "sslrootcert",
+        "DATABASE_SSLCERT": "sslcert",
+        "DATABASE_SSLKEY": "sslkey",
+    }
+    return {libpq: config[name] for name, libpq in names.items() if config.get(name)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from . import redis_conn
 from .security.csrf import DoubleSubmitCSRF
 from .sessions import REFRESHED_AT_KEY, SESSION_COOKIE_NAME, init_sessions
 
@@ -13,10 +14,4 @@ csrf = DoubleSubmitCSRF()
 
 
 def create_redis(config) -> redis.Redis:
-    return redis.Redis.from_url(
-        config["REDIS_URL"],
-        socket_timeout=config["REDIS_SOCKET_TIMEOUT"],
-        socket_connect_timeout=config["REDIS_SOCKET_TIMEOUT"],
-        health_check_interval=30,
-        max_connections=config["REDIS_MAX_CONNECTIONS"],
-    )
+    return redis_conn.create_client(config)  # plain URL, TLS or Sentinel: see redis_conn

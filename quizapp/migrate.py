@@ -25,10 +25,14 @@ def pending_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     return files
 
 
-def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply what is not yet applied; return the names applied by this call."""
+def migrate(dsn: str, directory: Path = MIGRATIONS_DIR, **connect_kwargs) -> list[str]:
+    """Apply what is not yet applied; return the names applied by this call.
+
+    `dsn` must reach Postgres itself, not PgBouncer in transaction pooling mode: the advisory
+    lock below is held by the session across many transactions.
+    """
     applied_now = []
-    conn = psycopg2.connect(dsn, application_name="quizapp-migrate", connect_timeout=10)
+    conn = psycopg2.connect(dsn, application_name="quizapp-migrate", connect_timeout=10, **connect_kwargs)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -59,12 +63,26 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied_now
 
 
+def direct_dsn(environ=os.environ) -> str:
+    """MIGRATE_DATABASE_URL (straight to Postgres, past PgBouncer) or else DATABASE_URL."""
+    return environ.get("MIGRATE_DATABASE_URL") or environ.get("DATABASE_URL") or ""
+
+
+def tls_kwargs(environ=os.environ) -> dict:
+    """libpq TLS keywords from DATABASE_SSLMODE, DATABASE_SSLROOTCERT, DATABASE_SSLCERT, DATABASE_SSLKEY."""
+    found = {}
+    for name in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if environ.get(f"DATABASE_{name.upper()}"):
+            found[name] = environ[f"DATABASE_{name.upper()}"]
+    return found
+
+
 def main() -> int:
-    dsn = os.environ.get("DATABASE_URL")
+    dsn = direct_dsn()
     if not dsn:
-        print("DATABASE_URL is required to migrate", file=sys.stderr)
+        print("MIGRATE_DATABASE_URL or DATABASE_URL is required to migrate", file=sys.stderr)
         return 2
-    applied = migrate(dsn)
+    applied = migrate(dsn, **tls_kwargs())
     print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
     return 0
 

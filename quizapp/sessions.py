@@ -12,6 +12,7 @@ import redis
 from flask import current_app, g, request, session
 from flask_session.redis import RedisSession, RedisSessionInterface
 
+from . import redis_conn
 from .errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,15 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
                 return False
         session[REFRESHED_AT_KEY] = int(time.time())  # marks it modified: the cookie is renewed too
         return True
+
+    def _upsert_session(self, session_lifetime, session, store_id) -> None:
+        # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
+        replicas, timeout_ms = redis_conn.replicas_wanted(current_app.config)
+        value = self.serializer.encode(session)
+        ttl = int(session_lifetime.total_seconds())
+        redis_conn.set_replicated(
+            self.client, store_id, value, ex=ttl, replicas=replicas, timeout_ms=timeout_ms
+        )
 
     def save_session(self, app, session, response):
         if getattr(session, "pending", False):

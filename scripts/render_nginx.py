@@ -82,8 +82,10 @@ def parse_ports(spec: str) -> list[int]:
     return ports
 
 
-def upstream_servers(ports: list[int], host: str = "127.0.0.1") -> str:
-    return "\n    ".join(f"server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports)
+def upstream_servers(ports: list, host: str = "127.0.0.1") -> str:
+    """One server line per instance: a port on `host`, or an "address:port" on another host."""
+    addresses = [port if ":" in str(port) else f"{host}:{port}" for port in ports]
+    return "\n    ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses)
 
 
 # TLS 1.2 with forward-secret AEAD suites only (TLS 1.3 suites are not configurable here).

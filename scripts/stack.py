@@ -3,6 +3,8 @@
 
   scripts/stack.py start [--instances 4] [--base-port 8001 | --ports 8001,8002] [--port 8080]
   scripts/stack.py stop | status
+With STACK_PGBOUNCER=1 the instances reach Postgres through PgBouncer (transaction pooling); with
+STACK_REDIS_HA=1 they use a Redis primary, a replica and three Sentinels (docs/scale-out.md).
 Pids, logs and the rendered nginx.conf live in var/stack/ (or --state-dir). Without
 OPENAI_API_KEY, tests/fake_openai.py (when present) stands in for the AI provider.
 """
@@ -19,8 +21,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import render_nginx
+from pgbouncer import PgBouncer
+from redis_ha import RedisHA
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -142,6 +147,7 @@ def _start(args) -> int:
         "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", "-"),
         "STACK_APP": args.app,
     }
+    _start_shared_services(args, state, overrides)
     env = {**os.environ, **overrides}
     procs: list[tuple[str, subprocess.Popen]] = []
     if not env.get("OPENAI_API_KEY") and FAKE_OPENAI.exists():
@@ -199,11 +205,34 @@ def _start(args) -> int:
     return 0
 
 
+def _start_shared_services(args, state: Path, overrides: dict) -> None:
+    """PgBouncer and/or Redis Sentinel in front of the local Postgres and Redis, when asked for."""
+    if os.environ.get("STACK_PGBOUNCER") == "1":
+        direct = os.environ["DATABASE_URL"]
+        bouncer = PgBouncer(direct, args.pgbouncer_port, state_dir=state / "pgbouncer").start()
+        (state / "pgbouncer.pid").write_text(str(bouncer.proc.pid))
+        overrides.update(DATABASE_URL=bouncer.url(), MIGRATE_DATABASE_URL=direct)
+        print(f"stack: PgBouncer (transaction pooling) on {args.pgbouncer_port}")
+    if os.environ.get("STACK_REDIS_HA") == "1":
+        ha = RedisHA(state / "redis-ha", args.redis_ha_port).start()
+        for name, proc in ha.procs.items():
+            (state / f"{name}.pid").write_text(str(proc.pid))
+        db = urlparse(os.environ["REDIS_URL"]).path.lstrip("/") or "0"
+        overrides.update(
+            REDIS_SENTINELS=ha.sentinels,
+            REDIS_SENTINEL_SERVICE=ha.service,
+            REDIS_URL=f"redis://127.0.0.1:{ha.base_port}/{db}",
+            REDIS_WAIT_REPLICAS="1",
+        )
+        print(f"stack: Redis primary {ha.base_port}, replica {ha.base_port + 1}, Sentinels {ha.sentinels}")
+
+
 def stop(args) -> int:
     state = Path(args.state_dir).resolve()
     running = _running(state)
     # nginx first, so no request reaches an instance that is going away.
-    order = sorted(running, key=lambda name: (name != "nginx", name.startswith("fake")))
+    shared = ("fake", "pgbouncer", "redis-", "sentinel-")  # after the instances that use them
+    order = sorted(running, key=lambda name: (name != "nginx", name.startswith(shared)))
     for name in order:
         pid = running[name]
         os.kill(pid, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
@@ -254,6 +283,8 @@ def main(argv=None) -> int:
         help="size nginx's connections and open-files limit for this many concurrent users",
     )
     parser.add_argument("--app", default=env.get("STACK_APP", "wsgi:app"), help="WSGI app of the instances")
+    parser.add_argument("--pgbouncer-port", type=int, default=int(env.get("STACK_PGBOUNCER_PORT", 6432)))
+    parser.add_argument("--redis-ha-port", type=int, default=int(env.get("STACK_REDIS_HA_PORT", 26400)))
     parser.add_argument("--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack")))
     args = parser.parse_args(argv)
     actions = {"start": start, "stop": stop, "status": status, "restart-instance": restart_instance}

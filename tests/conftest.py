@@ -12,6 +12,8 @@ from psycogreen.gevent import patch_psycopg
 from quizapp import create_app
 from quizapp.config import Config
 from quizapp.migrate import migrate
+from tests.support.scaleout import PgBouncer
+from tests.support.servers import free_port
 
 patch_psycopg()
 
@@ -24,11 +26,28 @@ def _require_services():
         pytest.exit("DATABASE_URL and REDIS_URL must be set: run the suite with `make test`", 2)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--through-pgbouncer",
+        action="store_true",
+        help="point DATABASE_URL (apps and gunicorn) at a PgBouncer in transaction pooling mode",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
-def migrated_database():
+def migrated_database(request):
     _require_services()
-    migrate(DATABASE_URL)
-    yield DATABASE_URL
+    migrate(DATABASE_URL)  # straight to Postgres: the migration lock is session-level
+    if not request.config.getoption("--through-pgbouncer"):
+        yield DATABASE_URL
+        return
+    bouncer = PgBouncer(DATABASE_URL, free_port(), pool_size=10).start()
+    os.environ["DATABASE_URL"] = bouncer.url()
+    try:
+        yield DATABASE_URL
+    finally:
+        os.environ["DATABASE_URL"] = DATABASE_URL
+        bouncer.stop()
 
 
 def truncate_all(dsn: str = DATABASE_URL) -> None:

@@ -9,6 +9,8 @@ import uuid
 
 import gevent
 
+from .. import redis_conn
+
 log = logging.getLogger(__name__)
 
 WINDOW_KEY = "ai:budget:window"
@@ -75,8 +77,13 @@ class Budget:
         window_seconds: float,
         max_in_flight: int,
         lease_seconds: float,
+        replicas: int = 0,
+        wait_timeout_ms: int = 200,
     ):
         self.redis = redis_client
+        # Behind Sentinel: a start is on `replicas` replicas before the call leaves (see stamp_start).
+        self.replicas = replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.rpm = rpm
         self.window_ms = int(window_seconds * 1000) + WINDOW_GUARD_MS
         self.max_in_flight = max_in_flight
@@ -113,8 +120,20 @@ class Budget:
             gevent.sleep(min(wait, remaining, 1.0) + random.uniform(0, 0.05))
 
     def stamp_start(self, lease_id: str, metrics_key: str) -> None:
-        """The call starts now: its window entry counts from this moment (and count it)."""
-        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
+        """The call starts now: its window entry counts from this moment (and count it).
+
+        With replicas wanted, the call may only start once a replica holds this start (and the
+        slot taken before it): a failover then never forgets a call made, so never over-spends.
+        """
+        if not self.replicas:
+            self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id])
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        self._stamp(keys=[WINDOW_KEY, metrics_key], args=[lease_id], client=pipe)
+        redis_conn.wait_in_pipeline(pipe, replicas=self.replicas, timeout_ms=self.wait_timeout_ms)
+        _, acked = pipe.execute()
+        if not redis_conn.check_replicated(int(acked), replicas=self.replicas):
+            raise redis_conn.NotReplicated("the budget slot did not reach a replica in time")
 
     def release(self, lease_id: str) -> None:
         """The call ended: free its in-flight slot (its start stays counted in the window)."""

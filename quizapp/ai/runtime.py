@@ -33,6 +33,8 @@ class AIRuntime:
             window_seconds=config["AI_WINDOW_SECONDS"],
             max_in_flight=config["AI_MAX_IN_FLIGHT"],
             lease_seconds=config["AI_LEASE_SECONDS"],
+            replicas=config.get("REDIS_WAIT_REPLICAS", 0),
+            wait_timeout_ms=config.get("REDIS_WAIT_TIMEOUT_MS", 200),
         )
         self.breaker = Breaker(
             redis_client,

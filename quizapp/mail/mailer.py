@@ -20,6 +20,7 @@ import psycopg2
 import psycopg2.extras
 
 from ..config import Config, ConfigError
+from ..db import database_tls_options
 from . import repository
 from .smtp import connect, parse_smtp_url
 
@@ -66,7 +67,7 @@ class Mailer:
                 application_name="quizapp-mailer",
                 connect_timeout=self.config.DB_CONNECT_TIMEOUT,
                 cursor_factory=psycopg2.extras.RealDictCursor,
-                options=f"-c statement_timeout={self.config.DB_STATEMENT_TIMEOUT_MS}",
+                **database_tls_options(self.config.as_flask()),
             )
         return self.conn
 
@@ -95,6 +96,9 @@ class Mailer:
         conn = self._db()
         # One transaction per mail: the row stays locked (other mailers skip it) until its outcome commits.
         with conn, conn.cursor() as cur:
+            # Per transaction, not a connection option: PgBouncer (transaction mode) keeps no session state.
+            timeout_ms = str(self.config.DB_STATEMENT_TIMEOUT_MS)
+            cur.execute("SELECT set_config('statement_timeout', %(ms)s, true)", {"ms": timeout_ms})
             row = repository.claim_due(cur)
             if row is None:
                 return False

@@ -21,6 +21,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, parse_many
 
+from .. import redis_conn
 from ..errors import QuizError, render_error
 
 log = logging.getLogger(__name__)
@@ -151,14 +152,9 @@ def build_limiter(app) -> Limiter:
     checks every limit of a request together with the session read, in one round trip.
     """
     config = app.config
-    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
-    config.setdefault(
-        "RATELIMIT_STORAGE_OPTIONS",
-        {
-            "socket_timeout": config["REDIS_SOCKET_TIMEOUT"],
-            "socket_connect_timeout": config["REDIS_SOCKET_TIMEOUT"],
-        },
-    )
+    storage_uri, storage_options = redis_conn.limiter_storage(config)  # URL, TLS or Sentinel
+    config.setdefault("RATELIMIT_STORAGE_URI", storage_uri)
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", storage_options)
     config.setdefault("RATELIMIT_KEY_PREFIX", KEY_PREFIX)
     limiter = Limiter(
         key_func=get_remote_address,  # the real client address once ProxyFix has run

@@ -17,6 +17,7 @@ import redis
 from flask import current_app, g, request, session
 from limits.storage import RedisStorage
 
+from .. import redis_conn
 from .addresses import address_group
 from .limits import (
     ALWAYS,
@@ -51,7 +52,8 @@ class LimitChecker:
         if isinstance(storage, RedisStorage):
             self.storage_prefix = storage.key_prefix
             # The session lives in the same Redis as the counters: read it in the same call.
-            self.same_store = app.config["RATELIMIT_STORAGE_URI"] == app.config["REDIS_URL"]
+            # (redis_conn builds both from REDIS_URL / REDIS_SENTINELS unless the URI was overridden.)
+            self.same_store = app.config["RATELIMIT_STORAGE_URI"] == redis_conn.limiter_storage(app.config)[0]
             self.client = app.extensions["redis"] if self.same_store else storage.get_connection()
             self.script = self.client.register_script(SCRIPT)
         self.probe_at = 0.0

@@ -1,0 +1,136 @@
+"""Redis clients for the app and the limiter: one URL, TLS (rediss://), or the primary Sentinel reports."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlparse
+
+import redis
+from redis.sentinel import Sentinel
+
+log = logging.getLogger(__name__)
+
+
+class NotReplicated(redis.exceptions.RedisError):
+    """A write the caller needs to survive a failover did not reach enough replicas in time."""
+
+
+def tls_options(config, for_url: bool = False) -> dict:
+    """redis-py TLS keywords for a rediss:// REDIS_URL: CA, client certificate and key.
+
+    `for_url`: the client is built from the rediss:// URL itself, which already picks TLS.
+    """
+    if urlparse(config["REDIS_URL"]).scheme != "rediss":
+        return {}
+    options = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if not for_url:
+        options["ssl"] = True
+    if config.get("REDIS_TLS_CA"):
+        options["ssl_ca_certs"] = config["REDIS_TLS_CA"]
+    if config.get("REDIS_TLS_CERT"):
+        options["ssl_certfile"] = config["REDIS_TLS_CERT"]
+        options["ssl_keyfile"] = config["REDIS_TLS_KEY"]
+    return options
+
+
+def sentinel_addresses(config) -> list[tuple[str, int]]:
+    raw = config.get("REDIS_SENTINELS") or ""
+    addresses = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, port = item.rpartition(":")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def _url_credentials(config) -> dict:
+    """Database number and credentials from REDIS_URL (its host is unused behind Sentinel)."""
+    parsed = urlparse(config["REDIS_URL"])
+    found = {"db": int(parsed.path.lstrip("/") or 0)}
+    if parsed.username:
+        found["username"] = unquote(parsed.username)
+    if parsed.password:
+        found["password"] = unquote(parsed.password)
+    return found
+
+
+def _sentinel_options(config, timeouts: dict) -> dict:
+    """How to reach the Sentinels themselves: timeouts, TLS, and their own password if any."""
+    options = {**timeouts, **tls_options(config)}
+    if config.get("REDIS_SENTINEL_PASSWORD"):
+        options["password"] = config["REDIS_SENTINEL_PASSWORD"]
+    return options
+
+
+def create_client(config) -> redis.Redis:
+    """The client every part of the app shares: with REDIS_SENTINELS, always the current primary."""
+    timeouts = {
+        "socket_timeout": config["REDIS_SOCKET_TIMEOUT"],
+        "socket_connect_timeout": config["REDIS_SOCKET_TIMEOUT"],
+    }
+    pool_options = {"health_check_interval": 30, "max_connections": config["REDIS_MAX_CONNECTIONS"]}
+    addresses = sentinel_addresses(config)
+    if not addresses:
+        tls = tls_options(config, for_url=True)
+        return redis.Redis.from_url(config["REDIS_URL"], **timeouts, **pool_options, **tls)
+    sentinel = Sentinel(
+        addresses,
+        sentinel_kwargs=_sentinel_options(config, timeouts),
+        **timeouts,
+        **tls_options(config),
+        **_url_credentials(config),
+    )
+    # A connection asks the Sentinels for the primary whenever it (re)connects, so after a
+    # failover the first error drops the old socket and the next command reaches the new primary.
+    return sentinel.master_for(config["REDIS_SENTINEL_SERVICE"], **pool_options)
+
+
+def limiter_storage(config) -> tuple[str, dict]:
+    """Flask-Limiter's storage URI and options for the same Redis (redis+sentinel:// behind Sentinel)."""
+    timeouts = {
+        "socket_timeout": config["REDIS_SOCKET_TIMEOUT"],
+        "socket_connect_timeout": config["REDIS_SOCKET_TIMEOUT"],
+    }
+    addresses = sentinel_addresses(config)
+    if not addresses:
+        return config["REDIS_URL"], {**timeouts, **tls_options(config, for_url=True)}
+    hosts = ",".join(f"{host}:{port}" for host, port in addresses)
+    uri = f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_SERVICE']}"
+    options = {
+        **timeouts,
+        **tls_options(config),
+        **_url_credentials(config),
+        # Counters are read and written on the primary: a lagging replica would under-count.
+        "use_replicas": False,
+        "sentinel_kwargs": _sentinel_options(config, timeouts),
+    }
+    return uri, options
+
+
+def replicas_wanted(config) -> tuple[int, int]:
+    """(REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS): how many replicas a durable write waits for."""
+    return config.get("REDIS_WAIT_REPLICAS", 0), config.get("REDIS_WAIT_TIMEOUT_MS", 200)
+
+
+def wait_in_pipeline(pipe, *, replicas: int, timeout_ms: int) -> None:
+    """Queue WAIT after the writes in `pipe`: WAIT counts the writes of its own connection only."""
+    if replicas:
+        pipe.wait(replicas, timeout_ms)
+
+
+def check_replicated(acked: int, *, replicas: int) -> bool:
+    if acked >= replicas:
+        return True
+    log.warning("redis.write_not_replicated", extra={"acked": acked, "wanted": replicas})
+    return False
+
+
+def set_replicated(client, name: str, value: bytes, *, ex: int, replicas: int, timeout_ms: int) -> bool:
+    """SET with expiry, then (on the same connection) WAIT for `replicas`; True when they have it."""
+    if not replicas:
+        client.set(name, value, ex=ex)
+        return True
+    pipe = client.pipeline(transaction=False)
+    pipe.set(name, value, ex=ex)
+    wait_in_pipeline(pipe, replicas=replicas, timeout_ms=timeout_ms)
+    _, acked = pipe.execute()
+    return check_replicated(int(acked), replicas=replicas)
