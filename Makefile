@@ -134,8 +134,9 @@ benchdeps:
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 
-# Full ramps (BENCH_STEPS, default 500,1000,2000,5000 users); BENCH_QUICK=1 for a run under 5 minutes.
-bench: migrate benchdeps ## load ramps into docs/benchmarks.md (BENCH_QUICK=1: under 5 min)
+# The plateau (bench/plateau.py): the no-I/O twin's knee, the app's knee, 2x/4x the knee with the waiting
+# room, a classroom step; 100 s windows, about 25 minutes. BENCH_QUICK=1: two short steps, under 5 minutes.
+bench: migrate benchdeps ## the plateau into docs/benchmarks.md (BENCH_QUICK=1: under 5 min)
 	@$(WITH_ENV) $(PY) bench/run.py
 
 # 20 s of zero-think-time quiz traffic; fails on any 5xx or integrity mismatch (also run by make test).

@@ -1,8 +1,11 @@
-"""Locust scenarios: quiz-takers (with and without think time), an admin polling health, an abuser.
+"""Locust scenarios: quiz-takers (with and without think time), classrooms, an admin polling health,
+an abuser.
 
 Every simulated user binds its TCP connections to its own source address in 127.0.0.0/8
-(127.1.x.y), so nginx and the per-IP limits see thousands of distinct clients; traffic only
-ever goes to the loopback target given with --host.
+(127.1.x.y), so nginx and the per-IP limits see thousands of distinct clients; a classroom is 30
+users sharing one address (127.2.x.y). Traffic only ever goes to the loopback target given with
+--host. A visitor sent to the waiting room (503 + X-Admission: wait) waits Retry-After seconds
+and refreshes with the same cookies, as the page's meta refresh does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import itertools
 import os
 import random
 import re
+import time
 
 import gevent
 import gevent.socket
@@ -23,6 +27,9 @@ RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})")
 QUESTION = re.compile(r"/q/([A-Za-z0-9_-]+)")
 
 _addresses = itertools.count(0)
+_classroom_seats = itertools.count(0)
+CLASSROOM_SIZE = 30
+MAX_WAIT_SECONDS = 900  # a visitor gives up after this long in the waiting room
 _original_socket = ConnectionPool._create_tcp_socket
 
 
@@ -42,6 +49,26 @@ def next_source_ip() -> str:
     return f"127.1.{n // 250}.{n % 250 + 2}"
 
 
+def next_classroom_ip() -> str:
+    n = (next(_classroom_seats) // CLASSROOM_SIZE) % 65000
+    return f"127.2.{n // 250}.{n % 250 + 2}"
+
+
+def _event(name: str, response_time: float = 0, kind: str = "FLOW") -> None:
+    events.request.fire(
+        request_type=kind,
+        name=name,
+        response_time=response_time,
+        response_length=0,
+        exception=None,
+        context={},
+    )
+
+
+def _waiting(response) -> bool:
+    return response.status_code == 503 and response.headers.get("X-Admission") == "wait"
+
+
 class QuizTaker(FastHttpUser):
     """A person: landing, 12 questions with 3-7 s think time, submit, result, AI poll, sometimes pay."""
 
@@ -50,7 +77,34 @@ class QuizTaker(FastHttpUser):
     think = True
 
     def on_start(self):
-        gevent.getcurrent().quizapp_source_ip = next_source_ip()
+        gevent.getcurrent().quizapp_source_ip = self._new_person_ip()
+
+    def _new_person_ip(self) -> str:
+        return next_source_ip()
+
+    def _enter(self):
+        """The landing page, through the waiting room when the cluster is full (bounded wait)."""
+        waited_since = None
+        while True:
+            with self.client.get("/", name="landing", catch_response=True) as page:
+                if not _waiting(page):
+                    break
+                page.success()  # the waiting room is an answer, not a failure
+            if waited_since is None:
+                waited_since = time.monotonic()
+            if time.monotonic() - waited_since > MAX_WAIT_SECONDS:
+                return None
+            gevent.sleep(int(page.headers.get("Retry-After", "5")))
+        if waited_since is not None:
+            _event("admission wait", (time.monotonic() - waited_since) * 1000, kind="WAIT")
+        return page
+
+    def _started_ok(self, page) -> bool:
+        """A started quiz must never be refused: count any refusal of one."""
+        if page.status_code == 429 or page.status_code >= 500:
+            _event("started refused")
+            return False
+        return True
 
     def _pause(self):
         if self.think:
@@ -61,16 +115,18 @@ class QuizTaker(FastHttpUser):
         # Each iteration is a new person: a fresh cookie jar, source address and connections.
         self.client.cookiejar.clear()
         self.client.client.clientpool.close()
-        gevent.getcurrent().quizapp_source_ip = next_source_ip()
-        page = self.client.get("/", name="landing")
-        token = _first(CSRF, page.text)
+        gevent.getcurrent().quizapp_source_ip = self._new_person_ip()
+        page = self._enter()
+        token = _first(CSRF, page.text if page is not None else "")
         if not token:
             gevent.sleep(1)  # refused (e.g. 429): back off like a person would
             return
         page = self.client.post("/start", data={"csrf_token": token}, name="start")
-        for _ in range(40):  # bounded: 12 questions expected
+        if page.status_code == 200 and QUESTION.search(page.url or ""):
+            _event("quiz started")
+        for _ in range(40):  # bounded: 14 questions expected
             match = QUESTION.search(page.url or "")
-            if not match or page.status_code != 200:
+            if not self._started_ok(page) or not match or page.status_code != 200:
                 break
             self._pause()
             choices = CHOICE.findall(page.text)
@@ -85,17 +141,10 @@ class QuizTaker(FastHttpUser):
         token = _first(CSRF, page.text)
         page = self.client.post("/submit", data={"csrf_token": token}, name="submit")
         match = RESULT.search(page.url or "")
-        if not match:
+        if not self._started_ok(page) or not match:
             return
         public_id = match.group(1)
-        events.request.fire(
-            request_type="FLOW",
-            name="quiz completed",
-            response_time=0,
-            response_length=0,
-            exception=None,
-            context={},
-        )
+        _event("quiz completed")
         for _ in range(5):
             status = self.client.get(f"/api/analysis/{public_id}", name="ai poll")
             if status.status_code != 200 or not status.json().get("pending"):
@@ -120,6 +169,19 @@ class QuizTaker(FastHttpUser):
             return
         token = _first(CSRF, page.text)
         self.client.post(_path(page.url), data={"csrf_token": token}, name="pay")
+
+
+class ClassroomQuizTaker(QuizTaker):
+    """A pupil: the same quiz, 30 pupils of a classroom behind one address (NAT)."""
+
+    weight = int(os.environ.get("BENCH_WEIGHT_CLASSROOM", "0"))
+
+    def on_start(self):
+        self.room_ip = next_classroom_ip()
+        super().on_start()
+
+    def _new_person_ip(self) -> str:
+        return self.room_ip
 
 
 class FastQuizTaker(QuizTaker):

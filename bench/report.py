@@ -27,6 +27,139 @@ def plot_latency(steps: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_plateau(steps: list[dict], path: Path) -> None:
+    """Goodput and admitted page p99 against offered users: the app (ramp, then 2x/4x) and the twin."""
+    fig, goodput = plt.subplots(figsize=(8, 4.5))
+    latency = goodput.twinx()
+    for phases, label, style in ((("ramp", "overload"), "app", "-"), (("twin",), "no-I/O twin", "--")):
+        run = sorted((s for s in steps if s.get("phase") in phases), key=lambda s: s["users"])
+        if not run:
+            continue
+        users = [s["users"] for s in run]
+        goodput.plot(
+            users,
+            [s["quizzes_per_min"] for s in run],
+            style,
+            marker="o",
+            color="tab:blue",
+            label=f"{label} goodput",
+        )
+        latency.plot(
+            users,
+            [s["page"]["p99_ms"] for s in run],
+            style,
+            marker="s",
+            color="tab:red",
+            label=f"{label} page p99",
+        )
+    latency.axhline(300, color="grey", linestyle=":", linewidth=1)
+    goodput.set_ylim(bottom=0)
+    latency.set_ylim(bottom=0)
+    goodput.set_xlabel("offered users (3-7 s think time)")
+    goodput.set_ylabel("goodput (quizzes completed per minute)", color="tab:blue")
+    latency.set_ylabel("admitted page p99 (ms, nginx $request_time)", color="tab:red")
+    goodput.set_title("quizapp: goodput and p99 vs offered users")
+    goodput.grid(True, alpha=0.3)
+    lines = goodput.get_legend_handles_labels()
+    more = latency.get_legend_handles_labels()
+    goodput.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plateau_section(steps: list[dict], heads: dict) -> list[str]:
+    share = heads["goodput_share"]
+
+    def users(value, steps_of):
+        if value:
+            return f"{value} users"
+        first = min((s["users"] for s in steps if s.get("phase") == steps_of), default="?")
+        return f"below {first} users (no step met the criteria)"
+
+    knee_line = f"**Knee: {users(heads['knee'], 'ramp')} (twin: {users(heads['twin_knee'], 'twin')}"
+    knee_line += f", ratio {heads['ratio']})**" if heads["ratio"] else ")**"
+    if not heads["knee"]:
+        knee_line += f"; the 2× and 4× steps are relative to the first step, {heads['knee_used']} users"
+    lines = [
+        "## Headlines",
+        "",
+        f"- {knee_line}",
+        f"- **Goodput at 2× / 4× the knee: {share.get(2, 0):.0%} / {share.get(4, 0):.0%} of peak** "
+        f"(peak {heads['peak_goodput']} quizzes/min at {heads['peak_users']} users; "
+        f"{heads['goodput_share_of_knee'].get(2, 0):.0%} / {heads['goodput_share_of_knee'].get(4, 0):.0%} "
+        "of the knee step's own goodput)",
+        f"- Waiting-room answer p99 (worst step): {heads['waiting_p99_ms']} ms; 5xx other than the "
+        f"waiting room's 503: {heads['max_5xx']}; started quizzes refused: {heads['started_refused']}",
+        "",
+        "A step counts as a knee step only with 0 errors, admitted page p99 (nginx `$request_time`) "
+        "under 300 ms, the generator delivering at least 90% of the request rate its users offer, and "
+        "nobody sent to the waiting room. Offered = the requests the locust schedule would send in the "
+        "measured window if every answer took no time (`bench/plateau.py` simulates it). The knee "
+        "search uses a capacity too large to engage the waiting room (the per-worker in-flight bound "
+        "still applies); the 2× and "
+        "4× steps set the capacity live to the measured knee, as an operator would. The twin "
+        "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
+        "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
+        "instances and locust scenario, in the same run.",
+        "",
+        "**This machine has 2 cores shared with other work (other test suites ran during this "
+        "run), and locust runs on it too: absolute numbers are noisy; compare ratios within the run.**",
+        "",
+        "![goodput and p99 vs offered users](benchmarks-plateau.png)",
+        "",
+        "## Steps",
+        "",
+        _row(
+            [
+                "phase",
+                "users",
+                "s",
+                "offered req/s",
+                "delivered req/s",
+                "locust CPU %",
+                "quizzes/min",
+                "page p50/p95/p99 ms",
+                "client p99 ms",
+                "waiting-room answers (p99 ms, share)",
+                "wait p50/p95 s",
+                "5xx (not waiting room)",
+                "429",
+                "started / refused",
+                "knee step?",
+            ]
+        ),
+        _row(["---"] * 15),
+    ]
+    for s in steps:
+        wr, wait = s["waiting_room"], s["wait_s"]
+        phase = s.get("phase", "")
+        if phase == "overload":
+            phase = f"{s['factor']}× knee (capacity {s['capacity']})"
+        lines.append(
+            _row(
+                [
+                    phase,
+                    s["users"],
+                    s["seconds"],
+                    f"{s['offered_rps']:.0f}",
+                    f"{s['delivered_rps']:.0f}",
+                    s["locust_cpu_pct"],
+                    f"{s['quizzes_per_min']:.0f}",
+                    f"{s['page']['p50_ms']}/{s['page']['p95_ms']}/{s['page']['p99_ms']}",
+                    s["client_p99_ms"],
+                    f"{wr['answers']} ({wr['p99_ms']}, {wr['share_of_requests']:.1%})",
+                    f"{wait['p50']}/{wait['p95']} ({wait['visitors']} admitted after waiting)",
+                    s["status_5xx"],
+                    s["status_429"],
+                    f"{s['quizzes_started']} / {s['started_refused']}",
+                    "yes" if not s.get("knee_failures") else "no: " + "; ".join(s["knee_failures"]),
+                ]
+            )
+        )
+    return lines + [""]
+
+
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -46,7 +179,14 @@ def render(result: dict) -> str:
         "(server side); `client p99` is what locust saw, including its own queueing. 4xx and 5xx count "
         "quiz-takers' and admins' answers; the abuser (one address hammering `/`) is counted apart.",
         "",
-        "## Load steps",
+    ]
+    if any(s.get("phase") for s in steps):
+        from plateau import headlines
+
+        lines += plateau_section(steps, headlines(steps))
+        steps = [s for s in steps if not s.get("twin")]
+    lines += [
+        "## Load steps" + (" (the app's steps, as before)" if result.get("plateau") else ""),
         "",
         _row(
             [

@@ -1,6 +1,6 @@
 """`make bench`: the `make stack` topology under headless locust ramps; writes docs/benchmarks.md.
 
-python bench/run.py                # full ramps (500, 1000, 2000, 5000 users)
+python bench/run.py                # the plateau: twin knee, app knee, 2x/4x the knee, classroom
 BENCH_QUICK=1 python bench/run.py  # two short steps, under 5 minutes
 python bench/run.py --smoke        # one 20 s step, asserts 0 5xx and exact integrity (CI)
 """
@@ -34,7 +34,9 @@ BIN = Path(sys.executable).parent
 STATE = ROOT / "var" / "bench"
 PAGE_PATHS = re.compile(r'"(GET|POST) (/|/start|/q/[^ ]+|/review|/submit|/r/[^ /]+) HTTP')
 ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser's source address
-LOG_LINE = re.compile(r'^(\S+) \[[^\]]+\] "(\S+) (\S+) [^"]*" (\d{3}) \d+ rid=\S* rt=([\d.]+)')
+LOG_LINE = re.compile(
+    r'^(\S+) \[[^\]]+\] "(\S+) (\S+) [^"]*" (\d{3}) \d+ rid=\S* rt=([\d.]+)(?:.* adm=(\S+))?'
+)
 
 
 def bench_urls() -> tuple[str, str]:
@@ -71,13 +73,17 @@ def reset_data(dsn: str, redis_url: str) -> None:
 class Stack:
     """scripts/stack.py driven with the bench's own database, Redis db, ports and state dir."""
 
-    def __init__(self, instances: int, workers: int, env: dict):
+    def __init__(
+        self, instances: int, workers: int, env: dict, *, app="wsgi:app", expected_users=1000, name="stack"
+    ):
         self.instances = instances
         self.workers = workers
+        self.app = app
+        self.expected_users = expected_users
         self.port = free_port()
         self.base_port = free_port()
         self.fake_port = free_port()
-        self.state = STATE / "stack"
+        self.state = STATE / name
         self.env = env
 
     @property
@@ -102,7 +108,7 @@ class Stack:
 
     def start(self) -> None:
         self.stop()
-        ports = ",".join(str(free_port()) for _ in range(self.instances))
+        ports = ",".join(str(p) for p in distinct_ports(self.instances, avoid={self.port, self.fake_port}))
         self.run(
             "start",
             "--ports",
@@ -113,6 +119,10 @@ class Stack:
             str(self.workers),
             "--fake-openai-port",
             str(self.fake_port),
+            "--app",
+            self.app,
+            "--expected-users",
+            str(self.expected_users),
         )
 
     def stop(self) -> None:
@@ -139,6 +149,16 @@ class Stack:
             return json.loads(response.read())
 
 
+def distinct_ports(count: int, avoid: set[int]) -> list[int]:
+    """Free ports, all different (free_port alone may hand the same one out twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in avoid and port not in ports:
+            ports.append(port)
+    return ports
+
+
 def rss_mb(pids: list[int]) -> float:
     sizes = []
     for pid in pids:
@@ -152,7 +172,7 @@ def rss_mb(pids: list[int]) -> float:
 
 
 def read_log(path: Path, offset: int) -> tuple[list[tuple], int]:
-    """Parse nginx access lines written since offset: (addr, method, path, status, seconds)."""
+    """Parse nginx access lines written since offset: (addr, method, path, status, seconds, waiting)."""
     if not path.exists():
         return [], 0
     with open(path, "rb") as handle:
@@ -163,8 +183,8 @@ def read_log(path: Path, offset: int) -> tuple[list[tuple], int]:
     for line in data.decode(errors="replace").splitlines():
         match = LOG_LINE.match(line)
         if match:
-            addr, method, target, status, rt = match.groups()
-            rows.append((addr, method, target.split("?")[0], int(status), float(rt)))
+            addr, method, target, status, rt, adm = match.groups()
+            rows.append((addr, method, target.split("?")[0], int(status), float(rt), adm == "wait"))
     return rows, end
 
 
@@ -179,8 +199,11 @@ def percentile(values: list[float], q: float) -> float:
 def page_latency(rows: list[tuple]) -> dict:
     times = [
         rt * 1000
-        for addr, method, target, status, rt in rows
-        if addr.startswith("127.1.") and PAGE_PATHS.search(f'"{method} {target} HTTP')
+        for addr, method, target, status, rt, waiting in rows
+        # Admitted quiz-takers' pages: waiting-room answers are reported apart.
+        if addr.startswith(("127.1.", "127.2."))
+        and not waiting
+        and PAGE_PATHS.search(f'"{method} {target} HTTP')
     ]
     return {
         "count": len(times),
@@ -257,8 +280,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def integrity(dsn: str, rows: list[tuple], quota: int) -> dict:
-    submits_ok = sum(1 for _, m, t, s, _ in rows if m == "POST" and t == "/submit" and s == 303)
-    submits_sent = sum(1 for _, m, t, _, _ in rows if m == "POST" and t == "/submit")
+    submits_ok = sum(1 for _, m, t, s, *_ in rows if m == "POST" and t == "/submit" and s == 303)
+    submits_sent = sum(1 for _, m, t, *_ in rows if m == "POST" and t == "/submit")
     conn = psycopg2.connect(dsn)
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -386,15 +409,21 @@ def run_step(
     env: dict,
     quota: int,
     classes: list[str],
+    *,
+    tag: str | None = None,
+    capacity: int | None = None,
+    twin: bool = False,
 ) -> dict:
     reset_data(dsn, redis_url)
+    if capacity is not None:  # what an admin's live change does (quizapp/admission)
+        redis.Redis.from_url(redis_url).hset("adm:state", "capacity", capacity)
     try:
         stack.fake_openai("reset", {})
     except OSError:
         pass
     before = health(stack)
     _, offset = read_log(stack.access_log(), 0)
-    run = run_locust(stack.url, users, seconds, classes, str(users), env)
+    run = run_locust(stack.url, users, seconds, classes, tag or str(users), env)
     time.sleep(1)
     rows, _ = read_log(stack.access_log(), offset)
     after = health(stack)
@@ -404,14 +433,21 @@ def run_step(
     flows = int(stats.get("quiz completed", {}).get("Request Count", 0) or 0)
     client_p99 = stats.get("question", {}).get("99%", "n/a")
     # /api/health/detailed answers 503 by design when the cluster scores low: a report, not a failure.
-    statuses = [r[3] for r in rows if not r[2].startswith("/api/health/") and r[0] != ABUSER_IP]
+    statuses = [r[3] for r in rows if not r[2].startswith("/api/health/") and r[0] != ABUSER_IP and not r[5]]
     abuser = [r[3] for r in rows if r[0] == ABUSER_IP]
     health_503 = sum(1 for r in rows if r[2].startswith("/api/health/") and r[3] == 503)
+    import plateau
+
     return {
+        # Locust's own window (after the ramp, before the stop), not wall time with start-up and stop.
+        **plateau.step_figures(rows, stats, users, seconds, run["ramp"]),
+        "ai": ai_figures(stack, int(env.get("AI_RPM", "10")), float(env.get("AI_WINDOW_SECONDS", "60"))),
+        "twin": twin,
+        "capacity": capacity,
         "users": users,
         "seconds": round(measured),
         "rps": float(total.get("Requests/s", 0) or 0),
-        "quizzes_per_min": flows / (measured / 60),
+        "quizzes_per_min": flows / (seconds / 60),  # locust's window, as delivered req/s
         "page": page_latency(rows),
         "client_p99_ms": client_p99,
         "status_4xx": sum(400 <= s < 500 for s in statuses),
@@ -423,7 +459,7 @@ def run_step(
         "rss_mb_per_worker": rss_mb(stack.worker_pids()),
         "pool_waits": int(_find(after, "waited") - _find(before, "waited")),
         "locust_cpu_pct": run["cpu_pct"],
-        "integrity": integrity(dsn, rows, quota),
+        "integrity": {} if twin else integrity(dsn, rows, quota),
         "ai_metrics": {
             k: ai_counter(after, k) - ai_counter(before, k)
             for k in ("dedup_hits", "cache_hits", "fallbacks", "calls")
@@ -481,6 +517,8 @@ def main(argv=None) -> int:
         "FAKE_OPENAI_LATENCY": fake_latency,
         "FAKE_OPENAI_RPM": fake_rpm,
         "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "20"),
+        # A visit of the locust scenario lasts about 75 s: a slot frees when its visitor is done.
+        "ADMISSION_VISIT_SECONDS": os.environ.get("ADMISSION_VISIT_SECONDS", "75"),
         # nginx's access log (request id, timings) is the bench's record; one log line per request is enough.
         "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", ""),
         "BENCH_WEIGHT_FAST": "10" if args.smoke else os.environ.get("BENCH_WEIGHT_FAST", "0"),
@@ -488,6 +526,15 @@ def main(argv=None) -> int:
     env.pop("OPENAI_API_KEY", None)
     instances = int(os.environ.get("BENCH_INSTANCES", "2" if args.smoke else "4"))
     workers = int(os.environ.get("BENCH_WORKERS", "1"))
+    if not (args.smoke or quick):
+        import plateau
+
+        results = plateau.run_all(self_module(), env, dsn, redis_url, quota, instances, workers)
+        return (
+            0
+            if args.no_report
+            else write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
+        )
     stack = Stack(instances, workers, env)
     results = []
     try:
@@ -496,7 +543,6 @@ def main(argv=None) -> int:
         classes = ["FastQuizTaker", "AdminPoller"] if args.smoke else ["QuizTaker", "AdminPoller", "Abuser"]
         for users in steps:
             step = run_step(stack, users, seconds, dsn, redis_url, env, quota, classes)
-            step["ai"] = ai_figures(stack, ai_rpm, ai_window)
             results.append(step)
             print(json.dumps(step, default=str))
             (STATE / "steps.json").write_text(json.dumps(results, indent=2, default=str))
@@ -514,6 +560,11 @@ def main(argv=None) -> int:
     return write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
 
 
+def self_module():
+    """This module as plateau.py sees it (run as a script it is __main__, not `run`)."""
+    return sys.modules[__name__]
+
+
 def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env, reuse=False) -> int:
     import efficiency
     import report
@@ -522,7 +573,8 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
     # --report-only re-renders the steps and keeps the last run's efficiency and memory figures.
     saved = STATE / "bench.json"
     previous = json.loads(saved.read_text()) if reuse and saved.exists() else {}
-    good = [s["users"] for s in results if s["status_5xx"] == 0 and s["page"]["p99_ms"] < 300]
+    app_steps = [s for s in results if not s.get("twin")]
+    good = [s["users"] for s in app_steps if s["status_5xx"] == 0 and s["page"]["p99_ms"] < 300]
     biggest_ai = max(results, key=lambda s: s["ai"]["calls"])
     ai = {
         **biggest_ai["ai"],
@@ -552,7 +604,10 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
         "saturation_note": note,
         "efficiency": previous.get("efficiency") or efficiency.measure(seconds=5 if quick else 10),
         "ai": ai,
-        "integrity": [{"users": s["users"], "checks": normalise_integrity(s["integrity"])} for s in results],
+        "integrity": [
+            {"users": s["users"], "phase": s.get("phase", ""), "checks": normalise_integrity(s["integrity"])}
+            for s in app_steps
+        ],
         "session_memory": previous.get("session_memory") or session_memory.measure(100_000),
     }
     chaos_file = STATE / "chaos.json"
@@ -560,7 +615,9 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
         result["chaos"] = json.loads(chaos_file.read_text())
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
-    report.plot_latency(results, docs / "benchmarks-latency.png")
+    report.plot_latency(app_steps, docs / "benchmarks-latency.png")
+    if any(s.get("phase") for s in results):
+        report.plot_plateau(results, docs / "benchmarks-plateau.png")
     (docs / "benchmarks.md").write_text(report.render(result))
     (STATE / "bench.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {docs / 'benchmarks.md'}")

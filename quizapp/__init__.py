@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import db, metrics, security, validation
+from . import admission, db, metrics, security, validation
 from .admin.auth import guard_admin_paths
 from .config import Config
 from .errors import register_error_handlers
@@ -36,6 +36,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     metrics.init_app(app)  # per-worker status/latency counters for health and /metrics
     _register_blueprints(app)
     security.init_app(app)  # after blueprints: limits are applied by endpoint name
+    admission.init_app(app)  # registers no hook: its hooks are declared below
     _declare_request_pipeline(app)
     return app
 
@@ -44,13 +45,14 @@ def _declare_request_pipeline(app: Flask) -> None:
     """Every request hook, in the order it runs: the one place that decides the order."""
     before_request = [
         edge.start_request,  # request id, the one request timer, body size
-        # admission: quizapp.admission (crowds-admission branch) plugs in here
+        admission.begin_request,  # bounded in flight by priority; the waiting room (1 round trip)
         ratecheck.check_request_limits,  # every limit + the session read: one Redis round trip
         require_session_store,  # the session, if the limits step did not read it; 503 on outage
         csrf.protect,  # signed double-submit token on unsafe methods; needs no session
         guard_admin_paths,  # /admin and /api/admin need an admin
     ]
     after_request = [  # in the order they run, on every response the app builds
+        admission.finish_response,  # the signed admission cookie (ticket, pass, quiz started)
         csrf.set_cookie,  # the CSRF nonce, for a visitor given a token for the first time
         limits.add_rate_limit_headers,
         limits.log_storage_transition,
@@ -58,7 +60,7 @@ def _declare_request_pipeline(app: Flask) -> None:
         metrics.count_response,  # status and latency counters (reads the one timer)
     ]
     teardown_request = [
-        # admission: quizapp.admission's release of the request's slot plugs in here
+        admission.end_request,  # gives the request's worker slot back, exactly once
     ]
     registered = {
         "before_request": app.before_request_funcs.get(None, []),

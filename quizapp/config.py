@@ -278,6 +278,15 @@ class Config:
     AI_CACHE_SECONDS: int = 3600
     AI_FALLBACK_CACHE_SECONDS: int = 30
 
+    # Admission control and the waiting room (quizapp/admission)
+    ADMISSION_ENABLED: bool = True
+    ADMISSION_MAX_IN_FLIGHT: int = 32
+    ADMISSION_QUEUE_TIMEOUT_MS: int = 2000
+    ADMISSION_CAPACITY: int = 2000
+    ADMISSION_VISIT_SECONDS: int = 120
+    ADMISSION_PASS_SECONDS: int = 1800
+    ADMISSION_REFRESH_MIN_SECONDS: int = 5
+
     # Operations
     RETENTION_DAYS: int = 30
     RETENTION_AUDIT_DAYS: int = 365
@@ -398,6 +407,13 @@ class Config:
             AI_BREAKER_COOLDOWN=_float(env, "AI_BREAKER_COOLDOWN", 30.0, minimum=0.1),
             AI_CACHE_SECONDS=_int(env, "AI_CACHE_SECONDS", 3600, minimum=1),
             AI_FALLBACK_CACHE_SECONDS=_int(env, "AI_FALLBACK_CACHE_SECONDS", 30, minimum=1),
+            ADMISSION_ENABLED=_bool(env, "ADMISSION_ENABLED", True),
+            ADMISSION_MAX_IN_FLIGHT=_int(env, "ADMISSION_MAX_IN_FLIGHT", 32, minimum=1, maximum=10000),
+            ADMISSION_QUEUE_TIMEOUT_MS=_int(env, "ADMISSION_QUEUE_TIMEOUT_MS", 2000, minimum=0),
+            ADMISSION_CAPACITY=_int(env, "ADMISSION_CAPACITY", 2000, minimum=1),
+            ADMISSION_VISIT_SECONDS=_int(env, "ADMISSION_VISIT_SECONDS", 120, minimum=1),
+            ADMISSION_PASS_SECONDS=_int(env, "ADMISSION_PASS_SECONDS", 1800, minimum=60),
+            ADMISSION_REFRESH_MIN_SECONDS=_int(env, "ADMISSION_REFRESH_MIN_SECONDS", 5, minimum=1),
             RETENTION_DAYS=_int(env, "RETENTION_DAYS", 30, minimum=2),
             RETENTION_AUDIT_DAYS=_int(env, "RETENTION_AUDIT_DAYS", 365, minimum=2),
             HEARTBEAT_SECONDS=_float(env, "HEARTBEAT_SECONDS", 2.0, minimum=0.1),

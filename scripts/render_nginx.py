@@ -28,13 +28,13 @@ NAMES = (
 STANDALONE = """\
 # Written by scripts/render_nginx.py for a local, unprivileged-path nginx (make stack, tests).
 {user}worker_processes 1;
-worker_rlimit_nofile 8192;
+worker_rlimit_nofile {nofile};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 daemon off;
 
 events {{
-    worker_connections 2048;
+    worker_connections {connections};
 }}
 
 http {{
@@ -51,6 +51,20 @@ http {{
 {site}
 }}
 """
+
+
+DEFAULT_EXPECTED_USERS = 1000
+
+
+def connection_limits(expected_users: int, worker_processes: int = 1) -> tuple[int, int]:
+    """(worker_connections, worker_rlimit_nofile) for a crowd of expected_users.
+
+    Each visitor holds one client connection and, while a request is in flight, one upstream
+    connection: two per user, spread over the workers, plus headroom for bursts and keepalive.
+    Every connection is a file descriptor, and a worker may also open static files: twice that.
+    """
+    connections = max(1024, (2 * expected_users) // max(worker_processes, 1) + 512)
+    return connections, 2 * connections
 
 
 def parse_ports(spec: str) -> list[int]:
@@ -132,7 +146,15 @@ def site_values(ports, listen, server_name="_", static_root=None, access_log="of
     }
 
 
-def write_standalone(prefix: Path, ports, listen, server_name="_", static_root=None, tls=None) -> Path:
+def write_standalone(
+    prefix: Path,
+    ports,
+    listen,
+    server_name="_",
+    static_root=None,
+    tls=None,
+    expected_users: int = DEFAULT_EXPECTED_USERS,
+) -> Path:
     """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
     prefix = Path(prefix).resolve()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -143,7 +165,10 @@ def write_standalone(prefix: Path, ports, listen, server_name="_", static_root=N
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
     indented = "\n".join(("    " + line) if line else line for line in site.splitlines())
-    conf.write_text(STANDALONE.format(user=user, prefix=prefix, site=indented))
+    connections, nofile = connection_limits(expected_users)
+    conf.write_text(
+        STANDALONE.format(user=user, prefix=prefix, site=indented, connections=connections, nofile=nofile)
+    )
     return conf
 
 
@@ -155,6 +180,12 @@ def main(argv=None) -> int:
     parser.add_argument("--static-root", default=os.environ.get("QUIZAPP_STATIC_ROOT"))
     parser.add_argument("--access-log", default="/var/log/nginx/quizapp.access.log")
     parser.add_argument("--standalone", metavar="DIR", help="write DIR/nginx.conf instead")
+    parser.add_argument(
+        "--expected-users",
+        type=int,
+        default=int(os.environ.get("NGINX_EXPECTED_USERS", DEFAULT_EXPECTED_USERS)),
+        help="size worker_connections and worker_rlimit_nofile for this many concurrent users",
+    )
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (fullchain.pem)")
     parser.add_argument("--tls-key", help="... and this key; plain HTTP then redirects to HTTPS")
     parser.add_argument("--http-listen", default="80", help="with TLS: where the redirect listens")
@@ -178,6 +209,7 @@ def main(argv=None) -> int:
                 args.server_name,
                 args.static_root,
                 tls,
+                expected_users=args.expected_users,
             )
         )
         return 0

@@ -98,7 +98,7 @@ def _spawn_instance(port: int, state: Path, env: dict) -> subprocess.Popen:
         "INSTANCE_NAME": f"stack-{port}",
         "GUNICORN_PIDFILE": "",
     }
-    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+    command = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), env.get("STACK_APP", "wsgi:app")]
     return _spawn(f"gunicorn-{port}", command, state, instance_env)
 
 
@@ -145,6 +145,7 @@ def _start(args) -> int:
         # Behind this nginx: believe its X-Forwarded-For, so limits count real clients.
         "TRUSTED_PROXY_HOPS": "1",
         "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", "-"),
+        "STACK_APP": args.app,
     }
     _start_shared_services(args, state, overrides)
     env = {**os.environ, **overrides}
@@ -186,7 +187,9 @@ def _start(args) -> int:
             port = int(name.split("-")[1])
             _wait(lambda p=port: _http_ok(f"http://127.0.0.1:{p}/healthz"), name, 60, proc)
     prefix = state / "nginx"
-    conf = render_nginx.write_standalone(prefix, ports, f"{args.host}:{args.port}")
+    conf = render_nginx.write_standalone(
+        prefix, ports, f"{args.host}:{args.port}", expected_users=args.expected_users
+    )
     nginx = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
     check = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True, check=False)
     if check.returncode != 0:
@@ -273,6 +276,13 @@ def main(argv=None) -> int:
         type=int,
         default=int(env.get("STACK_FAKE_OPENAI_PORT", 8900)),
     )
+    parser.add_argument(
+        "--expected-users",
+        type=int,
+        default=int(env.get("NGINX_EXPECTED_USERS", render_nginx.DEFAULT_EXPECTED_USERS)),
+        help="size nginx's connections and open-files limit for this many concurrent users",
+    )
+    parser.add_argument("--app", default=env.get("STACK_APP", "wsgi:app"), help="WSGI app of the instances")
     parser.add_argument("--pgbouncer-port", type=int, default=int(env.get("STACK_PGBOUNCER_PORT", 6432)))
     parser.add_argument("--redis-ha-port", type=int, default=int(env.get("STACK_REDIS_HA_PORT", 26400)))
     parser.add_argument("--state-dir", default=env.get("STACK_STATE_DIR", str(ROOT / "var" / "stack")))

@@ -36,6 +36,8 @@ def cluster(fake):
         "QUIZAPP_ENV": "test",
         # 200 simulated users share one loopback address: per-IP limits are not under test here.
         "RATELIMIT_ENABLED": "false",
+        # Nor is admission: 200 requests at once on 4 workers would queue at its per-worker bound.
+        "ADMISSION_ENABLED": "false",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_TIMEOUT": "8",  # a starved CPU can slow a 1-3 s answer a lot

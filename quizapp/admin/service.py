@@ -6,6 +6,7 @@ import logging
 
 from flask import current_app
 
+from ..admission import admission_status
 from ..db import transaction
 from ..errors import NotFound
 from ..health import aggregate, heartbeat
@@ -35,7 +36,14 @@ def health_page() -> dict:
     report = aggregate.detailed_health()
     with transaction() as cur:
         audit = repository.recent_audit(cur)
-    return {"report": report, "audit": audit, "actions": ACTIONS, "business": business_alerts()}
+    admission = admission_status(report.get("workers", []))
+    return {
+        "report": report,
+        "audit": audit,
+        "actions": ACTIONS,
+        "business": business_alerts(),
+        "admission": admission,
+    }
 
 
 def business_alerts() -> dict:

@@ -12,6 +12,7 @@ import redis.exceptions
 from flask import Flask
 
 from .. import metrics, security
+from ..admission import service as admission_service
 from ..ai import service as ai_service
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def collect_figures(app: Flask) -> dict:
         "limiter": security.limiter_status(),
         "rss_bytes": resident_memory_bytes(),
         "applied": dict(state.applied),
+        "admission": admission_service.worker_figures(app) if "admission_gate" in app.extensions else {},
     }
 
 

@@ -1,0 +1,238 @@
+"""The plateau bench: the no-I/O twin's knee, the app's knee, then 2x and 4x the knee with the
+waiting room engaged, and a classroom step (30 users per address). Used by bench/run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from quizapp.quiz.data import load_content  # noqa: E402
+
+P99_LIMIT_MS = 300
+DELIVERED_SHARE = 0.9
+ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser's source address
+FIXED_USERS = 2  # the admin poller and the abuser, whatever the user count
+NO_GATE = 1_000_000  # capacity while looking for the knee: the per-worker bound alone
+
+
+def offered_rps(users: int, seconds: float, ramp: float, seed: int = 7) -> float:
+    """Requests per second the quiz-takers would send in the measured window if every answer took
+    no time at all: bench/locustfile.py's QuizTaker schedule, simulated.
+
+    Users start evenly over the ramp; one visit is landing and start, then think 3-7 s before
+    each answer, submit, one AI poll, email (20%), pay (5%, two requests), think 3-7 s, again.
+    The window is [ramp, ramp + seconds], as locust's --reset-stats measures it.
+    """
+    rng = random.Random(seed)  # nosec B311 - a simulation, not security
+    questions = len(load_content(str(ROOT / "quizapp" / "quiz" / "content.yaml")).questions)
+    takers = max(users - FIXED_USERS, 0)
+    end = ramp + seconds
+    sent = 0
+    for i in range(takers):
+        t = ramp * i / max(takers, 1)
+        while t < end:
+            times = [t, t]  # landing, start
+            for _ in range(questions):
+                t += rng.uniform(3, 7)
+                times.append(t)
+            extra = 2 + (rng.random() < 0.2) + 2 * (rng.random() < 0.05)  # submit, poll, email, pay
+            times += [t] * extra
+            sent += sum(1 for x in times if ramp <= x < end)
+            t += rng.uniform(3, 7)
+    return sent / seconds if seconds else 0.0
+
+
+def _row(stats: dict, name: str) -> dict:
+    return stats.get(name) or {}
+
+
+def _count(stats: dict, name: str) -> int:
+    return int(float(_row(stats, name).get("Request Count", 0) or 0))
+
+
+def _ms(stats: dict, name: str, column: str) -> int:
+    value = _row(stats, name).get(column)
+    try:
+        return round(float(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def step_figures(rows: list[tuple], stats: dict, users: int, measured: float, ramp: float) -> dict:
+    """Offered vs delivered, errors, waiting room, wait times and refused started quizzes."""
+    real = [
+        r
+        for name, r in stats.items()
+        if name != "Aggregated" and r.get("Type") not in ("FLOW", "WAIT") and name not in ("health", "abuse")
+    ]
+    delivered = sum(float(r.get("Request Count", 0) or 0) for r in real) / measured
+    failures = sum(int(float(r.get("Failure Count", 0) or 0)) for r in real)
+    rows = [r for r in rows if r[0] != ABUSER_IP]  # the abuser ignores Retry-After: counted apart
+    waiting = [r[4] * 1000 for r in rows if r[5]]
+    server_5xx = sum(1 for r in rows if r[3] >= 500 and not r[5] and not r[2].startswith("/api/health/"))
+    return {
+        "offered_rps": round(offered_rps(users, measured, ramp), 1),
+        "delivered_rps": round(delivered, 1),
+        "errors": max(failures, server_5xx),
+        "waiting_room": {
+            "answers": len(waiting),
+            "p99_ms": round(_percentile(waiting, 0.99), 1),
+            "share_of_requests": round(len(waiting) / max(len(rows), 1), 3),
+        },
+        "wait_s": {
+            "visitors": _count(stats, "admission wait"),
+            "p50": round(_ms(stats, "admission wait", "50%") / 1000, 1),
+            "p95": round(_ms(stats, "admission wait", "95%") / 1000, 1),
+        },
+        "quizzes_started": _count(stats, "quiz started"),
+        "started_refused": _count(stats, "started refused"),
+    }
+
+
+def knee_failures(step: dict) -> list[str]:
+    """Why a step does not count as a knee step (empty: it counts)."""
+    reasons = []
+    if step["errors"]:
+        reasons.append(f"{step['errors']} errors")
+    if step["page"]["p99_ms"] >= P99_LIMIT_MS:
+        reasons.append(f"page p99 {step['page']['p99_ms']} ms")
+    if step["delivered_rps"] < DELIVERED_SHARE * step["offered_rps"]:
+        reasons.append(f"generator delivered {step['delivered_rps']:.0f} of {step['offered_rps']:.0f} req/s")
+    if step["waiting_room"]["answers"]:
+        reasons.append("waiting room engaged")
+    return reasons
+
+
+def knee(steps: list[dict]) -> int | None:
+    good = [s["users"] for s in steps if not knee_failures(s)]
+    return max(good) if good else None
+
+
+def _users(name: str, default: str) -> list[int]:
+    return [int(u) for u in os.environ.get(name, default).split(",") if u.strip()]
+
+
+def _ramp(bench, stack, phase: str, steps: list[int], seconds: int, common: dict) -> list[dict]:
+    """Ascending steps until the first that fails the knee criteria (bounded durations)."""
+    done = []
+    for users in steps:
+        step = bench.run_step(stack, users, seconds, **common, tag=f"{phase}-{users}", twin=phase == "twin")
+        step.update(phase=phase, knee_failures=knee_failures(step))
+        done.append(step)
+        _save(bench, step)
+        if step["knee_failures"]:
+            break
+    return done
+
+
+def _save(bench, step: dict) -> None:
+    print(json.dumps(step, default=str), flush=True)
+    path = bench.STATE / "steps.json"
+    saved = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*saved, step], indent=2, default=str))
+
+
+def run_all(
+    bench, env: dict, dsn: str, redis_url: str, quota: int, instances: int, workers: int
+) -> list[dict]:
+    """Twin ramp, app ramp, overload at 2x/4x the knee, classroom: every step on disk as it ends."""
+    # One visit lasts ~75 s: a 100 s window after the ramp sees every user's first quiz complete.
+    # Every step has the same window, so goodput compares across steps.
+    seconds = int(os.environ.get("BENCH_STEP_SECONDS", "100"))
+    over_seconds = int(os.environ.get("BENCH_OVERLOAD_SECONDS", str(seconds)))
+    classroom_seconds = int(os.environ.get("BENCH_CLASSROOM_SECONDS", "60"))
+    twin_steps = _users("BENCH_TWIN_STEPS", "250,500,1000,1500,2000,3000")
+    app_steps = _users("BENCH_STEPS", "250,500,750,1000,1500,2000")
+    factors = _users("BENCH_OVERLOAD_FACTORS", "2,4")
+    classroom = _users("BENCH_CLASSROOM_USERS", "300")
+    classes = ["QuizTaker", "AdminPoller", "Abuser"]
+    expected = max(twin_steps + app_steps) * max(factors)
+    (bench.STATE / "steps.json").unlink(missing_ok=True)
+    common = {"dsn": dsn, "redis_url": redis_url, "env": env, "quota": quota, "classes": classes}
+    results = []
+
+    twin = bench.Stack(
+        instances, workers, env, app="bench.twin_app:app", expected_users=expected, name="twin"
+    )
+    try:
+        twin.start()
+        results += _ramp(bench, twin, "twin", twin_steps, seconds, common)
+    finally:
+        twin.stop()
+
+    stack = bench.Stack(instances, workers, env, expected_users=expected)
+    try:
+        stack.start()
+        ramp = _ramp(bench, stack, "ramp", app_steps, seconds, {**common, "capacity": NO_GATE})
+        results += ramp
+        app_knee = knee(ramp) or ramp[0]["users"]
+        for factor in factors:
+            users = factor * app_knee
+            # The operator's setting from the measured knee: that many visitors at a time.
+            step = bench.run_step(
+                stack, users, over_seconds, **common, tag=f"over-{users}", capacity=app_knee
+            )
+            step.update(phase="overload", factor=factor, knee_failures=knee_failures(step))
+            results.append(step)
+            _save(bench, step)
+        for users in classroom:
+            step = bench.run_step(
+                stack,
+                users,
+                classroom_seconds,
+                **{
+                    **common,
+                    "classes": ["ClassroomQuizTaker", "AdminPoller", "Abuser"],
+                    "env": {**env, "BENCH_WEIGHT_CLASSROOM": "1"},
+                },
+                tag=f"classroom-{users}",
+                capacity=NO_GATE,
+            )
+            step.update(phase="classroom", knee_failures=knee_failures(step))
+            results.append(step)
+            _save(bench, step)
+    finally:
+        stack.stop()
+    return results
+
+
+def headlines(steps: list[dict]) -> dict:
+    """Knee, twin knee, ratio, peak goodput and goodput at 2x/4x the knee as a share of it."""
+    twin = [s for s in steps if s.get("phase") == "twin"]
+    app = [s for s in steps if s.get("phase") in ("ramp", "overload")]
+    app_knee, twin_knee = knee([s for s in app if s["phase"] == "ramp"]), knee(twin)
+    peak = max((s["quizzes_per_min"] for s in app), default=0)
+    over = {s["factor"]: s for s in app if s["phase"] == "overload"}
+    knee_used = min((s["capacity"] for s in over.values()), default=None)
+    share = {f: (s["quizzes_per_min"] / peak if peak else 0) for f, s in over.items()}
+    at_knee = next((s["quizzes_per_min"] for s in app if s["phase"] == "ramp" and s["users"] == knee_used), 0)
+    peak_users = max(app, key=lambda s: s["quizzes_per_min"])["users"] if app else None
+    return {
+        "knee": app_knee,
+        "knee_used": knee_used,
+        "twin_knee": twin_knee,
+        "ratio": round(app_knee / twin_knee, 2) if app_knee and twin_knee else None,
+        "peak_goodput": round(peak),
+        "goodput_share": share,
+        "goodput_share_of_knee": {
+            f: (s["quizzes_per_min"] / at_knee if at_knee else 0) for f, s in over.items()
+        },
+        "peak_users": peak_users,
+        "max_5xx": sum(s["status_5xx"] for s in app),
+        "started_refused": sum(s.get("started_refused", 0) for s in app),
+        "waiting_p99_ms": max((s["waiting_room"]["p99_ms"] for s in app), default=0),
+    }

@@ -1,0 +1,134 @@
+"""Admission control: a bounded number of requests in flight per worker, served by priority,
+and a cluster-wide FIFO waiting room for new visitors when the cluster is over capacity.
+
+Contract for create_app (the one declared request pipeline: request id -> admission -> ...):
+- init_app(app): the per-worker gate, the Redis store, the admin blueprint; registers no hook.
+- begin_request: a before_request function; answers from the waiting room or takes a slot.
+- finish_response: an after_request function; sets the signed admission cookie.
+- end_request: a teardown_request function; gives the slot back (exactly once).
+- admission_status(workers=None) -> dict: the cluster figures, for health pages and alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis.exceptions
+from flask import current_app, g
+
+from . import service
+from .gate import InFlightGate, Priority
+from .repository import WaitingRoomStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["init_app", "begin_request", "finish_response", "end_request", "admission_status"]
+
+
+def init_app(app) -> None:
+    app.extensions["admission_gate"] = InFlightGate(app.config["ADMISSION_MAX_IN_FLIGHT"])
+    app.extensions["admission_store"] = WaitingRoomStore(app.extensions["redis"])
+    from ..health import alerts
+    from .views import bp
+
+    app.register_blueprint(bp)
+    alerts.register_check(admission_shedding_load)
+
+
+LONG_WAIT_SECONDS = 300
+
+
+def admission_shedding_load(ctx):
+    """Health alert: new visitors are waiting (info), or have waited over 5 minutes (warning)."""
+    from ..health.alerts import INFO, WARNING, Alert
+
+    def read():
+        return service.store(ctx.app).snapshot(
+            now_ms=int(time.time() * 1000), visit_ms=ctx.config["ADMISSION_VISIT_SECONDS"] * 1000
+        )
+
+    figures = ctx.probe("admission", read)
+    if not figures or not figures["queue_length"]:
+        return None
+    long_wait = figures["oldest_wait_s"] >= LONG_WAIT_SECONDS
+    return Alert(
+        "admission_shedding_load",
+        WARNING if long_wait else INFO,
+        f"admission shedding load: {figures['queue_length']} visitors in the waiting room, "
+        f"oldest waiting {figures['oldest_wait_s']:.0f} s",
+        "at capacity: raise the capacity on /admin/health if the pages stay fast, or add instances",
+        penalty=15 if long_wait else 5,
+    )
+
+
+def begin_request():
+    """Admit the request (possibly after waiting for a slot) or answer from the waiting room."""
+    config = current_app.config
+    if not config["ADMISSION_ENABLED"]:
+        return None
+    from .views import waiting_room
+
+    cookie = service.read_cookie()
+    priority = service.classify(cookie)
+    if priority == Priority.NEW:
+        ticket = cookie[1] if cookie and cookie[0] == "w" else None
+        try:
+            decision = service.ask_cluster(ticket)
+        except redis.exceptions.RedisError:
+            decision = None  # fail open: the session store's own check answers the outage
+            log.warning("admission.redis_unavailable")
+        if decision is not None and not decision.admitted:
+            g.admission_cookie = service.cookie_value("w", decision.ticket)
+            return waiting_room(service.waiting_answer(decision))
+        if decision is not None:
+            expiry = int(time.time()) + config["ADMISSION_PASS_SECONDS"]
+            g.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
+        priority = Priority.ADMITTED
+    timeout = config["ADMISSION_QUEUE_TIMEOUT_MS"] / 1000
+    started = priority == Priority.STARTED
+    # A started quiz waits longer for a slot, ahead of everyone else, then runs anyway.
+    if not service.gate().enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
+        return waiting_room(service.busy_answer())
+    g.admission_priority = priority
+    return None
+
+
+def finish_response(response):
+    value = g.pop("admission_cookie", None)
+    if (
+        value is None
+        and g.get("admission_priority") is not None
+        and service.started_flag_due(service.read_cookie())
+    ):
+        # The session says a quiz is started: flag it in the cookie, so later requests know it cheaply.
+        expiry = int(time.time()) + current_app.config["ADMISSION_PASS_SECONDS"]
+        value = service.cookie_value("s", 0, expiry)
+    if value is not None:
+        config = current_app.config
+        response.set_cookie(
+            service.COOKIE_NAME,
+            value,
+            max_age=config["ADMISSION_PASS_SECONDS"],
+            httponly=True,
+            samesite="Lax",
+            secure=config["SESSION_COOKIE_SECURE"],
+        )
+    return response
+
+
+def end_request(exc=None) -> None:
+    priority = g.pop("admission_priority", None)
+    if priority is not None:
+        service.gate().leave(priority)
+
+
+def admission_status(workers: list[dict] | None = None) -> dict:
+    """Cluster figures: in flight, admitted/s, queue length, oldest wait, capacity, shedding."""
+    if workers is None:
+        from ..health import heartbeat
+
+        workers = heartbeat.live_workers(
+            current_app.extensions["redis"], current_app.config["HEARTBEAT_SECONDS"]
+        )
+    return service.cluster_figures(workers)

@@ -1,0 +1,106 @@
+"""The cluster-wide waiting room in Redis: FIFO tickets and active-visitor slots, one Lua call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATE_KEY = "adm:state"  # hash: next (ticket to issue), served (tickets below it are admitted), capacity
+ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
+ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
+SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
+
+# One round trip decides everything: free expired slots, serve the queue head while there is
+# room, then answer this visitor (admitted, or their ticket and position). Tickets are served
+# strictly in issue order, so nobody who arrives later overtakes a waiting visitor.
+ADMIT_LUA = """
+local now = tonumber(ARGV[1])
+local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity') or ARGV[2])
+local visit = tonumber(ARGV[3])
+local ticket = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local active = redis.call('ZCARD', KEYS[2])
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
+local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
+local room = capacity - active
+if room > 0 and served < nxt then
+  local n = math.min(room, nxt - served, tonumber(ARGV[5]))
+  for i = served, served + n - 1 do
+    redis.call('ZADD', KEYS[2], now + visit, 't' .. i)
+    redis.call('HDEL', KEYS[3], i)
+  end
+  served = served + n
+  active = active + n
+  redis.call('HSET', KEYS[1], 'served', served)
+  redis.call('HINCRBY', KEYS[1], 'admitted', n)
+end
+if ticket and ticket < served then
+  return {1, ticket, 0, nxt - served, active, capacity}
+end
+if ticket and ticket < nxt then
+  return {0, ticket, ticket - served + 1, nxt - served, active, capacity}
+end
+ticket = nxt
+nxt = nxt + 1
+redis.call('HSET', KEYS[1], 'next', nxt)
+if served == ticket and active < capacity then
+  redis.call('ZADD', KEYS[2], now + visit, 't' .. ticket)
+  redis.call('HSET', KEYS[1], 'served', nxt)
+  redis.call('HINCRBY', KEYS[1], 'admitted', 1)
+  return {1, ticket, 0, 0, active + 1, capacity}
+end
+redis.call('HSET', KEYS[3], ticket, now)
+return {0, ticket, ticket - served + 1, nxt - served, active, capacity}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    admitted: bool
+    ticket: int
+    position: int  # 1 = next in line; 0 when admitted
+    queue_length: int
+    active: int
+    capacity: int
+
+
+class WaitingRoomStore:
+    """Redis calls of the waiting room; every admit() is exactly one round trip (EVALSHA)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.script = client.register_script(ADMIT_LUA)
+
+    def admit(self, *, now_ms: int, capacity: int, visit_ms: int, ticket: int | None) -> Decision:
+        raw = self.script(
+            keys=[STATE_KEY, ACTIVE_KEY, ISSUED_KEY],
+            args=[now_ms, capacity, visit_ms, "" if ticket is None else ticket, SERVE_BATCH],
+        )
+        return Decision(bool(raw[0]), *(int(v) for v in raw[1:]))
+
+    def set_capacity(self, capacity: int) -> None:
+        """Store the live capacity: every worker of every instance admits against it at once."""
+        self.client.hset(STATE_KEY, "capacity", capacity)
+
+    def live_capacity(self) -> int | None:
+        raw = self.client.hget(STATE_KEY, "capacity")
+        return int(raw) if raw is not None else None
+
+    def snapshot(self, *, now_ms: int, visit_ms: int, window_ms: int = 10_000) -> dict:
+        """Queue length, oldest wait and new visitors admitted per second (admin page, not hot path)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted")
+        pipe.zcount(ACTIVE_KEY, now_ms, "+inf")
+        # A slot's score is its admission time + visit: the ones admitted within the window.
+        pipe.zcount(ACTIVE_KEY, now_ms + visit_ms - window_ms, "+inf")
+        state, active, recent = pipe.execute()
+        nxt, served, capacity, admitted = (int(v) if v is not None else None for v in state)
+        nxt, served = nxt or 0, served or 0
+        oldest = self.client.hget(ISSUED_KEY, served) if nxt > served else None
+        return {
+            "queue_length": nxt - served,
+            "oldest_wait_s": round((now_ms - int(oldest)) / 1000, 1) if oldest else 0.0,
+            "active_visitors": int(active),
+            "visitors_admitted_per_s": round(recent / (window_ms / 1000), 2),
+            "visitors_admitted_total": admitted or 0,
+            "live_capacity": capacity,
+        }

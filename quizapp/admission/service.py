@@ -1,0 +1,169 @@
+"""Admission use cases: classify a request, admit it or answer from the waiting room, set capacity."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from flask import current_app, request, session
+from itsdangerous import BadSignature, Signer
+
+from ..db import transaction
+from ..errors import BadRequest
+from ..security.repository import insert_audit_entry
+from .gate import InFlightGate, Priority
+from .repository import Decision, WaitingRoomStore
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<expiry>" (admitted), "w.<ticket>"
+CRITICAL_PATHS = ("/healthz", "/readyz", "/metrics", "/pay/webhook")
+CRITICAL_PREFIXES = ("/api/health/", "/static/", "/admin", "/api/admin")
+PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
+POLL_SHARE = 0.10  # the waiting room's own refreshes stay within this share of capacity
+
+
+@dataclass(frozen=True)
+class WaitingAnswer:
+    """What the waiting room tells a visitor (rendered as a page or as JSON)."""
+
+    ticket: int
+    position: int
+    queue_length: int
+    estimated_wait_s: int
+    refresh_s: int
+
+
+def gate(app=None) -> InFlightGate:
+    return (app or current_app).extensions["admission_gate"]
+
+
+def store(app=None) -> WaitingRoomStore:
+    return (app or current_app).extensions["admission_store"]
+
+
+def _signer() -> Signer:
+    return Signer(current_app.config["SECRET_KEY"], salt="quizapp.admission", digest_method=hashlib.sha256)
+
+
+def read_cookie() -> tuple[str, int, int] | None:
+    """(kind, ticket, expiry) from a well-signed admission cookie, else None."""
+    raw = request.cookies.get(COOKIE_NAME)
+    if not raw:
+        return None
+    try:
+        value = _signer().unsign(raw).decode()
+        kind, ticket, *rest = value.split(".")
+        return kind, int(ticket), int(rest[0]) if rest else 0
+    except (BadSignature, ValueError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
+    payload = f"{kind}.{ticket}.{expiry}" if kind in ("p", "s") else f"{kind}.{ticket}"
+    return _signer().sign(payload).decode()
+
+
+def classify(cookie) -> Priority:
+    """Cheap: the path and the signed cookie (no session read: the limits step does that later)."""
+    path = request.path
+    if path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
+        return Priority.CRITICAL
+    if cookie and cookie[2] > time.time():
+        if cookie[0] == "s":  # an attempt in progress or a result to see, flagged on a response
+            return Priority.STARTED
+        if cookie[0] == "p":
+            return Priority.ADMITTED
+    return Priority.NEW
+
+
+def started_flag_due(cookie) -> bool:
+    """Whether this response should (re)flag a started quiz: only if the session is already loaded."""
+    if getattr(session, "pending", False) or not session.get("quiz"):
+        return False
+    if not cookie or cookie[0] != "s":
+        return True
+    return cookie[2] - time.time() < current_app.config["ADMISSION_PASS_SECONDS"] / 2
+
+
+def ask_cluster(ticket: int | None) -> Decision:
+    """The one Redis round trip of a new visitor."""
+    config = current_app.config
+    return store().admit(
+        now_ms=int(time.time() * 1000),
+        capacity=config["ADMISSION_CAPACITY"],
+        visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000,
+        ticket=ticket,
+    )
+
+
+def waiting_answer(decision: Decision) -> WaitingAnswer:
+    """Position, estimated wait and refresh interval, from the decision alone (no more I/O)."""
+    config = current_app.config
+    visit = config["ADMISSION_VISIT_SECONDS"]
+    # Little's law: capacity visitors each staying `visit` seconds free capacity/visit slots a second.
+    admit_rate = max(decision.capacity, 1) / visit
+    estimated = math.ceil(decision.position / admit_rate)
+    # Everyone in the queue refreshes every `refresh` s: queue/refresh <= POLL_SHARE of capacity.
+    poll_budget = POLL_SHARE * admit_rate * PAGES_PER_VISIT
+    refresh = max(config["ADMISSION_REFRESH_MIN_SECONDS"], math.ceil(decision.queue_length / poll_budget))
+    return WaitingAnswer(
+        ticket=decision.ticket,
+        position=decision.position,
+        queue_length=decision.queue_length,
+        estimated_wait_s=estimated,
+        refresh_s=refresh,
+    )
+
+
+def busy_answer() -> WaitingAnswer:
+    """This worker stayed full for the whole queue timeout: come back in a moment, pass kept."""
+    minimum = current_app.config["ADMISSION_REFRESH_MIN_SECONDS"]
+    return WaitingAnswer(ticket=-1, position=1, queue_length=0, estimated_wait_s=minimum, refresh_s=minimum)
+
+
+def set_capacity(capacity, *, actor: str, remote_addr: str | None) -> int:
+    """Change the cluster capacity live (every worker reads it on its next admission), audited."""
+    try:
+        capacity = int(capacity)
+    except (TypeError, ValueError):
+        raise BadRequest("Capacity must be a whole number of visitors.") from None
+    if not 1 <= capacity <= 1_000_000:
+        raise BadRequest("Capacity must be between 1 and 1,000,000 visitors.")
+    previous = store().live_capacity() or current_app.config["ADMISSION_CAPACITY"]
+    with transaction() as cur:
+        detail = {"capacity": capacity, "previous": previous, "remote_addr": remote_addr}
+        insert_audit_entry(cur, actor, "admission.capacity", detail)
+        # Redis last inside the transaction: if it fails, the audit row rolls back with it.
+        store().set_capacity(capacity)
+    log.info("admission.capacity_changed", extra={"capacity": capacity, "previous": previous})
+    return capacity
+
+
+def worker_figures(app) -> dict:
+    """This worker's gate figures for its heartbeat."""
+    return gate(app).figures()
+
+
+def cluster_figures(workers: list[dict]) -> dict:
+    """The admin view: in flight and requests admitted per second over live workers, plus the queue."""
+    config = current_app.config
+    figures = [w.get("admission") or {} for w in workers]
+    snapshot = store().snapshot(
+        now_ms=int(time.time() * 1000), visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000
+    )
+    capacity = snapshot["live_capacity"] or config["ADMISSION_CAPACITY"]
+    return {
+        "enabled": config["ADMISSION_ENABLED"],
+        "capacity": capacity,
+        "max_in_flight_per_worker": config["ADMISSION_MAX_IN_FLIGHT"],
+        "in_flight": sum(f.get("in_flight", 0) for f in figures),
+        "waiting_in_workers": sum(f.get("waiting", 0) for f in figures),
+        "requests_admitted_per_s": round(sum(f.get("admitted_per_s", 0) for f in figures), 1),
+        "shed_total": sum(f.get("shed_total", 0) for f in figures),
+        **snapshot,
+        "shedding": snapshot["queue_length"] > 0,
+    }

@@ -1,0 +1,39 @@
+"""The waiting-room answer (page or JSON, 503 + Retry-After) and the admin's live capacity change."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request, session, url_for
+
+from ..errors import wants_json
+from . import service
+
+bp = Blueprint("admission", __name__, url_prefix="/admin/admission")
+
+
+def waiting_room(answer: service.WaitingAnswer):
+    """503 with Retry-After; a page that refreshes itself (no JavaScript) or its JSON form."""
+    if wants_json():
+        response = jsonify(
+            status="waiting",
+            position=answer.position,
+            queue_length=answer.queue_length,
+            estimated_wait_seconds=answer.estimated_wait_s,
+            retry_after=answer.refresh_s,
+            message="The quiz is very busy. Keep the cookie and retry after retry_after seconds.",
+        )
+    else:
+        # A refresh repeats a GET; a refused form post comes back to the start page instead.
+        target = request.full_path.rstrip("?") if request.method == "GET" else "/"
+        response = make_response(render_template("admission/waiting.html", answer=answer, refresh_url=target))
+    response.status_code = 503
+    response.headers["Retry-After"] = str(answer.refresh_s)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Admission"] = "wait"  # nginx logs it: waiting-room 503s apart from failures
+    return response
+
+
+@bp.post("/capacity")
+def change_capacity():
+    actor = session.get("admin_user") or "admin"
+    service.set_capacity(request.form.get("capacity"), actor=actor, remote_addr=request.remote_addr)
+    return redirect(url_for("admin.health", done="admission_capacity"))

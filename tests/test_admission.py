@@ -1,0 +1,134 @@
+"""Admission control: priorities per worker, the cluster-wide FIFO waiting room and its costs."""
+
+import re
+import time
+
+import gevent
+import pytest
+
+from quizapp.admission.gate import InFlightGate, Priority
+from quizapp.admission.repository import STATE_KEY
+
+JSON = {"Accept": "application/json"}
+
+
+def _login(client):
+    with client.session_transaction() as session:
+        session["admin"] = True
+        session["admin_seen"] = time.time()
+        session["admin_user"] = "ops-admin"
+
+
+def test_gate_hands_freed_slots_out_by_priority_and_never_blocks_critical():
+    gate = InFlightGate(limit=1)
+    assert gate.enter(Priority.NEW, timeout=0)
+    order = []
+
+    def wait(priority):
+        assert gate.enter(priority, timeout=30)
+        order.append(priority)
+        gate.leave(priority)
+
+    waiters = [gevent.spawn(wait, p) for p in (Priority.NEW, Priority.ADMITTED, Priority.STARTED)]
+    gevent.sleep(0.05)
+    assert gate.enter(Priority.CRITICAL, timeout=0)  # full, yet the webhook/health/admin runs
+    gate.leave(Priority.CRITICAL)
+    assert not gate.enter(Priority.NEW, timeout=0.01)  # a new visitor is turned away meanwhile
+    assert gate.enter(Priority.STARTED, timeout=0.01, admit_on_timeout=True)  # a started one is not
+    gate.leave(Priority.STARTED)
+    gate.leave(Priority.NEW)
+    gevent.joinall(waiters, timeout=10, raise_error=True)
+    assert order == [Priority.STARTED, Priority.ADMITTED, Priority.NEW]
+    assert gate.in_flight == 0 and gate.waiting() == 0
+
+
+@pytest.fixture
+def small_app(make_app):
+    return make_app(ADMISSION_CAPACITY=2, CSRF_ENABLED="false", RATELIMIT_ENABLED="false")
+
+
+def _count_io(app, monkeypatch):
+    """Count Redis commands and Postgres checkouts made by the app's own clients."""
+    counts = {"redis": 0, "pg": 0}
+    client, pool = app.extensions["redis"], app.extensions["db_pool"]
+    real_execute, real_acquire = client.execute_command, pool.acquire
+
+    def execute(*args, **kwargs):
+        counts["redis"] += 1
+        return real_execute(*args, **kwargs)
+
+    def acquire(*args, **kwargs):
+        counts["pg"] += 1
+        return real_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", execute)
+    monkeypatch.setattr(pool, "acquire", acquire)
+    return counts
+
+
+def test_waiting_room_page_json_refresh_and_costs(small_app, monkeypatch, redis_client):
+    first, second = small_app.test_client(), small_app.test_client()
+    assert first.get("/").status_code == 200 and second.get("/").status_code == 200
+    counts = _count_io(small_app, monkeypatch)
+    waiting = small_app.test_client()
+    page = waiting.get("/")
+    assert page.status_code == 503 and page.headers["X-Admission"] == "wait"
+    html = page.get_data(as_text=True)
+    refresh = int(page.headers["Retry-After"])
+    assert f'<meta http-equiv="refresh" content="{refresh}; url=/">' in html and "<script" not in html
+    assert "Your place in line: <strong>1</strong>" in html
+    assert "bizmodel.sid" not in page.headers.get("Set-Cookie", "")  # no server session minted
+    assert counts == {"redis": 1, "pg": 0}  # one round trip, no Postgres
+    api = small_app.test_client().get("/", headers=JSON)
+    assert api.status_code == 503 and api.json["status"] == "waiting"
+    assert api.json["position"] == 2 and api.json["queue_length"] == 2
+    assert api.json["estimated_wait_seconds"] > 0 and api.json["retry_after"] == int(
+        api.headers["Retry-After"]
+    )
+    for _ in range(3):  # refreshing keeps the place
+        assert waiting.get("/", headers=JSON).json["position"] == 1
+    assert counts["pg"] == 0
+    redis_client.hset(STATE_KEY, "capacity", 3)  # room for one more: the head of the line
+    assert waiting.get("/").status_code == 200
+    assert small_app.test_client().get("/", headers=JSON).json["position"] == 2  # behind the API client
+
+
+def test_started_quiz_taker_is_admitted_while_new_visitors_wait(small_app):
+    taker = small_app.test_client()
+    assert taker.get("/").status_code == 200
+    assert taker.post("/start").status_code == 303
+    small_app.test_client().get("/")  # fills the second slot
+    assert small_app.test_client().get("/").status_code == 503
+    # The response that started the quiz flagged it in the signed cookie: no session read needed.
+    assert taker.get_cookie("qa.adm").value.startswith("s.0.")
+    question = taker.get("/").get_data(as_text=True)
+    assert taker.get("/", headers=JSON).status_code == 200
+    assert re.search(r"/q/", question)
+    assert small_app.test_client().get("/healthz").status_code == 200  # critical paths bypass
+
+
+def test_admin_changes_capacity_live_audited(small_app, pg_conn, redis_client):
+    admin = small_app.test_client()
+    _login(admin)
+    page = admin.get("/admin/health").get_data(as_text=True)
+    assert "Admission and waiting room" in page and "In flight" in page and "oldest waiting" in page
+    response = admin.post("/admin/admission/capacity", data={"capacity": "7"})
+    assert response.status_code == 302
+    assert redis_client.hget(STATE_KEY, "capacity") == b"7"
+    assert admin.post("/admin/admission/capacity", data={"capacity": "lots"}).status_code == 400
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT actor, action, detail->>'capacity', detail->>'previous' FROM audit_log")
+        assert cur.fetchall() == [("ops-admin", "admission.capacity", "7", "2")]
+
+
+def test_shedding_load_raises_a_health_alert(small_app, redis_client):
+    from quizapp.admission import admission_shedding_load
+    from quizapp.health.alerts import INFO, HealthContext
+
+    ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
+    assert admission_shedding_load(ctx) is None
+    for _ in range(3):
+        small_app.test_client().get("/")
+    ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
+    alert = admission_shedding_load(ctx)
+    assert alert.severity == INFO and "1 visitors in the waiting room" in alert.message
