@@ -10,8 +10,8 @@ from flask import current_app, redirect, request, session, url_for
 
 from ..db import transaction
 from ..errors import Forbidden, QuizError, wants_json
-from ..security.repository import insert_audit_entry
 from .password_check import check_password_off_loop, take_global_login_slot
+from .repository import insert_audit
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def is_admin() -> bool:
 
 def _record(action: str, detail: dict) -> None:
     with transaction() as cur:
-        insert_audit_entry(cur, ADMIN_ACTOR, action, detail)
+        insert_audit(cur, ADMIN_ACTOR, action, detail)
 
 
 def log_in(password: str) -> bool:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from flask import current_app, request, session
 from itsdangerous import BadSignature, Signer
 
+from ..admin.repository import insert_audit
 from ..db import transaction
 from ..errors import BadRequest
-from ..security.repository import insert_audit_entry
 from .gate import InFlightGate, Priority
 from .repository import Decision, WaitingRoomStore
 
@@ -136,7 +136,7 @@ def set_capacity(capacity, *, actor: str, remote_addr: str | None) -> int:
     previous = store().live_capacity() or current_app.config["ADMISSION_CAPACITY"]
     with transaction() as cur:
         detail = {"capacity": capacity, "previous": previous, "remote_addr": remote_addr}
-        insert_audit_entry(cur, actor, "admission.capacity", detail)
+        insert_audit(cur, actor, "admission.capacity", detail)
         # Redis last inside the transaction: if it fails, the audit row rolls back with it.
         store().set_capacity(capacity)
     log.info("admission.capacity_changed", extra={"capacity": capacity, "previous": previous})
