@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import random
 import select
@@ -242,16 +241,6 @@ def run_in_transaction(fn, *args, pool=None, retries=None, **kwargs):
             # Jitter, not security: B311 does not apply.
             gevent.sleep(random.uniform(0, 0.02 * 2**attempt))  # nosec B311
     raise AssertionError("unreachable")
-
-
-def transactional(fn):
-    """Decorator form of run_in_transaction: the wrapped function receives the cursor first."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return run_in_transaction(fn, *args, **kwargs)
-
-    return wrapper
 
 
 def create_pool(config) -> ConnectionPool:
