@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import admission, db, metrics, security, validation
+from . import admission, db, metrics, redis_conn, security, validation
 from .admin.auth import guard_admin_paths
 from .config import Config
 from .errors import register_error_handlers
@@ -28,9 +28,9 @@ def create_app(config: Config | dict | None = None) -> Flask:
     validation.register_converters(app)  # before blueprints: their rules name the id converters
     app.config["WTF_CSRF_ENABLED"] = settings.get("CSRF_ENABLED", True)
 
-    app.extensions["redis"] = create_redis(app.config)
+    app.extensions[redis_conn.EXTENSION] = create_redis(app.config)
     app.extensions["db_pool"] = db.create_pool(app.config)
-    init_sessions(app, app.extensions["redis"])
+    init_sessions(app, redis_conn.redis_client(app))
     csrf.init_app(app)
     register_error_handlers(app)
     metrics.init_app(app)  # per-worker status/latency counters for health and /metrics

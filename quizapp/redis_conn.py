@@ -6,9 +6,17 @@ import logging
 from urllib.parse import unquote, urlparse
 
 import redis
+from flask import Flask, current_app
 from redis.sentinel import Sentinel
 
 log = logging.getLogger(__name__)
+
+EXTENSION = "redis"  # the key of the shared client in app.extensions; read it through redis_client()
+
+
+def redis_client(app: Flask | None = None) -> redis.Redis:
+    """The app's shared Redis client (create_app stores it; default: the current app's)."""
+    return (app if app is not None else current_app).extensions[EXTENSION]
 
 
 class NotReplicated(redis.exceptions.RedisError):

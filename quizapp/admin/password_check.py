@@ -11,6 +11,7 @@ from gevent.lock import BoundedSemaphore
 from limits import parse as parse_limit
 from werkzeug.security import check_password_hash
 
+from .. import redis_conn
 from ..errors import TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def take_global_login_slot(app) -> None:
     item = parse_limit(app.config["RATELIMIT_LOGIN_GLOBAL"])
     window = item.get_expiry()
     key = f"admin:login:global:{int(time.time() // window)}"
-    client = app.extensions["redis"]
+    client = redis_conn.redis_client(app)
     pipe = client.pipeline(transaction=True)
     pipe.incr(key)
     pipe.expire(key, window + 1)

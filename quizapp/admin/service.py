@@ -6,6 +6,7 @@ import logging
 
 from flask import current_app
 
+from .. import redis_conn
 from ..admission import admission_status
 from ..db import transaction
 from ..errors import NotFound
@@ -70,7 +71,7 @@ def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
         raise NotFound("No such admin action.")
     app = current_app._get_current_object()
     heartbeat.heartbeat_state(app)  # know the generations before raising one
-    client = app.extensions["redis"]
+    client = redis_conn.redis_client(app)
     with transaction() as cur:
         # Redis inside the transaction: if the raise fails, the audit row rolls back with it.
         generation = heartbeat.request_cluster_action(client, action)

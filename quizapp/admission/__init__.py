@@ -17,6 +17,7 @@ import time
 import redis.exceptions
 from flask import current_app, g
 
+from .. import redis_conn
 from . import service
 from .gate import InFlightGate, Priority
 from .repository import WaitingRoomStore
@@ -28,7 +29,7 @@ __all__ = ["init_app", "begin_request", "finish_response", "end_request", "admis
 
 def init_app(app) -> None:
     app.extensions["admission_gate"] = InFlightGate(app.config["ADMISSION_MAX_IN_FLIGHT"])
-    app.extensions["admission_store"] = WaitingRoomStore(app.extensions["redis"])
+    app.extensions["admission_store"] = WaitingRoomStore(redis_conn.redis_client(app))
     from ..health import alerts
     from .views import bp
 
@@ -128,7 +129,5 @@ def admission_status(workers: list[dict] | None = None) -> dict:
     if workers is None:
         from ..health import heartbeat
 
-        workers = heartbeat.live_workers(
-            current_app.extensions["redis"], current_app.config["HEARTBEAT_SECONDS"]
-        )
+        workers = heartbeat.live_workers(redis_conn.redis_client(), current_app.config["HEARTBEAT_SECONDS"])
     return service.cluster_figures(workers)

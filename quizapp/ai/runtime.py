@@ -7,6 +7,7 @@ import os
 
 from flask import current_app
 
+from .. import redis_conn
 from . import client as ai_client
 from .breaker import Breaker
 from .budget import Budget
@@ -61,7 +62,7 @@ def get_runtime(app=None) -> AIRuntime:
     app = app or current_app._get_current_object()
     runtime = app.extensions.get(EXTENSION)
     if runtime is None or runtime.pid != os.getpid():
-        runtime = app.extensions[EXTENSION] = AIRuntime(app.config, app.extensions["redis"])
+        runtime = app.extensions[EXTENSION] = AIRuntime(app.config, redis_conn.redis_client(app))
     return runtime
 
 

@@ -9,7 +9,7 @@ import time
 import gevent
 from flask import current_app
 
-from .. import metrics
+from .. import metrics, redis_conn
 from ..ai import service as ai_service
 from . import alerts, heartbeat, service
 from . import checks as builtin_checks  # noqa: F401 - importing registers the built-in checks
@@ -71,7 +71,7 @@ def _instances(workers: list[dict]) -> dict:
 def build_report() -> dict:
     """Read every live worker's heartbeat and score the cluster (no cache)."""
     app = current_app
-    workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
+    workers = heartbeat.live_workers(redis_conn.redis_client(app), app.config["HEARTBEAT_SECONDS"])
     _, checks = service.readiness()
     report = score_cluster(workers, checks, app.config["AI_QUEUE_MAX"], app=app._get_current_object())
     report.update(
@@ -79,14 +79,14 @@ def build_report() -> dict:
         checks=checks,
         instances=_instances(workers),
         workers=workers,
-        actions=heartbeat.action_generations(app.extensions["redis"]),
+        actions=heartbeat.action_generations(redis_conn.redis_client(app)),
     )
     return report
 
 
 def detailed_health() -> dict:
     """The report, computed at most about once a second for the whole cluster (Redis cache)."""
-    client = current_app.extensions["redis"]
+    client = redis_conn.redis_client()
     cached = client.get(CACHE_KEY)
     if cached is None and not client.set(CACHE_LOCK_KEY, b"1", nx=True, px=2 * CACHE_MS):
         # Another worker is computing it: wait briefly for its result rather than piling on.
@@ -104,12 +104,12 @@ def detailed_health() -> dict:
 
 
 def forget_cached_report() -> None:
-    current_app.extensions["redis"].delete(CACHE_KEY)
+    redis_conn.redis_client().delete(CACHE_KEY)
 
 
 def prometheus_text() -> bytes:
     """Per-worker figures from the heartbeats; cluster-wide ones read once here."""
     app = current_app
-    workers = heartbeat.live_workers(app.extensions["redis"], app.config["HEARTBEAT_SECONDS"])
+    workers = heartbeat.live_workers(redis_conn.redis_client(app), app.config["HEARTBEAT_SECONDS"])
     cluster = {"ai": ai_service.metrics_snapshot(), "health": detailed_health()}
     return metrics.render_prometheus(workers, cluster)

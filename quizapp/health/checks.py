@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import redis_conn
 from .alerts import CRITICAL, INFO, WARNING, Alert, HealthContext, register_check
 
 POOL_SATURATED_AT = 0.9  # in use / max, or anyone waiting
@@ -147,7 +148,7 @@ def read_redis_memory(client) -> dict:
 
 @register_check
 def redis_memory(ctx: HealthContext):
-    memory = ctx.probe("redis_memory", lambda: read_redis_memory(ctx.app.extensions["redis"]))
+    memory = ctx.probe("redis_memory", lambda: read_redis_memory(redis_conn.redis_client(ctx.app)))
     if not memory:
         return None
     if not memory["max"]:

@@ -11,7 +11,7 @@ import gevent
 import redis.exceptions
 from flask import Flask
 
-from .. import metrics, security
+from .. import metrics, redis_conn, security
 from ..admission import service as admission_service
 from ..ai import service as ai_service
 
@@ -62,7 +62,7 @@ def heartbeat_state(app: Flask) -> HeartbeatState:
     state = app.extensions.get("heartbeat")
     if state is None or state.worker_id.rsplit(":", 1)[1] != str(os.getpid()):
         try:
-            applied = action_generations(app.extensions["redis"])
+            applied = action_generations(redis_conn.redis_client(app))
         except redis.exceptions.RedisError:
             applied = {}
         state = HeartbeatState(app, applied)
@@ -106,7 +106,7 @@ def publish(app: Flask) -> dict:
     figures = collect_figures(app)
     ttl = max(1, round(app.config["HEARTBEAT_SECONDS"] * TTL_FACTOR))
     key = WORKER_KEY.format(figures["worker"])
-    pipe = app.extensions["redis"].pipeline(transaction=True)
+    pipe = redis_conn.redis_client(app).pipeline(transaction=True)
     pipe.hset(key, mapping={"figures": json.dumps(figures), "ts": figures["ts"]})
     pipe.expire(key, ttl)
     pipe.zadd(WORKER_INDEX, {figures["worker"]: figures["ts"]})
@@ -118,7 +118,7 @@ def apply_pending_actions(app: Flask) -> list[str]:
     """Run every action whose generation rose since this worker last looked."""
     state = heartbeat_state(app)
     applied_now = []
-    for action, generation in action_generations(app.extensions["redis"]).items():
+    for action, generation in action_generations(redis_conn.redis_client(app)).items():
         run = WORKER_ACTIONS.get(action)
         if run is None or generation <= state.applied.get(action, 0):
             continue
@@ -162,7 +162,7 @@ def stop_heartbeat(app: Flask) -> None:
     if state.greenlet is not None:
         state.greenlet.kill(block=False)
     try:
-        pipe = app.extensions["redis"].pipeline(transaction=True)
+        pipe = redis_conn.redis_client(app).pipeline(transaction=True)
         pipe.delete(WORKER_KEY.format(state.worker_id))
         pipe.zrem(WORKER_INDEX, state.worker_id)
         pipe.execute()

@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import gevent
 from flask import current_app
 
+from .. import redis_conn
+
 log = logging.getLogger(__name__)
 
 # Anything that could carry a credential in a driver's message: user:password@ and key=value pairs.
@@ -51,7 +53,7 @@ def _check_postgres(timeout: float) -> None:
 
 
 def _check_redis() -> None:
-    current_app.extensions["redis"].ping()
+    redis_conn.redis_client().ping()
 
 
 def readiness() -> tuple[bool, dict]:

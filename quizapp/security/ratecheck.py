@@ -54,7 +54,7 @@ class LimitChecker:
             # The session lives in the same Redis as the counters: read it in the same call.
             # (redis_conn builds both from REDIS_URL / REDIS_SENTINELS unless the URI was overridden.)
             self.same_store = app.config["RATELIMIT_STORAGE_URI"] == redis_conn.limiter_storage(app.config)[0]
-            self.client = app.extensions["redis"] if self.same_store else storage.get_connection()
+            self.client = redis_conn.redis_client(app) if self.same_store else storage.get_connection()
             self.script = self.client.register_script(SCRIPT)
         self.probe_at = 0.0
         self.probe_pause = 1.0
