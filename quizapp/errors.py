@@ -6,7 +6,7 @@ import logging
 
 import psycopg2
 import redis.exceptions
-from flask import g, jsonify, make_response, render_template, request
+from flask import current_app, g, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,16 @@ def handle_quiz_error(exc: QuizError):
     return render_error(exc.status, exc.title, exc.message, exc.retry_after, exc.context)
 
 
+def _too_large_message(limit: int | None) -> str:
+    """The 413 text, naming the configured MAX_CONTENT_LENGTH in the largest whole unit."""
+    if not limit:
+        return "What you sent was larger than we accept."
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if limit >= size and limit % size == 0:
+            return f"What you sent was larger than we accept ({limit // size} {unit} at most)."
+    return f"What you sent was larger than we accept ({limit} bytes at most)."
+
+
 def handle_http_error(exc: HTTPException):
     if isinstance(exc, InternalServerError):
         return handle_unexpected(exc.original_exception or exc)
@@ -147,7 +157,7 @@ def handle_http_error(exc: HTTPException):
     messages = {
         404: "We could not find that page.",
         405: "That page does not accept this kind of request.",
-        413: "What you sent was larger than we accept (10 MB at most).",
+        413: _too_large_message(current_app.config.get("MAX_CONTENT_LENGTH")),
     }
     title = titles.get(exc.code, exc.name)
     message = messages.get(exc.code, exc.description or exc.name)

@@ -123,5 +123,5 @@ def test_body_over_the_app_limit_is_refused_without_losing_answers(make_app):
     )
     data = {"csrf_token": csrf_from(page), "choice": "1", "pad": "x" * 3000}
     response = client.post(f"/q/{content.questions[1].id}", data=data)
-    assert response.status_code == 413 and b"larger than we accept" in response.data
+    assert response.status_code == 413 and b"larger than we accept (2 KB at most)" in response.data
     assert _answers(client) == {content.questions[0].id: 1}

@@ -104,7 +104,7 @@ def test_body_over_the_limit_is_a_413_page(make_app):
     big = "x" * (10 * 1024 * 1024 + 1)
     response = client.post("/_t/form", data={"answer": big}, headers={"Accept": "text/html"})
     assert response.status_code == 413
-    assert b"larger than we accept" in response.data
+    assert b"larger than we accept (10 MB at most)" in response.data
     _assert_security_headers(response)
     # Refused before any view runs, even one that never reads its body.
     ignored = client.post("/_t/ignores-body", data=big.encode(), content_type="application/octet-stream")
