@@ -13,15 +13,15 @@ from gevent.pywsgi import WSGIServer
 
 from quizapp.health import heartbeat
 from quizapp.metrics import worker_counters
-from tests.test_health_admin import _csrf_token, _login
+from tests.support.admin_session import admin_session_fields
+from tests.support.forms import csrf_token
+from tests.test_health_admin import _login
 
 PHONE = Path(__file__).resolve().parent / "support" / "phone_check.py"
 
 
 def _login_session():
-    session["admin"] = True
-    session["admin_seen"] = time.time()
-    session["admin_user"] = "phone-admin"
+    session.update(admin_session_fields(user="phone-admin"))
 
 
 def test_admin_root_goes_to_the_health_page(client):
@@ -47,7 +47,7 @@ def test_health_page_has_logout_and_status_colours(app, client, redis_client):
     html = client.get("/admin/health").get_data(as_text=True)
     assert 'class="health-score health-degraded"' in html and 'class="status-bad">OPEN' in html
     assert 'class="alert-item severity-warning"' in html
-    token = _csrf_token(html)
+    token = csrf_token(html)
     assert client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
     assert client.get("/admin/health").headers["Location"].startswith("/admin/login")
 
@@ -55,7 +55,7 @@ def test_health_page_has_logout_and_status_colours(app, client, redis_client):
 def test_an_action_runs_only_after_its_confirmation(app, client, pg_conn):
     _login(client)
     client.get("/no/such/page")
-    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    token = csrf_token(client.get("/admin/health").get_data(as_text=True))
     response = client.post("/admin/health/actions", data={"action": "reset_errors", "csrf_token": token})
     assert response.status_code == 303
     assert response.headers["Location"] == "/admin/health/confirm?action=reset_errors"
@@ -68,7 +68,7 @@ def test_an_action_runs_only_after_its_confirmation(app, client, pg_conn):
     assert client.get("/admin/health/confirm?action=drop_db").status_code == 404
     done = client.post(
         "/admin/health/actions",
-        data={"action": "reset_errors", "csrf_token": _csrf_token(page), "confirm": "yes"},
+        data={"action": "reset_errors", "csrf_token": csrf_token(page), "confirm": "yes"},
     )
     assert done.status_code == 302 and worker_counters(app).window["4xx"] == 0
 

@@ -1,22 +1,19 @@
 """Admission control: priorities per worker, the cluster-wide FIFO waiting room and its costs."""
 
 import re
-import time
 
 import gevent
 import pytest
 
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
+from tests.support.admin_session import forge_admin_session
 
 JSON = {"Accept": "application/json"}
 
 
 def _login(client):
-    with client.session_transaction() as session:
-        session["admin"] = True
-        session["admin_seen"] = time.time()
-        session["admin_user"] = "ops-admin"
+    forge_admin_session(client, user="ops-admin")
 
 
 def test_gate_hands_freed_slots_out_by_priority_and_never_blocks_critical():

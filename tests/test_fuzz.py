@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from werkzeug.routing import BuildError, IntegerConverter, UUIDConverter
 from werkzeug.security import generate_password_hash
 
+from tests.support.admin_session import forge_admin_session
+
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 CONTENT_TYPES = (
     "application/x-www-form-urlencoded",
@@ -120,9 +122,7 @@ def test_fuzz_every_route_as_an_admin_without_csrf_or_limits(make_app):
         ADMIN_PASSWORD_HASH=generate_password_hash("fuzz-password-123"),
     )
     client = app.test_client()
-    with client.session_transaction() as sess:
-        sess["admin"] = True
-        sess["admin_seen"] = time.time() + 3600
+    forge_admin_session(client, seen_at=time.time() + 3600)
     statuses = _fuzz(app, client, skip=("admin_auth.logout",))  # stay an admin throughout
     assert sum(statuses.values()) >= 100
 

@@ -1,21 +1,15 @@
 """The admin health page: admin only, self-refreshing without JS, CSRF-protected audited actions."""
 
-import re
 import time
 
 from quizapp.health import heartbeat
 from quizapp.metrics import worker_counters
+from tests.support.admin_session import forge_admin_session
+from tests.support.forms import csrf_token
 
 
 def _login(client):
-    with client.session_transaction() as session:
-        session["admin"] = True
-        session["admin_seen"] = time.time()
-        session["admin_user"] = "ops-admin"
-
-
-def _csrf_token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    forge_admin_session(client, user="ops-admin")
 
 
 def test_health_page_needs_an_admin(client):
@@ -50,7 +44,7 @@ def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client)
     client.get("/no/such/page")
     client.get("/no/such/page")
     assert worker_counters(app).window["4xx"] == 2
-    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    token = csrf_token(client.get("/admin/health").get_data(as_text=True))
     response = client.post(
         "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"}
     )
@@ -66,7 +60,7 @@ def test_reset_errors_is_audited_and_applied(app, client, pg_conn, redis_client)
 
 def test_unknown_action_is_a_404(app, client):
     _login(client)
-    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    token = csrf_token(client.get("/admin/health").get_data(as_text=True))
     response = client.post("/admin/health/actions", data={"action": "drop_db", "csrf_token": token})
     assert response.status_code == 404
 
@@ -79,7 +73,7 @@ def test_other_workers_apply_an_action_once_on_their_heartbeat(make_app):
     assert worker_counters(other).window["4xx"] == 1
     client = admin_app.test_client()
     _login(client)
-    token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+    token = csrf_token(client.get("/admin/health").get_data(as_text=True))
     client.post(
         "/admin/health/actions", data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"}
     )
@@ -95,7 +89,7 @@ def test_other_workers_apply_an_action_once_on_their_heartbeat(make_app):
 def test_every_action_is_audited_and_applied_here_at_once(app, client, pg_conn, redis_client):
     _login(client)
     for action in ("reset_ai_queue", "close_breakers", "reset_errors"):
-        token = _csrf_token(client.get("/admin/health").get_data(as_text=True))
+        token = csrf_token(client.get("/admin/health").get_data(as_text=True))
         client.post("/admin/health/actions", data={"action": action, "csrf_token": token, "confirm": "yes"})
     state = heartbeat.heartbeat_state(app)
     assert state.applied == {

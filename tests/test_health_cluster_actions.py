@@ -1,12 +1,12 @@
 """Admin actions reach every worker of every instance; the report sees them all (real gunicorn)."""
 
-import re
 import subprocess
 import time
 
 import pytest
 import requests
 
+from tests.support.forms import csrf_token
 from tests.support.stack import Stack
 
 INSTANCES, WORKERS = 2, 2
@@ -48,7 +48,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
         admin.get(url + "/_test/admin-login", timeout=10)
         page = admin.get(url + "/admin/health", timeout=10)
         assert page.status_code == 200
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        token = csrf_token(page)
         done = admin.post(
             url + "/admin/health/actions",
             data={"action": "reset_errors", "csrf_token": token, "confirm": "yes"},

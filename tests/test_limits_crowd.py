@@ -15,13 +15,14 @@ import pytest
 import redis
 
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.support.forms import CSRF_TOKEN_RE
 from tests.support.servers import Gunicorn
 from tests.support.stack import Nginx
 from tests.test_security_limits import client_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CSRF = CSRF_TOKEN_RE
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
 CLASSROOM, CLASSROOM_IP, ABUSER_IP, CYCLER_IP = 30, "127.0.0.2", "127.0.0.3", "127.0.0.4"
 NEW_SESSIONS_PER_MINUTE = 60  # RATELIMIT_NEW_SESSIONS default: 60/minute

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import gevent
 import pytest
 
+from tests.support.admin_session import forge_admin_session
 from tests.support.fake_stripe import FakeStripe
 from tests.support.payments import checkout_id, click_unlock, owned_result, pay
 from tests.support.quiz_pages import answer_all, csrf_from, submit
@@ -137,8 +136,7 @@ def test_second_stripe_payment_is_refunded_or_shown_to_the_admin(make_app, pg_co
         ]
         assert outcomes == ["unlocked", "refund_failed" if refund_fails else "refunded"]
         admin = app.test_client()
-        with admin.session_transaction() as session:
-            session.update(admin=True, admin_seen=time.time(), admin_user="ops")
+        forge_admin_session(admin, user="ops")
         page = admin.get("/admin/payments")
         if refund_fails:
             assert b"refund_failed" in page.data and b"/admin/payments/" in page.data

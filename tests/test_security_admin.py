@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from quizapp.admin.auth import admin_required
 from quizapp.config import ConfigError
+from tests.support.forms import csrf_token
 
 PASSWORD = "correct horse battery staple"
 
@@ -40,7 +40,7 @@ def admin_app(make_app):
 
 def _token(client, path="/admin/login"):
     page = client.get(path)
-    return re.search(rb'name="csrf_token" value="([^"]+)"', page.data).group(1).decode()
+    return csrf_token(page)
 
 
 def _sid(client):

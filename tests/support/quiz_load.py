@@ -10,7 +10,8 @@ import gevent
 import psycopg2
 import requests
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.support.forms import CSRF_TOKEN_RE as CSRF
+
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
 RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})$")
 ANSWERED = re.compile(r"\((\d+) of \d+ answered\)")
