@@ -1,20 +1,17 @@
 """The real app plus test-only routes for the topology tests: an admin login and a POST echo."""
 
-import time
-
 from flask import request, session
 
 import wsgi
 from quizapp.extensions import csrf
+from tests.support.admin_session import admin_session_fields
 
 app = wsgi.app
 
 
 @app.get("/_test/admin-login")
 def test_admin_login():
-    session["admin"] = True
-    session["admin_seen"] = time.time()
-    session["admin_user"] = "test-admin"
+    session.update(admin_session_fields(user="test-admin"))
     return {"admin": True}
 
 
