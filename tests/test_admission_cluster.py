@@ -69,9 +69,11 @@ def test_priorities_on_a_full_worker_and_no_postgres_in_the_waiting_room(stack, 
 
     holder = gevent.spawn(fetch, "hold", requests.Session(), "/_test/hold?seconds=5")
     gevent.sleep(1.5)  # the worker's single slot is taken (generous: the box may be busy)
-    new = gevent.spawn(fetch, "new", requests.Session(), "/")
+    # Each waiter then holds the slot for 1 s itself, so the order the client sees is the order
+    # the worker served them (two fast pages finishing in the same instant could arrive in any order).
+    new = gevent.spawn(fetch, "new", requests.Session(), "/_test/hold?seconds=1")
     gevent.sleep(1.0)
-    started = gevent.spawn(fetch, "started", taker, "/")
+    started = gevent.spawn(fetch, "started", taker, "/_test/hold?seconds=1")
     gevent.sleep(1.0)
     t0 = time.monotonic()
     fetch("health", requests.Session(), "/healthz")
