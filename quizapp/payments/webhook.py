@@ -151,7 +151,7 @@ def handle_webhook(payload: bytes, signature: str | None) -> tuple[str, int | No
     except PaymentMismatch as exc:
         action = "payment.not_paid" if exc.reasons == ["not_paid"] else "payment.mismatch"
         detail = {**checkout.audit_detail(), "reasons": exc.reasons}
-        db.run_in_transaction(audit_repository.insert_audit, "webhook", action, detail)
+        db.run_in_transaction(audit_repository.insert_audit, actor="webhook", action=action, detail=detail)
         log.warning(action, extra={"reasons": exc.reasons})
         return ("not_paid" if action == "payment.not_paid" else "mismatch"), None
 
