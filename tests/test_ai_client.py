@@ -14,6 +14,7 @@ from tests.support.servers import free_port
 MESSAGES = prompts.build_messages(synthetic_inputs("client"))
 
 
+# Fixture boilerplate like test_ai_service.py's, with this module's own latency and settings: not shared logic.
 @pytest.fixture(scope="module")
 def fake():
     server = FakeOpenAIProcess(free_port(), latency=0.05).start()

@@ -13,6 +13,7 @@ from tests.fake_openai import FakeOpenAIProcess, synthetic_inputs
 from tests.support.servers import free_port
 
 
+# Fixture boilerplate like test_ai_client.py's, with this module's own latency and settings: not shared logic.
 @pytest.fixture(scope="module")
 def fake():
     server = FakeOpenAIProcess(free_port(), latency=0.2).start()

@@ -13,7 +13,9 @@ STATE_KEY = "ai:breaker"
 PROBE_KEY = "ai:breaker:probe"
 
 # KEYS: state hash, probe key. ARGV: cooldown_ms, probe_ms, token. Returns {allowed, state, is_probe}.
-ALLOW = LUA_NOW + """
+ALLOW = (
+    LUA_NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if state == 'CLOSED' then return {1, 'CLOSED', 0} end
 local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
@@ -24,6 +26,7 @@ if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'PX', tonumber(ARGV[2])) then
 end
 return {0, 'HALF_OPEN', 0}
 """
+)
 
 # KEYS: state hash, probe key. ARGV: token ('' when not a probe). Returns the new state.
 SUCCESS = """
@@ -38,7 +41,9 @@ return state
 """
 
 # KEYS: state hash, probe key. ARGV: threshold, token ('' when not a probe). Returns the new state.
-FAILURE = LUA_NOW + """
+FAILURE = (
+    LUA_NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('HSET', KEYS[1], 'state', 'OPEN', 'opened_at', now)
@@ -55,9 +60,12 @@ if failures >= tonumber(ARGV[1]) then
 end
 return 'CLOSED'
 """
+)
 
 # KEYS: state hash. ARGV: cooldown_ms. Returns the state as callers would see it now.
-READ = LUA_NOW + """
+READ = (
+    LUA_NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if state == 'OPEN' then
   local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
@@ -65,6 +73,7 @@ if state == 'OPEN' then
 end
 return state
 """
+)
 
 
 class BreakerOpen(Exception):

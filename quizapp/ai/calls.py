@@ -66,7 +66,9 @@ class Caller:
             return token
         return None
 
-    def fetch_as_owner(self, fingerprint: str, *, messages: list[dict], token: str, deadline: float) -> tuple[str, str]:
+    def fetch_as_owner(
+        self, fingerprint: str, *, messages: list[dict], token: str, deadline: float
+    ) -> tuple[str, str]:
         """Call upstream (with retries), publish the text to the cache, release ownership."""
         try:
             # The previous owner may have published (or given up) between our cache miss and our SET NX.

@@ -214,5 +214,6 @@ class AIQueue:
                 log.warning("ai.sweep_failed", exc_info=True)
 
 
-def _messages(job: QueuedJob) -> list[dict]:
+def _chat_messages(job: QueuedJob) -> list[dict]:
+    """The prompt sent upstream for this job."""
     return prompts.build_messages(job.inputs)

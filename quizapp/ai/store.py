@@ -34,7 +34,9 @@ def user_key_for(user_key: str, secret: str) -> str:
 
 # KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
 # (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
-ENQUEUE = LUA_NOW + """
+ENQUEUE = (
+    LUA_NOW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'refused', -1, 0} end
@@ -49,16 +51,20 @@ redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) + 1000)
 redis.call('ZADD', KEYS[4], deadline, ARGV[1])
 return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1]), deadline}
 """
+)
 
 # KEYS: job, queue. ARGV: subject. A queued free job becomes paid: ahead of every free job,
 # behind those who paid earlier.
-PROMOTE = LUA_NOW + """
+PROMOTE = (
+    LUA_NOW
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 if redis.call('HGET', KEYS[1], 'paid') == '1' then return 0 end
 redis.call('HSET', KEYS[1], 'paid', '1')
 redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
 return 1
 """
+)
 
 # KEYS: job, queue. ARGV: subject. Queued -> running (leaves the queue); 0 if no longer queued.
 START = """
@@ -70,7 +76,9 @@ return 1
 
 # KEYS: job, queue, deadlines, metrics, waits. ARGV: subject, state, text, fallback, message, ttl_s,
 # counter, waits_kept. Compare-and-set: only a pending job finishes, exactly once cluster-wide.
-FINISH = LUA_NOW + """
+FINISH = (
+    LUA_NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'running' then return 0 end
 local user = redis.call('HGET', KEYS[1], 'user')
@@ -97,6 +105,7 @@ redis.call('HINCRBY', KEYS[4], 'wait_sum_ms', wait)
 redis.call('HINCRBY', KEYS[4], 'wait_count', 1)
 return 1
 """
+)
 
 
 class JobStore:
@@ -147,7 +156,9 @@ class JobStore:
         # The deadline on Redis's clock, the one every worker's timer and sweeper keeps.
         return as_text(outcome), int(rank), int(deadline_ms) / 1000.0
 
-    def record_final(self, subject_id: str, *, state: str, text: str, counter: str, message: str = "") -> None:
+    def record_final(
+        self, subject_id: str, *, state: str, text: str, counter: str, message: str = ""
+    ) -> None:
         """A job that never queued (queue full, cache hit) still leaves its answer for the poll endpoint."""
         fallback = state == FALLBACK
         pipe = self.redis.pipeline(transaction=True)
@@ -222,7 +233,9 @@ class JobStore:
 
     def overdue_subjects(self, limit: int = 100) -> list[str]:
         now_ms = int(time.time() * 1000)
-        return [as_text(s) for s in self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)]
+        return [
+            as_text(s) for s in self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)
+        ]
 
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(METRICS_KEY, counter, amount)

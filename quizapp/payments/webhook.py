@@ -48,6 +48,7 @@ class CheckoutEvent:
     email: str | None
 
     def audit_detail(self) -> dict:
+        # Alike in shape only to tests/fake_openai.py's settings(): a dict of named fields, no logic.
         return {
             "event_id": self.event_id,
             "checkout_session_id": self.session_id,

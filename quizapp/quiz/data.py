@@ -205,7 +205,9 @@ def _load_questions(check, raw_questions, model_ids):
             )
         elif kind == "choice":
             questions.append(
-                Question(id=question_id, kind=kind, text=text, options=_load_options(check, raw, where, model_ids))
+                Question(
+                    id=question_id, kind=kind, text=text, options=_load_options(check, raw, where, model_ids)
+                )
             )
         else:
             check.fail(f"{where}.kind", "must be 'choice' or 'scale'")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from psycopg2 import sql
 from psycopg2.extras import Json
 
+# The functions below share one shape (a statement with named parameters, then a fetch) over
+# different tables and columns: that is the repository pattern, not repeated logic to merge.
+
 # What every read of an attempt returns.
 _ATTEMPT_COLUMNS = sql.SQL(
     "id, public_id, answers, scores, top_model, started_at, completed_at, paid_at, owner_key, link_version"

@@ -7,7 +7,9 @@ from psycopg2 import sql
 
 def delete_old_quota(cur, *, cutoff_day, batch: int) -> int:
     # quiz_quota counts one UTC day per client: once the day is past, the row only takes space.
-    return _delete_batch(cur, table="quiz_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch)
+    return _delete_batch(
+        cur, table="quiz_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch
+    )
 
 
 def delete_sent_mail(cur, *, cutoff, batch: int) -> int:
