@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, flash, jsonify, redirect, render_template, r
 from quizapp.ai.prompts import algorithmic_analysis  # noqa: E402
 from quizapp.ai.service import AnalysisStatus  # noqa: E402
 from quizapp.config import ROOT  # noqa: E402
+from quizapp.pages.views import bp as pages  # noqa: E402  the real favicon, legal pages, operator globals
 from quizapp.quiz import service  # noqa: E402
 from quizapp.quiz.data import load_content  # noqa: E402
 from quizapp.quiz.scoring import score_answers  # noqa: E402
@@ -126,5 +127,5 @@ def detailed():
     return jsonify(status="healthy", score=100, workers=[])
 
 
-for blueprint in (quiz, payments, ai, health):
+for blueprint in (quiz, payments, ai, health, pages):
     app.register_blueprint(blueprint)
