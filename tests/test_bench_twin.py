@@ -13,7 +13,8 @@ def test_twin_serves_the_walk_at_the_real_sizes(make_app):
     real_sizes = {"/": len(landing.data), f"/q/{first}": len(real.get(f"/q/{first}").data)}
     client = twin.test_client()
     for path in ["/", f"/q/{first}", "/review", "/r/abcdefghijklmnop", "/favicon.ico", "/healthz"]:
-        assert client.get(path).status_code == 200, path
+        answer = client.get(path)
+        assert answer.status_code == 200 and answer.headers["X-Quizapp-Route"] != "-", path
     for path, size in real_sizes.items():
         twin_size = len(client.get(path).data)
         assert abs(twin_size - size) <= 0.15 * size, (path, twin_size, size)
