@@ -1,6 +1,7 @@
 """Admission control: priorities per worker, the cluster-wide FIFO waiting room and its costs."""
 
 import re
+import time
 
 import gevent
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
+from tests.support.forms import csrf_token
 
 JSON = {"Accept": "application/json"}
 
@@ -162,3 +164,31 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
         assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
         unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
         assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
+
+
+def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=5, RATELIMIT_ENABLED="false")
+    visitor = app.test_client()
+    landing = visitor.get("/")
+    assert landing.status_code == 200
+    (slot, held_until), *_ = redis_client.zrange(ACTIVE_KEY, 0, -1, withscores=True)
+    now_ms = time.time() * 1000
+    assert now_ms + 20_000 < held_until <= now_ms + 31_000  # 30 s: a visitor who never starts
+    visitor.post("/start", data={"csrf_token": csrf_token(landing)})
+    held_until = redis_client.zscore(ACTIVE_KEY, slot)
+    visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
+    assert held_until > time.time() * 1000 + visit_ms - 5_000  # confirmed for the whole visit
+
+
+def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=1000, RATELIMIT_VISITOR_PAGES="10/minute")
+    flood = [app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.9"}) for _ in range(25)]
+    assert [r.status_code for r in flood] == [200] * 10 + [429] * 15
+    assert all(r.headers["X-Admission"] == "refused" and "Retry-After" in r.headers for r in flood[10:])
+    assert redis_client.zcard(ACTIVE_KEY) == 10  # refused arrivals took no slot (nor a ticket)
+    other = app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.10"})
+    assert other.status_code == 200  # another address is not affected
