@@ -33,6 +33,7 @@ from tests.support.servers import free_port
 BIN = Path(sys.executable).parent
 STATE = ROOT / "var" / "bench"
 PAGE_PATHS = re.compile(r'"(GET|POST) (/|/start|/q/[^ ]+|/review|/submit|/r/[^ /]+) HTTP')
+SHED = ("wait", "busy")  # X-Admission values of the waiting room's 503s
 ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser's source address
 LOG_LINE = re.compile(
     r'^(\S+) \[[^\]]+\] "(\S+) (\S+) [^"]*" (\d{3}) \d+ rid=\S* rt=([\d.]+)(?:.* adm=(\S+))?'
@@ -172,7 +173,8 @@ def rss_mb(pids: list[int]) -> float:
 
 
 def read_log(path: Path, offset: int) -> tuple[list[tuple], int]:
-    """Parse nginx access lines written since offset: (addr, method, path, status, seconds, waiting)."""
+    """Parse nginx access lines written since offset: (addr, method, path, status, seconds, shed),
+    shed being "wait" (the waiting room), "busy" (a full worker's waiting-room page) or ""."""
     if not path.exists():
         return [], 0
     with open(path, "rb") as handle:
@@ -184,7 +186,8 @@ def read_log(path: Path, offset: int) -> tuple[list[tuple], int]:
         match = LOG_LINE.match(line)
         if match:
             addr, method, target, status, rt, adm = match.groups()
-            rows.append((addr, method, target.split("?")[0], int(status), float(rt), adm == "wait"))
+            shed = adm if adm in SHED else ""
+            rows.append((addr, method, target.split("?")[0], int(status), float(rt), shed))
     return rows, end
 
 

@@ -192,3 +192,18 @@ def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):
     assert redis_client.zcard(ACTIVE_KEY) == 10  # refused arrivals took no slot (nor a ticket)
     other = app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.10"})
     assert other.status_code == 200  # another address is not affected
+
+
+def test_a_full_worker_answers_with_the_waiting_page_marked_busy(make_app):
+    from quizapp.admission import service
+
+    app = make_app(ADMISSION_MAX_IN_FLIGHT=1, ADMISSION_QUEUE_TIMEOUT_MS=0, RATELIMIT_ENABLED="false")
+    gate = service.gate(app)
+    assert gate.enter(Priority.NEW, timeout=0)  # the worker's one slot is taken
+    try:
+        page = app.test_client().get("/")
+        assert page.status_code == 503 and page.headers["X-Admission"] == "busy"
+        assert "Retry-After" in page.headers and gate.shed_total == 1
+    finally:
+        gate.leave(Priority.NEW)
+    assert app.test_client().get("/").status_code == 200

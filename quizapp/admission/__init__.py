@@ -93,7 +93,7 @@ def begin_request():
     started = priority == Priority.STARTED
     # A started quiz waits longer for a slot, ahead of everyone else, then runs anyway.
     if not service.gate().enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
-        return waiting_room(service.busy_answer())
+        return waiting_room(service.busy_answer(), kind="busy")
     g.admission_priority = priority
     return None
 

@@ -12,8 +12,11 @@ from . import service
 bp = Blueprint("admission", __name__, url_prefix="/admin/admission")
 
 
-def waiting_room(answer: service.WaitingAnswer):
-    """503 with Retry-After; a page that refreshes itself (no JavaScript) or its JSON form."""
+def waiting_room(answer: service.WaitingAnswer, *, kind: str = "wait"):
+    """503 with Retry-After; a page that refreshes itself (no JavaScript) or its JSON form.
+
+    `kind` is "wait" for the cluster's line, "busy" when this worker stayed full for the whole
+    queue timeout (the same page; told apart in the logs and the bench)."""
     if wants_json():
         response = jsonify(
             status="waiting",
@@ -30,7 +33,7 @@ def waiting_room(answer: service.WaitingAnswer):
     response.status_code = 503
     response.headers["Retry-After"] = str(answer.refresh_s)
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Admission"] = "wait"  # nginx logs it: waiting-room 503s apart from failures
+    response.headers["X-Admission"] = kind  # nginx logs it: waiting-room 503s apart from failures
     return response
 
 
