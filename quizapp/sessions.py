@@ -14,6 +14,7 @@ from flask_session.redis import RedisSession, RedisSessionInterface
 
 from . import redis_conn
 from .errors import RedisUnavailable
+from .paths import is_infrastructure
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ SESSION_KEY_PREFIX = "s:"
 REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
 SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_OPTIONAL_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 class LazyRedisSession(RedisSession):
@@ -214,8 +214,8 @@ def require_session_store() -> None:
     """Pipeline step: read the session now if the limits check did not, or answer 503 if Redis is down."""
     if not getattr(session, "pending", False):
         return
-    if request.path in _OPTIONAL_PATHS or request.path.startswith("/static/"):
-        return  # liveness and static files never need the session: leave it unread
+    if is_infrastructure(request.path):
+        return  # probes, metrics and static files never need the session: leave it unread
     if g.get("session_store_failed"):
         raise RedisUnavailable()
     try:
