@@ -8,12 +8,13 @@ from flask import current_app
 
 from ..admission import admission_status
 from ..db import transaction
-from ..health import actions, aggregate, heartbeat
+from ..health import actions, aggregate, checks, heartbeat
 from ..mail import service as mail_service
 from ..payments import service as payments_service
 from . import repository
 
 log = logging.getLogger(__name__)
+
 
 def action_label(action: str) -> str:
     """The label of a known cluster action (quizapp/health/actions.py); unknown ones are a 404."""
@@ -40,18 +41,8 @@ def health_page(fresh: bool = False) -> dict:
 def business_alerts() -> dict:
     """Payment mismatches, refunds waiting, mail backlog and dead letters, with the alerts they raise."""
     figures = {**payments_service.payment_figures(), **mail_service.outbox_figures()}
-    alerts = []
-    if figures["mismatches_24h"]:
-        alerts.append(f"{figures['mismatches_24h']} payment webhooks did not match their checkout (24 h)")
-    if figures["refunds_pending"]:
-        alerts.append(f"{figures['refunds_pending']} second payments wait for a refund")
-    if figures["backlog"]:
-        alerts.append(
-            f"mail backlog: {figures['backlog']} mails due for over 5 minutes (is the mailer running?)"
-        )
-    if figures["dead"]:
-        alerts.append(f"{figures['dead']} mails are dead letters: SMTP failed on every attempt")
-    return {"figures": figures, "alerts": alerts}
+    found = checks.figure_alerts(figures, checks.PAYMENT_ALERTS + checks.MAIL_ALERTS)
+    return {"figures": figures, "alerts": [alert.message for alert in found]}
 
 
 def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
