@@ -1,4 +1,4 @@
-"""Readers of config values: read(env, name, default, **options) returns a valid value or names the variable.
+"""Readers of config values: read(env, name, default, **options) gives a valid value or names the variable.
 
 An unset or empty variable is the default; quizapp/config.py declares which reader each setting uses.
 """
@@ -20,30 +20,25 @@ class ConfigError(RuntimeError):
 
 def integer(env, name, default, minimum=None, maximum=None):
     """The one integer parser of the app (gunicorn.conf.py says why it keeps its own)."""
+    return _bounded(env, name, default, kind=int, what="an integer", minimum=minimum, maximum=maximum)
+
+
+def number(env, name, default, minimum=0.0):
+    return _bounded(env, name, default, kind=float, what="a number", minimum=minimum, maximum=None)
+
+
+def _bounded(env, name, default, *, kind, what, minimum, maximum):
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be <= {maximum}, got {value}")
-    return value
-
-
-def number(env, name, default, minimum=0.0):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
