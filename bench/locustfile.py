@@ -66,7 +66,7 @@ def _event(name: str, response_time: float = 0, kind: str = "FLOW") -> None:
 
 
 def _waiting(response) -> bool:
-    return response.status_code == 503 and response.headers.get("X-Admission") == "wait"
+    return response.status_code == 503 and response.headers.get("X-Admission") in ("wait", "busy")
 
 
 class QuizTaker(FastHttpUser):

@@ -121,7 +121,7 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
                 "quizzes/min",
                 "page p50/p95/p99 ms",
                 "client p99 ms",
-                "waiting-room answers (p99 ms, share)",
+                "waiting-room answers (p99 ms, share); full-worker answers",
                 "wait p50/p95 s",
                 "5xx (not waiting room)",
                 "429",
@@ -148,7 +148,8 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
                     f"{s['quizzes_per_min']:.0f}",
                     f"{s['page']['p50_ms']}/{s['page']['p95_ms']}/{s['page']['p99_ms']}",
                     s["client_p99_ms"],
-                    f"{wr['answers']} ({wr['p99_ms']}, {wr['share_of_requests']:.1%})",
+                    f"{wr['answers']} ({wr['p99_ms']}, {wr['share_of_requests']:.1%}); "
+                    f"{wr.get('busy_answers', 0)}",
                     f"{wait['p50']}/{wait['p95']} ({wait['visitors']} admitted after waiting)",
                     s["status_5xx"],
                     s["status_429"],

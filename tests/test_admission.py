@@ -1,6 +1,7 @@
 """Admission control: priorities per worker, the cluster-wide FIFO waiting room and its costs."""
 
 import re
+import time
 
 import gevent
 import pytest
@@ -9,6 +10,7 @@ from quizapp import redis_conn
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
+from tests.support.forms import csrf_token
 
 JSON = {"Accept": "application/json"}
 
@@ -130,3 +132,79 @@ def test_shedding_load_raises_a_health_alert(small_app, redis_client):
     ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
     alert = admission_shedding_load(ctx)
     assert alert.severity == INFO and "1 visitors in the waiting room" in alert.message
+
+
+def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
+    from tests.support.quiz_pages import answer_all, submit
+
+    app = make_app(ADMISSION_CAPACITY=2, RATELIMIT_ENABLED="false")
+    taker, other, waiting = app.test_client(), app.test_client(), app.test_client()
+    assert other.get("/").status_code == 200
+    answer_all(taker, app.extensions["quiz_content"])  # admitted second: ticket 1, carried when started
+    assert taker.get_cookie("qa.adm").value.startswith("s.1.")
+    assert waiting.get("/", headers=JSON).json["position"] == 1
+    assert submit(taker).status_code == 303
+    assert waiting.get("/").status_code == 200  # the slot freed at once, not when its time ran out
+    assert app.test_client().get("/", headers=JSON).status_code == 503  # and only that one slot
+
+
+def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
+    from quizapp.admission import service
+    from quizapp.admission.repository import Decision
+
+    def answer(position, rate_milli):
+        decision = Decision(False, 9, position, 400, 2, 2, rate_milli)
+        return service.waiting_answer(decision)
+
+    with small_app.app_context():
+        soon = answer(position=10, rate_milli=2000)  # 2 visitors/s admitted: 5 s to go
+        assert (soon.estimated_wait_s, soon.refresh_s) == (5, 5)  # the minimum interval
+        later = answer(position=200, rate_milli=2000)
+        assert (later.estimated_wait_s, later.refresh_s) == (100, 80)  # 80% of the estimate
+        far = answer(position=2000, rate_milli=2000)
+        assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
+        unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
+        assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
+
+
+def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=5, RATELIMIT_ENABLED="false")
+    visitor = app.test_client()
+    landing = visitor.get("/")
+    assert landing.status_code == 200
+    (slot, held_until), *_ = redis_client.zrange(ACTIVE_KEY, 0, -1, withscores=True)
+    now_ms = time.time() * 1000
+    assert now_ms + 20_000 < held_until <= now_ms + 31_000  # 30 s: a visitor who never starts
+    visitor.post("/start", data={"csrf_token": csrf_token(landing)})
+    held_until = redis_client.zscore(ACTIVE_KEY, slot)
+    visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
+    assert held_until > time.time() * 1000 + visit_ms - 5_000  # confirmed for the whole visit
+
+
+def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=1000, RATELIMIT_VISITOR_PAGES="10/minute")
+    flood = [app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.9"}) for _ in range(25)]
+    assert [r.status_code for r in flood] == [200] * 10 + [429] * 15
+    assert all(r.headers["X-Admission"] == "refused" and "Retry-After" in r.headers for r in flood[10:])
+    assert redis_client.zcard(ACTIVE_KEY) == 10  # refused arrivals took no slot (nor a ticket)
+    other = app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.10"})
+    assert other.status_code == 200  # another address is not affected
+
+
+def test_a_full_worker_answers_with_the_waiting_page_marked_busy(make_app):
+    from quizapp.admission import service
+
+    app = make_app(ADMISSION_MAX_IN_FLIGHT=1, ADMISSION_QUEUE_TIMEOUT_MS=0, RATELIMIT_ENABLED="false")
+    gate = service.gate(app)
+    assert gate.enter(Priority.NEW, timeout=0)  # the worker's one slot is taken
+    try:
+        page = app.test_client().get("/")
+        assert page.status_code == 503 and page.headers["X-Admission"] == "busy"
+        assert "Retry-After" in page.headers and gate.shed_total == 1
+    finally:
+        gate.leave(Priority.NEW)
+    assert app.test_client().get("/").status_code == 200

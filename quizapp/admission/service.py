@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import time
 from dataclasses import dataclass
 
+import redis.exceptions
 from flask import current_app, request, session
 from itsdangerous import BadSignature, Signer
+from limits import parse_many
 
 from ..admin.repository import insert_audit
 from ..db import transaction
 from ..errors import BadRequest
 from ..paths import is_infrastructure
+from ..security.addresses import address_group
 from .gate import InFlightGate, Priority
 from .repository import Decision, WaitingRoomStore
 
@@ -25,7 +29,10 @@ COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<exp
 CRITICAL_PATHS = ("/pay/webhook",)
 CRITICAL_PREFIXES = ("/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
-POLL_SHARE = 0.10  # the waiting room's own refreshes stay within this share of capacity
+PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
+REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
+REFRESH_MAX_SECONDS = 120  # so a capacity raise (or a faster turnover) is noticed within 2 minutes
+NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,24 @@ def classify(cookie) -> Priority:
     return Priority.NEW
 
 
+def held_ticket(cookie) -> int:
+    """The waiting-room slot a visitor holds, carried from the pass to the started-quiz cookie."""
+    if cookie and cookie[0] in ("p", "s"):
+        return cookie[1]
+    return NO_TICKET
+
+
+def end_visit() -> None:
+    """The quiz was submitted: free the visitor's slot now, so the next in line comes in sooner."""
+    ticket = held_ticket(read_cookie())
+    if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
+        return
+    try:
+        store().release(ticket)
+    except redis.exceptions.RedisError:
+        log.warning("admission.release_failed", extra={"ticket": ticket})  # the slot's time runs out instead
+
+
 def started_flag_due(cookie) -> bool:
     """Whether this response should (re)flag a started quiz: only if the session is already loaded."""
     if getattr(session, "pending", False) or not session.get("quiz"):
@@ -91,27 +116,60 @@ def started_flag_due(cookie) -> bool:
     return cookie[2] - time.time() < current_app.config["ADMISSION_PASS_SECONDS"] / 2
 
 
-def ask_cluster(ticket: int | None) -> Decision:
-    """The one Redis round trip of a new visitor."""
+def ask_cluster(ticket: int | None, *, first_contact: bool) -> Decision:
+    """The one Redis round trip of a new visitor; a first contact (no cookie) counts per address."""
     config = current_app.config
+    counted = first_contact and config["RATELIMIT_ENABLED"]  # a rate limit: off when limits are off
+    address = address_group(request.remote_addr, config["RATELIMIT_IPV6_PREFIX"]) if counted else None
     return store().admit(
         now_ms=int(time.time() * 1000),
         capacity=config["ADMISSION_CAPACITY"],
-        visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000,
+        probation_ms=PROBATION_SECONDS * 1000,
         ticket=ticket,
+        address=address,
+        arrivals_per_minute=arrivals_per_minute(config),
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _per_minute(limit: str) -> int:
+    item = parse_many(limit)[0]
+    return max(1, round(item.amount * 60 / item.get_expiry()))
+
+
+def arrivals_per_minute(config) -> int:
+    """New cookieless arrivals one address may make a minute: the per-address limit on pages
+    without a session (RATELIMIT_VISITOR_PAGES, sized for a classroom), applied before a ticket
+    or slot is taken."""
+    return _per_minute(config["RATELIMIT_VISITOR_PAGES"])
+
+
+def confirm_visit(cookie) -> None:
+    """A quiz started: hold the visitor's slot for the whole visit (it was on probation)."""
+    ticket = held_ticket(cookie)
+    if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
+        return
+    until_ms = int((time.time() + current_app.config["ADMISSION_VISIT_SECONDS"]) * 1000)
+    try:
+        store().confirm(ticket, until_ms=until_ms)
+    except redis.exceptions.RedisError:
+        log.warning("admission.confirm_failed", extra={"ticket": ticket})  # its probation runs out instead
+
+
 def waiting_answer(decision: Decision) -> WaitingAnswer:
-    """Position, estimated wait and refresh interval, from the decision alone (no more I/O)."""
+    """Position, estimated wait and when to come back, from the decision alone (no more I/O).
+
+    The estimate divides the position by the measured admission rate (before the first measure,
+    by capacity / visit length). Each visitor is told to come back a little before their turn
+    (REFRESH_SHARE of the estimate, at least the minimum, at most REFRESH_MAX_SECONDS), so a
+    waiting visitor refreshes about twice, not every few seconds: polling stays near
+    2 / PAGES_PER_VISIT of the pages served, and a freed slot is not left idle for long.
+    """
     config = current_app.config
-    visit = config["ADMISSION_VISIT_SECONDS"]
-    # Little's law: capacity visitors each staying `visit` seconds free capacity/visit slots a second.
-    admit_rate = max(decision.capacity, 1) / visit
+    admit_rate = decision.rate_milli / 1000 or max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]
     estimated = math.ceil(decision.position / admit_rate)
-    # Everyone in the queue refreshes every `refresh` s: queue/refresh <= POLL_SHARE of capacity.
-    poll_budget = POLL_SHARE * admit_rate * PAGES_PER_VISIT
-    refresh = max(config["ADMISSION_REFRESH_MIN_SECONDS"], math.ceil(decision.queue_length / poll_budget))
+    early = max(config["ADMISSION_REFRESH_MIN_SECONDS"], int(estimated * REFRESH_SHARE))
+    refresh = min(REFRESH_MAX_SECONDS, early)
     return WaitingAnswer(
         ticket=decision.ticket,
         position=decision.position,
@@ -154,9 +212,7 @@ def cluster_figures(workers: list[dict]) -> dict:
     """The admin view: in flight and requests admitted per second over live workers, plus the queue."""
     config = current_app.config
     figures = [w.get("admission") or {} for w in workers]
-    snapshot = store().snapshot(
-        now_ms=int(time.time() * 1000), visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000
-    )
+    snapshot = store().snapshot(now_ms=int(time.time() * 1000))
     capacity = snapshot["live_capacity"] or config["ADMISSION_CAPACITY"]
     return {
         "enabled": config["ADMISSION_ENABLED"],
