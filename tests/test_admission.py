@@ -208,3 +208,21 @@ def test_a_full_worker_answers_with_the_waiting_page_marked_busy(make_app):
     finally:
         gate.leave(Priority.NEW)
     assert app.test_client().get("/").status_code == 200
+
+
+def test_a_slot_handed_over_as_the_wait_times_out_is_kept(monkeypatch):
+    from quizapp.admission import gate as gate_module
+
+    gate = InFlightGate(limit=1)
+    assert gate.enter(Priority.NEW, timeout=0)
+
+    class LateEvent(gate_module.Event):
+        def wait(self, timeout=None):  # the holder leaves just as our timeout fires
+            gate.leave(Priority.NEW)
+            return False
+
+    monkeypatch.setattr(gate_module, "Event", LateEvent)
+    assert gate.enter(Priority.NEW, timeout=0.01)  # was: ValueError, and the slot leaked
+    assert gate.in_flight == 1 and gate.waiting() == 0
+    gate.leave(Priority.NEW)
+    assert gate.in_flight == 0
