@@ -9,7 +9,7 @@ import pytest
 import redis
 from psycogreen.gevent import patch_psycopg
 
-from quizapp import create_app
+from quizapp import create_app, redis_conn
 from quizapp.config import Config
 from quizapp.migrate import migrate
 from tests.support.scaleout import PgBouncer
@@ -104,7 +104,7 @@ def make_app():
     yield factory
     for app in apps:
         app.extensions["db_pool"].close()
-        app.extensions["redis"].close()
+        redis_conn.redis_client(app).close()
 
 
 @pytest.fixture

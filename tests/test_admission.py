@@ -6,6 +6,7 @@ import time
 import gevent
 import pytest
 
+from quizapp import redis_conn
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
@@ -49,7 +50,7 @@ def small_app(make_app):
 def _count_io(app, monkeypatch):
     """Count Redis commands and Postgres checkouts made by the app's own clients."""
     counts = {"redis": 0, "pg": 0}
-    client, pool = app.extensions["redis"], app.extensions["db_pool"]
+    client, pool = redis_conn.redis_client(app), app.extensions["db_pool"]
     real_execute, real_acquire = client.execute_command, pool.acquire
 
     def execute(*args, **kwargs):

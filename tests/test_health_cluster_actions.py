@@ -7,19 +7,10 @@ import pytest
 import requests
 
 from tests.support.forms import csrf_token
+from tests.support.mail import wait_for
 from tests.support.stack import Stack
 
 INSTANCES, WORKERS = 2, 2
-
-
-def _wait_for(predicate, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _workers(url: str) -> list[dict]:
@@ -41,7 +32,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             counted = sum(w["http"]["errors"]["4xx"] for w in current)
             return current if len(current) == INSTANCES * WORKERS and counted == 40 else None
 
-        workers = _wait_for(all_reporting, "every worker's heartbeat with the 40 404s")
+        workers = wait_for(all_reporting, timeout=15.0, what="every worker's heartbeat with the 40 404s")
         assert {w["instance"] for w in workers} == {f"test-{i.port}" for i in stack.instances}
 
         admin = requests.Session()
@@ -61,7 +52,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             applied = [w for w in current if w["applied"].get("reset_errors") == 1]
             return current if len(applied) == INSTANCES * WORKERS else None
 
-        workers = _wait_for(all_applied, "every worker to apply the reset")
+        workers = wait_for(all_applied, timeout=15.0, what="every worker to apply the reset")
         assert sum(w["http"]["errors"]["4xx"] for w in workers) == 0
         # Prometheus counters stay monotonic: the 404s are still counted there.
         metrics = requests.get(url + "/metrics", timeout=10).text

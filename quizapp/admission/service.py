@@ -17,6 +17,7 @@ from limits import parse_many
 from ..admin.repository import insert_audit
 from ..db import transaction
 from ..errors import BadRequest
+from ..paths import is_infrastructure
 from ..security.addresses import address_group
 from .gate import InFlightGate, Priority
 from .repository import Decision, WaitingRoomStore
@@ -24,8 +25,9 @@ from .repository import Decision, WaitingRoomStore
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<expiry>" (admitted), "w.<ticket>"
-CRITICAL_PATHS = ("/healthz", "/readyz", "/metrics", "/pay/webhook")
-CRITICAL_PREFIXES = ("/api/health/", "/static/", "/admin", "/api/admin")
+# Beside the infrastructure paths: paid events and the operator are never kept waiting.
+CRITICAL_PATHS = ("/pay/webhook",)
+CRITICAL_PREFIXES = ("/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
 PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
 REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
@@ -77,7 +79,7 @@ def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
 def classify(cookie) -> Priority:
     """Cheap: the path and the signed cookie (no session read: the limits step does that later)."""
     path = request.path
-    if path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
+    if is_infrastructure(path) or path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
         return Priority.CRITICAL
     if cookie and cookie[2] > time.time():
         if cookie[0] == "s":  # an attempt in progress or a result to see, flagged on a response
