@@ -53,7 +53,9 @@ def run_cluster_action(action: str, actor: str, remote_addr: str | None) -> int:
     with transaction() as cur:
         # Redis inside the transaction: if the raise fails, the audit row rolls back with it.
         generation = heartbeat.raise_action(app, action)
-        repository.insert_audit(cur, actor, action, {"generation": generation, "remote_addr": remote_addr})
+        repository.insert_audit(
+            cur, actor=actor, action=action, detail={"generation": generation, "remote_addr": remote_addr}
+        )
     if spec.on_cluster is not None:
         spec.on_cluster()
     heartbeat.apply_now(app)

@@ -196,7 +196,7 @@ def set_capacity(capacity, *, actor: str, remote_addr: str | None) -> int:
     previous = store().live_capacity() or current_app.config["ADMISSION_CAPACITY"]
     with transaction() as cur:
         detail = {"capacity": capacity, "previous": previous, "remote_addr": remote_addr}
-        insert_audit(cur, actor, "admission.capacity", detail)
+        insert_audit(cur, actor=actor, action="admission.capacity", detail=detail)
         # Redis last inside the transaction: if it fails, the audit row rolls back with it.
         store().set_capacity(capacity)
     log.info("admission.capacity_changed", extra={"capacity": capacity, "previous": previous})
