@@ -119,7 +119,7 @@ class Config:
     REQUEST_LOG_ALL: bool = False
     ADMIN_PASSWORD_HASH: str = _setting("", read.password_hash)
     ADMIN_IDLE_MINUTES: int = _setting(30, minimum=1)
-    ADMIN_HASH_CONCURRENCY: int = _setting(0, minimum=0, maximum=64)  # per worker; 0 = half the CPU count, at least 1
+    ADMIN_HASH_CONCURRENCY: int = _setting(0, minimum=0, maximum=64)  # per worker; 0 = half the cores, >= 1
 
     # Quiz
     QUIZ_DAILY_QUOTA: int = _setting(20, minimum=1)  # results per person (session) and day
