@@ -6,20 +6,11 @@ import time
 import pytest
 import requests
 
-from tests.support.forms import csrf_token
-from tests.support.stack import Stack
+from devstack.forms import csrf_token
+from devstack.processes import wait_for
+from devstack.stack import Stack
 
 INSTANCES, WORKERS = 2, 2
-
-
-def _wait_for(predicate, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _workers(url: str) -> list[dict]:
@@ -41,7 +32,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             counted = sum(w["http"]["errors"]["4xx"] for w in current)
             return current if len(current) == INSTANCES * WORKERS and counted == 40 else None
 
-        workers = _wait_for(all_reporting, "every worker's heartbeat with the 40 404s")
+        workers = wait_for(all_reporting, 15.0, "every worker's heartbeat with the 40 404s", interval=0.2)
         assert {w["instance"] for w in workers} == {f"test-{i.port}" for i in stack.instances}
 
         admin = requests.Session()
@@ -61,7 +52,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             applied = [w for w in current if w["applied"].get("reset_errors") == 1]
             return current if len(applied) == INSTANCES * WORKERS else None
 
-        workers = _wait_for(all_applied, "every worker to apply the reset")
+        workers = wait_for(all_applied, 15.0, "every worker to apply the reset", interval=0.2)
         assert sum(w["http"]["errors"]["4xx"] for w in workers) == 0
         # Prometheus counters stay monotonic: the 404s are still counted there.
         metrics = requests.get(url + "/metrics", timeout=10).text

@@ -8,7 +8,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from tests.support.servers import ROOT, VENV_BIN, Gunicorn, wait_http
+from devstack.processes import ROOT, VENV_BIN, wait_http
+from devstack.servers import Gunicorn
 
 HOSTS_SCRIPT = ROOT / "scripts" / "hosts.sh"
 
