@@ -109,13 +109,13 @@ def stop_process(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: flo
 
 
 def spawn_logged(
-    command: list[str], log_path: Path, env: dict | None = None, **popen_kwargs
+    command: list[str], log_path: Path, env: dict | None = None, cwd: Path = ROOT, **popen_kwargs
 ) -> subprocess.Popen:
-    """Start `command` in its own session from the repository root, output appended to log_path."""
+    """Start `command` in its own session (from the repository root), output appended to log_path."""
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             command,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

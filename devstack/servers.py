@@ -13,7 +13,17 @@ from devstack.processes import ROOT, START_TIMEOUT, VENV_BIN, free_port, spawn_l
 class Gunicorn:
     """One gunicorn instance (gevent workers) on a loopback port."""
 
-    def __init__(self, app_path="wsgi:app", workers=1, env=None, port=None, log_dir=None, extra_args=()):
+    def __init__(
+        self,
+        app_path="wsgi:app",
+        workers=1,
+        env=None,
+        port=None,
+        log_dir=None,
+        extra_args=(),
+        host="127.0.0.1",
+    ):
+        self.host = host
         self.port = port or free_port()
         self.app_path = app_path
         self.workers = workers
@@ -25,7 +35,7 @@ class Gunicorn:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [
@@ -38,7 +48,7 @@ class Gunicorn:
 
     def launch(self) -> Gunicorn:
         """Start the process without waiting for it (a stack launches all, then waits for all)."""
-        self.env["GUNICORN_BIND"] = f"127.0.0.1:{self.port}"
+        self.env["GUNICORN_BIND"] = f"{self.host}:{self.port}"
         self.env["GUNICORN_WORKERS"] = str(self.workers)
         self.proc = spawn_logged(self.command(), self.log_path, env=self.env)
         return self
