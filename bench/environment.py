@@ -38,6 +38,31 @@ def ensure_database(dsn: str) -> None:
     migrate(dsn)
 
 
+def app_env(dsn: str, redis_url: str, *, smoke: bool, quick: bool) -> dict:
+    """The instances' environment: the bench's data, the fake OpenAI, the AI budget and pool sizes."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "REDIS_URL": redis_url,
+        "QUIZAPP_ENV": "development",
+        "PAYMENT_PROVIDER": "test",
+        "AI_RPM": str(int(os.environ.get("AI_RPM", "10"))),
+        "AI_WINDOW_SECONDS": str(
+            float(os.environ.get("AI_WINDOW_SECONDS", "20" if smoke or quick else "60"))
+        ),
+        "FAKE_OPENAI_LATENCY": os.environ.get("FAKE_OPENAI_LATENCY", "1.5"),
+        "FAKE_OPENAI_RPM": os.environ.get("FAKE_OPENAI_RPM", "60"),
+        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "20"),
+        # A visit of the locust scenario lasts about 75 s: a slot frees when its visitor is done.
+        "ADMISSION_VISIT_SECONDS": os.environ.get("ADMISSION_VISIT_SECONDS", "75"),
+        # nginx's access log (request id, timings) is the bench's record; one log line per request is enough.
+        "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", ""),
+        "BENCH_WEIGHT_FAST": "10" if smoke else os.environ.get("BENCH_WEIGHT_FAST", "0"),
+    }
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
 def reset_data(dsn: str, redis_url: str) -> None:
     truncate_tables(dsn)
     redis.Redis.from_url(redis_url).flushdb()

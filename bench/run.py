@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 # plateau.py drives the steps through this module: bench.Stack, bench.run_step, bench.STATE.
-from environment import STATE, Stack, bench_urls, ensure_database
+from environment import STATE, Stack, app_env, bench_urls, ensure_database
 from integrity import normalise_integrity
 from load_step import run_step
 
@@ -57,28 +57,8 @@ def main(argv=None) -> int:
         )
     ensure_database(dsn)
     quota = int(os.environ.get("QUIZ_DAILY_QUOTA", "20"))
-    ai_rpm = int(os.environ.get("AI_RPM", "10"))
-    ai_window = float(os.environ.get("AI_WINDOW_SECONDS", "20" if args.smoke or quick else "60"))
-    fake_latency = os.environ.get("FAKE_OPENAI_LATENCY", "1.5")
-    fake_rpm = os.environ.get("FAKE_OPENAI_RPM", "60")
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "REDIS_URL": redis_url,
-        "QUIZAPP_ENV": "development",
-        "PAYMENT_PROVIDER": "test",
-        "AI_RPM": str(ai_rpm),
-        "AI_WINDOW_SECONDS": str(ai_window),
-        "FAKE_OPENAI_LATENCY": fake_latency,
-        "FAKE_OPENAI_RPM": fake_rpm,
-        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "20"),
-        # A visit of the locust scenario lasts about 75 s: a slot frees when its visitor is done.
-        "ADMISSION_VISIT_SECONDS": os.environ.get("ADMISSION_VISIT_SECONDS", "75"),
-        # nginx's access log (request id, timings) is the bench's record; one log line per request is enough.
-        "GUNICORN_ACCESS_LOG": os.environ.get("GUNICORN_ACCESS_LOG", ""),
-        "BENCH_WEIGHT_FAST": "10" if args.smoke else os.environ.get("BENCH_WEIGHT_FAST", "0"),
-    }
-    env.pop("OPENAI_API_KEY", None)
+    env = app_env(dsn, redis_url, smoke=args.smoke, quick=quick)
+    fake_latency, fake_rpm = env["FAKE_OPENAI_LATENCY"], env["FAKE_OPENAI_RPM"]
     instances = int(os.environ.get("BENCH_INSTANCES", "2" if args.smoke else "4"))
     workers = int(os.environ.get("BENCH_WORKERS", "1"))
     if not (args.smoke or quick):
@@ -90,29 +70,39 @@ def main(argv=None) -> int:
             if args.no_report
             else write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
         )
-    stack = Stack(instances, workers, env)
+    # The smoke has no think time so that whole quizzes complete within its 20 s.
+    classes = ["FastQuizTaker", "AdminPoller"] if args.smoke else ["QuizTaker", "AdminPoller", "Abuser"]
+    common = {"dsn": dsn, "redis_url": redis_url, "env": env, "quota": quota, "classes": classes}
+    results = _run_steps(Stack(instances, workers, env), steps, seconds, common)
+    if args.smoke:
+        return _smoke_verdict(results[0])
+    if args.no_report:
+        return 0
+    return write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
+
+
+def _run_steps(stack: Stack, steps: list[int], seconds: int, common: dict) -> list[dict]:
+    """One step per user count on one stack; every step on disk as it ends."""
     results = []
     try:
         stack.start()
-        # The smoke has no think time so that whole quizzes complete within its 20 s.
-        classes = ["FastQuizTaker", "AdminPoller"] if args.smoke else ["QuizTaker", "AdminPoller", "Abuser"]
         for users in steps:
-            step = run_step(stack, users, seconds, dsn, redis_url, env, quota, classes)
+            step = run_step(stack, users, seconds, **common)
             results.append(step)
             print(json.dumps(step, default=str))
             (STATE / "steps.json").write_text(json.dumps(results, indent=2, default=str))
     finally:
         stack.stop()
-    if args.smoke:
-        step = results[0]
-        failures = [k for k, v in step["integrity"].items() if v is False]
-        ok = step["status_5xx"] == 0 and not failures and step["integrity"]["attempts in Postgres"] > 0
-        ok = ok and step["ai"]["windows_over_budget"] == 0
-        print(f"bench smoke: {'ok' if ok else 'FAILED'} ({step['integrity']}, 5xx={step['status_5xx']})")
-        return 0 if ok else 1
-    if args.no_report:
-        return 0
-    return write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
+    return results
+
+
+def _smoke_verdict(step: dict) -> int:
+    """0 when the smoke step had no 5xx, every integrity check held, attempts landed, AI within budget."""
+    failures = [k for k, v in step["integrity"].items() if v is False]
+    ok = step["status_5xx"] == 0 and not failures and step["integrity"]["attempts in Postgres"] > 0
+    ok = ok and step["ai"]["windows_over_budget"] == 0
+    print(f"bench smoke: {'ok' if ok else 'FAILED'} ({step['integrity']}, 5xx={step['status_5xx']})")
+    return 0 if ok else 1
 
 
 def self_module():
