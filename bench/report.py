@@ -260,6 +260,7 @@ def _integrity_section(integ: list[dict]) -> list[str]:
 
 
 def _session_memory_section(mem: dict) -> list[str]:
+    # Prose with figures: alike in shape to _intro (one f-string paragraph), not in content.
     return _prose(
         "## Session memory",
         f"{mem['sessions']:,} real-shaped sessions (one real quiz walk's session, "

@@ -42,6 +42,7 @@ class Nginx:
         self.expected_users = expected_users
         self.proc: subprocess.Popen | None = None
 
+    # port, proc, url: what every local server here has (FakeOpenAIProcess, Gunicorn), not shared logic.
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

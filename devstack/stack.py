@@ -20,6 +20,7 @@ TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_
 class Stack:
     """N gunicorn instances (each `workers` gevent workers) behind one nginx, all on loopback."""
 
+    # Keyword settings with defaults, alike in shape to PgBouncer's and RedisHA's: each its own knobs.
     def __init__(
         self,
         tmp_path: Path,
