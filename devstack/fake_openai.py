@@ -56,7 +56,7 @@ class FakeOpenAI:
             return self.settings()
 
     def settings(self) -> dict:
-        # A plain dict of this fake's knobs; alike in shape to other dict literals (webhook.py), nothing shared.
+        # A plain dict of this fake's knobs: alike in shape to webhook.py's dict literals, nothing shared.
         return {
             "mode": self.mode,
             "count": self.mode_count,
