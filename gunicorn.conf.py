@@ -21,8 +21,10 @@ worker_class = "gevent"
 workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 backlog = _env_int("GUNICORN_BACKLOG", 2048, minimum=1)
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 10000)
-max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
+# Off by default: a recycled gevent worker resets the keep-alive connections nginx has just
+# written a request to, and nginx cannot retry a POST elsewhere (the bench saw 502s at each recycle).
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20, minimum=1)
 # Longer than nginx's upstream keepalive_timeout (4s), so nginx always closes an idle

@@ -18,9 +18,11 @@ from flask import Blueprint, Flask, flash, jsonify, redirect, render_template, r
 from quizapp.ai.prompts import algorithmic_analysis  # noqa: E402
 from quizapp.ai.service import AnalysisStatus  # noqa: E402
 from quizapp.config import ROOT  # noqa: E402
+from quizapp.pages.views import bp as pages  # noqa: E402  the real favicon, legal pages, operator globals
 from quizapp.quiz import service  # noqa: E402
 from quizapp.quiz.data import load_content  # noqa: E402
 from quizapp.quiz.scoring import score_answers  # noqa: E402
+from quizapp.security.edge import ROUTE_HEADER, route_pattern  # noqa: E402
 
 app = Flask("quizapp", root_path=str(ROOT / "quizapp"))  # the real templates/ and static/
 app.secret_key = secrets.token_hex(32)  # flash() on the email form only
@@ -126,5 +128,12 @@ def detailed():
     return jsonify(status="healthy", score=100, workers=[])
 
 
-for blueprint in (quiz, payments, ai, health):
+@app.after_request
+def _route_for_the_log(response):
+    """The access log's route pattern, as the real app sends it (the bench reads page latency from it)."""
+    response.headers[ROUTE_HEADER] = route_pattern()
+    return response
+
+
+for blueprint in (quiz, payments, ai, health, pages):
     app.register_blueprint(blueprint)

@@ -129,3 +129,36 @@ def test_shedding_load_raises_a_health_alert(small_app, redis_client):
     ctx = HealthContext(workers=[], checks={}, config=small_app.config, app=small_app)
     alert = admission_shedding_load(ctx)
     assert alert.severity == INFO and "1 visitors in the waiting room" in alert.message
+
+
+def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
+    from tests.support.quiz_pages import answer_all, submit
+
+    app = make_app(ADMISSION_CAPACITY=2, RATELIMIT_ENABLED="false")
+    taker, other, waiting = app.test_client(), app.test_client(), app.test_client()
+    assert other.get("/").status_code == 200
+    answer_all(taker, app.extensions["quiz_content"])  # admitted second: ticket 1, carried when started
+    assert taker.get_cookie("qa.adm").value.startswith("s.1.")
+    assert waiting.get("/", headers=JSON).json["position"] == 1
+    assert submit(taker).status_code == 303
+    assert waiting.get("/").status_code == 200  # the slot freed at once, not when its time ran out
+    assert app.test_client().get("/", headers=JSON).status_code == 503  # and only that one slot
+
+
+def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
+    from quizapp.admission import service
+    from quizapp.admission.repository import Decision
+
+    def answer(position, rate_milli):
+        decision = Decision(False, 9, position, 400, 2, 2, rate_milli)
+        return service.waiting_answer(decision)
+
+    with small_app.app_context():
+        soon = answer(position=10, rate_milli=2000)  # 2 visitors/s admitted: 5 s to go
+        assert (soon.estimated_wait_s, soon.refresh_s) == (5, 5)  # the minimum interval
+        later = answer(position=200, rate_milli=2000)
+        assert (later.estimated_wait_s, later.refresh_s) == (100, 80)  # 80% of the estimate
+        far = answer(position=2000, rate_milli=2000)
+        assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
+        unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
+        assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2

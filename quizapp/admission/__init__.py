@@ -7,6 +7,7 @@ Contract for create_app (the one declared request pipeline: request id -> admiss
 - finish_response: an after_request function; sets the signed admission cookie.
 - end_request: a teardown_request function; gives the slot back (exactly once).
 - admission_status(workers=None) -> dict: the cluster figures, for health pages and alerts.
+- end_visit(): the quiz was submitted; frees the visitor's waiting-room slot (one Redis call).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from .repository import WaitingRoomStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["init_app", "begin_request", "finish_response", "end_request", "admission_status"]
+__all__ = ["init_app", "begin_request", "finish_response", "end_request", "admission_status", "end_visit"]
+
+end_visit = service.end_visit
 
 
 def init_app(app) -> None:
@@ -104,7 +107,7 @@ def finish_response(response):
     ):
         # The session says a quiz is started: flag it in the cookie, so later requests know it cheaply.
         expiry = int(time.time()) + current_app.config["ADMISSION_PASS_SECONDS"]
-        value = service.cookie_value("s", 0, expiry)
+        value = service.cookie_value("s", service.held_ticket(service.read_cookie()), expiry)
     if value is not None:
         config = current_app.config
         response.set_cookie(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATE_KEY = "adm:state"  # hash: next (ticket to issue), served (tickets below it are admitted), capacity
+STATE_KEY = "adm:state"  # hash: next, served (tickets below it are admitted), capacity, the rate window
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
+RATE_WINDOW_MS = 10_000  # visitors admitted per second, measured over windows of this length
 
 # One round trip decides everything: free expired slots, serve the queue head while there is
 # room, then answer this visitor (admitted, or their ticket and position). Tickets are served
@@ -17,7 +18,19 @@ local now = tonumber(ARGV[1])
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity') or ARGV[2])
 local visit = tonumber(ARGV[3])
 local ticket = tonumber(ARGV[4])
+local window = tonumber(ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+-- The measured admission rate (visitors per 1000 s), for estimated waits: the last whole window.
+local rate_t = tonumber(redis.call('HGET', KEYS[1], 'rate_t') or '0')
+local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or '0')
+if now - rate_t >= window then
+  if rate_t > 0 then
+    local n = tonumber(redis.call('HGET', KEYS[1], 'rate_n') or '0')
+    rate = math.floor(n * 1000000 / (now - rate_t))
+    redis.call('HSET', KEYS[1], 'rate', rate)
+  end
+  redis.call('HSET', KEYS[1], 'rate_t', now, 'rate_n', 0)
+end
 local active = redis.call('ZCARD', KEYS[2])
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
@@ -32,12 +45,13 @@ if room > 0 and served < nxt then
   active = active + n
   redis.call('HSET', KEYS[1], 'served', served)
   redis.call('HINCRBY', KEYS[1], 'admitted', n)
+  redis.call('HINCRBY', KEYS[1], 'rate_n', n)
 end
 if ticket and ticket < served then
-  return {1, ticket, 0, nxt - served, active, capacity}
+  return {1, ticket, 0, nxt - served, active, capacity, rate}
 end
 if ticket and ticket < nxt then
-  return {0, ticket, ticket - served + 1, nxt - served, active, capacity}
+  return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate}
 end
 ticket = nxt
 nxt = nxt + 1
@@ -46,10 +60,11 @@ if served == ticket and active < capacity then
   redis.call('ZADD', KEYS[2], now + visit, 't' .. ticket)
   redis.call('HSET', KEYS[1], 'served', nxt)
   redis.call('HINCRBY', KEYS[1], 'admitted', 1)
-  return {1, ticket, 0, 0, active + 1, capacity}
+  redis.call('HINCRBY', KEYS[1], 'rate_n', 1)
+  return {1, ticket, 0, 0, active + 1, capacity, rate}
 end
 redis.call('HSET', KEYS[3], ticket, now)
-return {0, ticket, ticket - served + 1, nxt - served, active, capacity}
+return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate}
 """
 
 
@@ -61,6 +76,7 @@ class Decision:
     queue_length: int
     active: int
     capacity: int
+    rate_milli: int = 0  # visitors admitted per 1000 s over the last whole window (0: not measured yet)
 
 
 class WaitingRoomStore:
@@ -73,9 +89,13 @@ class WaitingRoomStore:
     def admit(self, *, now_ms: int, capacity: int, visit_ms: int, ticket: int | None) -> Decision:
         raw = self.script(
             keys=[STATE_KEY, ACTIVE_KEY, ISSUED_KEY],
-            args=[now_ms, capacity, visit_ms, "" if ticket is None else ticket, SERVE_BATCH],
+            args=[now_ms, capacity, visit_ms, "" if ticket is None else ticket, SERVE_BATCH, RATE_WINDOW_MS],
         )
         return Decision(bool(raw[0]), *(int(v) for v in raw[1:]))
+
+    def release(self, ticket: int) -> bool:
+        """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out."""
+        return bool(self.client.zrem(ACTIVE_KEY, f"t{ticket}"))
 
     def set_capacity(self, capacity: int) -> None:
         """Store the live capacity: every worker of every instance admits against it at once."""

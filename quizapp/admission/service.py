@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import redis.exceptions
 from flask import current_app, request, session
 from itsdangerous import BadSignature, Signer
 
@@ -23,7 +24,9 @@ COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<exp
 CRITICAL_PATHS = ("/healthz", "/readyz", "/metrics", "/pay/webhook")
 CRITICAL_PREFIXES = ("/api/health/", "/static/", "/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
-POLL_SHARE = 0.10  # the waiting room's own refreshes stay within this share of capacity
+REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
+REFRESH_MAX_SECONDS = 120  # so a capacity raise (or a faster turnover) is noticed within 2 minutes
+NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,24 @@ def classify(cookie) -> Priority:
     return Priority.NEW
 
 
+def held_ticket(cookie) -> int:
+    """The waiting-room slot a visitor holds, carried from the pass to the started-quiz cookie."""
+    if cookie and cookie[0] in ("p", "s"):
+        return cookie[1]
+    return NO_TICKET
+
+
+def end_visit() -> None:
+    """The quiz was submitted: free the visitor's slot now, so the next in line comes in sooner."""
+    ticket = held_ticket(read_cookie())
+    if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
+        return
+    try:
+        store().release(ticket)
+    except redis.exceptions.RedisError:
+        log.warning("admission.release_failed", extra={"ticket": ticket})  # the slot's time runs out instead
+
+
 def started_flag_due(cookie) -> bool:
     """Whether this response should (re)flag a started quiz: only if the session is already loaded."""
     if getattr(session, "pending", False) or not session.get("quiz"):
@@ -101,15 +122,19 @@ def ask_cluster(ticket: int | None) -> Decision:
 
 
 def waiting_answer(decision: Decision) -> WaitingAnswer:
-    """Position, estimated wait and refresh interval, from the decision alone (no more I/O)."""
+    """Position, estimated wait and when to come back, from the decision alone (no more I/O).
+
+    The estimate divides the position by the measured admission rate (before the first measure,
+    by capacity / visit length). Each visitor is told to come back a little before their turn
+    (REFRESH_SHARE of the estimate, at least the minimum, at most REFRESH_MAX_SECONDS), so a
+    waiting visitor refreshes about twice, not every few seconds: polling stays near
+    2 / PAGES_PER_VISIT of the pages served, and a freed slot is not left idle for long.
+    """
     config = current_app.config
-    visit = config["ADMISSION_VISIT_SECONDS"]
-    # Little's law: capacity visitors each staying `visit` seconds free capacity/visit slots a second.
-    admit_rate = max(decision.capacity, 1) / visit
+    admit_rate = decision.rate_milli / 1000 or max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]
     estimated = math.ceil(decision.position / admit_rate)
-    # Everyone in the queue refreshes every `refresh` s: queue/refresh <= POLL_SHARE of capacity.
-    poll_budget = POLL_SHARE * admit_rate * PAGES_PER_VISIT
-    refresh = max(config["ADMISSION_REFRESH_MIN_SECONDS"], math.ceil(decision.queue_length / poll_budget))
+    early = max(config["ADMISSION_REFRESH_MIN_SECONDS"], int(estimated * REFRESH_SHARE))
+    refresh = min(REFRESH_MAX_SECONDS, early)
     return WaitingAnswer(
         ticket=decision.ticket,
         position=decision.position,

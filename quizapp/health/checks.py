@@ -132,7 +132,7 @@ def worker_memory(ctx: HealthContext):
         "worker_memory_high",
         INFO,
         f"{len(heavy)} workers above {RSS_HIGH_BYTES // 2**20} MiB resident",
-        "memory high: lower GUNICORN_MAX_REQUESTS so workers recycle sooner",
+        "memory high: set GUNICORN_MAX_REQUESTS (workers then recycle; off by default) or find the leak",
         10,
     )
 

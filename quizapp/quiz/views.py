@@ -14,7 +14,7 @@ from flask import (
     url_for,
 )
 
-from .. import validation
+from .. import admission, validation
 from ..errors import BadRequest
 from ..mail import service as mail_service
 from . import service
@@ -87,6 +87,7 @@ def submit():
     except service.InvalidAnswer as exc:
         items = service.review(session)
         return render_template("quiz/review.html", items=items, error=exc.message), 400
+    admission.end_visit()  # the visit's work is done: the next visitor in line may come in
     return redirect(url_for("quiz.result", public_id=public_id), 303)
 
 
