@@ -132,7 +132,7 @@ def test_shedding_load_raises_a_health_alert(small_app, redis_client):
 
 
 def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
-    from tests.support.quiz_pages import answer_all, submit
+    from devstack.quiz_walk import answer_all, submit
 
     app = make_app(ADMISSION_CAPACITY=2, RATELIMIT_ENABLED="false")
     taker, other, waiting = app.test_client(), app.test_client(), app.test_client()
