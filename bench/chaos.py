@@ -94,8 +94,15 @@ def run_events(stack: Stack, load: Load, dsn: str, settle: float) -> list[dict]:
 
     def session_keys() -> int:
         client = redis.Redis.from_url(bench_urls()[1])
+        deadline = time.time() + 60
         try:
-            return sum(1 for _ in client.scan_iter(match="s:*", count=1000))
+            while True:
+                try:
+                    return sum(1 for _ in client.scan_iter(match="s:*", count=1000))
+                except redis.BusyLoadingError:  # just restarted: still reading its AOF
+                    if time.time() > deadline:
+                        raise
+                    gevent.sleep(0.1)
         finally:
             client.close()
 
