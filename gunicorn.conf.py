@@ -4,6 +4,8 @@ import multiprocessing
 import os
 
 
+# Not quizapp.config_readers.integer: importing it runs quizapp/__init__ (Flask, redis, psycopg2) in the
+# gunicorn master before wsgi.py's gevent monkey-patching, and gunicorn wants SystemExit, not ConfigError.
 def _env_int(name, default, minimum=0):
     raw = os.environ.get(name)
     try:
@@ -60,7 +62,11 @@ def _flask_app(worker):
     # A worker whose app failed to import has no .wsgi: worker_exit must not add a second traceback.
     app = getattr(worker, "wsgi", None)
     extensions = getattr(app, "extensions", None)
-    return app if extensions and "db_pool" in extensions and "redis" in extensions else None
+    if not extensions or "db_pool" not in extensions:
+        return None
+    from quizapp import redis_conn  # imported with the app by now: free here, unlike at the top
+
+    return app if redis_conn.EXTENSION in extensions else None
 
 
 def post_worker_init(worker):

@@ -66,7 +66,7 @@ def _event(name: str, response_time: float = 0, kind: str = "FLOW") -> None:
 
 
 def _waiting(response) -> bool:
-    return response.status_code == 503 and response.headers.get("X-Admission") == "wait"
+    return response.status_code == 503 and response.headers.get("X-Admission") in ("wait", "busy")
 
 
 class QuizTaker(FastHttpUser):
@@ -99,6 +99,22 @@ class QuizTaker(FastHttpUser):
             _event("admission wait", (time.monotonic() - waited_since) * 1000, kind="WAIT")
         return page
 
+    def _start(self):
+        """Landing, then Start; a full worker may answer Start with the waiting page (not started
+        yet: shed, not refused), and the visitor comes back after Retry-After, as its refresh does."""
+        for _ in range(10):
+            page = self._enter()
+            token = _first(CSRF, page.text if page is not None else "")
+            if not token:
+                return None
+            form = {"csrf_token": token}
+            with self.client.post("/start", data=form, name="start", catch_response=True) as page:
+                if not _waiting(page):
+                    return page
+                page.success()
+            gevent.sleep(int(page.headers.get("Retry-After", "5")))
+        return None
+
     def _started_ok(self, page) -> bool:
         """A started quiz must never be refused: count any refusal of one."""
         if page.status_code == 429 or page.status_code >= 500:
@@ -116,12 +132,10 @@ class QuizTaker(FastHttpUser):
         self.client.cookiejar.clear()
         self.client.client.clientpool.close()
         gevent.getcurrent().quizapp_source_ip = self._new_person_ip()
-        page = self._enter()
-        token = _first(CSRF, page.text if page is not None else "")
-        if not token:
+        page = self._start()
+        if page is None:
             gevent.sleep(1)  # refused (e.g. 429): back off like a person would
             return
-        page = self.client.post("/start", data={"csrf_token": token}, name="start")
         if page.status_code == 200 and QUESTION.search(page.url or ""):
             _event("quiz started")
         for _ in range(40):  # bounded: 14 questions expected

@@ -82,7 +82,8 @@ def step_figures(rows: list[tuple], stats: dict, users: int, measured: float, ra
     delivered = sum(float(r.get("Request Count", 0) or 0) for r in real) / measured
     failures = sum(int(float(r.get("Failure Count", 0) or 0)) for r in real)
     rows = [r for r in rows if r[0] != ABUSER_IP]  # the abuser ignores Retry-After: counted apart
-    waiting = [r[4] * 1000 for r in rows if r[5]]
+    waiting = [r[4] * 1000 for r in rows if r[5] == "wait"]
+    busy = [r[4] * 1000 for r in rows if r[5] == "busy"]
     server_5xx = sum(1 for r in rows if r[3] >= 500 and not r[5] and not r[2].startswith("/api/health/"))
     return {
         "offered_rps": round(offered_rps(users, measured, ramp), 1),
@@ -92,6 +93,9 @@ def step_figures(rows: list[tuple], stats: dict, users: int, measured: float, ra
             "answers": len(waiting),
             "p99_ms": round(_percentile(waiting, 0.99), 1),
             "share_of_requests": round(len(waiting) / max(len(rows), 1), 3),
+            # A full worker's answer after ADMISSION_QUEUE_TIMEOUT_MS: the same page, counted apart.
+            "busy_answers": len(busy),
+            "busy_p99_ms": round(_percentile(busy, 0.99), 1),
         },
         "wait_s": {
             "visitors": _count(stats, "admission wait"),
@@ -112,7 +116,7 @@ def knee_failures(step: dict) -> list[str]:
         reasons.append(f"page p99 {step['page']['p99_ms']} ms")
     if step["delivered_rps"] < DELIVERED_SHARE * step["offered_rps"]:
         reasons.append(f"generator delivered {step['delivered_rps']:.0f} of {step['offered_rps']:.0f} req/s")
-    if step["waiting_room"]["answers"]:
+    if step["waiting_room"]["answers"] or step["waiting_room"].get("busy_answers"):
         reasons.append("waiting room engaged")
     return reasons
 

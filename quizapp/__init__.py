@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import admission, db, metrics, redis_conn, security, validation
+from . import admission, db, log_format, metrics, redis_conn, security, validation
 from .admin.auth import guard_admin_paths
 from .config import Config
 from .errors import register_error_handlers
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config | dict | None = None) -> Flask:
     """Build the app from a Config (default: the environment), wiring every extension once."""
+    log_format.configure_logging()  # key=value records, secrets redacted: once per process
     if config is None:
         config = Config.from_env()
     settings = config.as_flask() if isinstance(config, Config) else dict(config)

@@ -31,6 +31,8 @@ class QuizError(Exception):
         self.context = context or {}
 
 
+# One small class per status and outage, the same few lines each on purpose: callers raise and catch
+# them by type, and each names its status, title and message where a reader looks for them.
 class BadRequest(QuizError):
     status = 400
     title = "That did not look right"

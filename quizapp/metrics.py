@@ -88,6 +88,25 @@ def _cumulative(bounds, counts) -> list[tuple[str, float]]:
     return buckets
 
 
+# Pool figures summed over workers: (family, name, help, the pool stats field).
+_POOL_SUMS = (
+    (GaugeMetricFamily, "quizapp_db_pool_max_connections", "Configured pool size summed over workers", "max"),
+    (GaugeMetricFamily, "quizapp_db_pool_waiting", "Requests waiting for a Postgres connection", "waiting"),
+    (
+        CounterMetricFamily,
+        "quizapp_db_pool_timeouts",
+        "Requests that waited DB_POOL_TIMEOUT and got a 503",
+        "timeouts",
+    ),
+    (
+        CounterMetricFamily,
+        "quizapp_db_pool_wait_seconds",
+        "Time spent waiting for a Postgres connection",
+        "wait_seconds",
+    ),
+)
+
+
 class ClusterCollector:
     """Per-worker figures summed over the live heartbeats; cluster-wide figures (read once from
     Redis: the AI service, Redis memory, the health report) exported once, never per worker."""
@@ -154,26 +173,8 @@ class ClusterCollector:
         connections.add_metric(["in_use"], sum(p["in_use"] for p in pools))
         connections.add_metric(["idle"], sum(p["idle"] for p in pools))
         yield connections
-        yield GaugeMetricFamily(
-            "quizapp_db_pool_max_connections",
-            "Configured pool size summed over workers",
-            value=sum(p["max"] for p in pools),
-        )
-        yield GaugeMetricFamily(
-            "quizapp_db_pool_waiting",
-            "Requests waiting for a Postgres connection",
-            value=sum(p["waiting"] for p in pools),
-        )
-        yield CounterMetricFamily(
-            "quizapp_db_pool_timeouts",
-            "Requests that waited DB_POOL_TIMEOUT and got a 503",
-            value=sum(p["timeouts"] for p in pools),
-        )
-        yield CounterMetricFamily(
-            "quizapp_db_pool_wait_seconds",
-            "Time spent waiting for a Postgres connection",
-            value=sum(p["wait_seconds"] for p in pools),
-        )
+        for family, name, help_text, figure in _POOL_SUMS:
+            yield family(name, help_text, value=sum(p[figure] for p in pools))
 
     def _ai_workers(self, workers):
         breaker = GaugeMetricFamily(

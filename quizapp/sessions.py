@@ -14,6 +14,7 @@ from flask_session.redis import RedisSession, RedisSessionInterface
 
 from . import redis_conn
 from .errors import RedisUnavailable
+from .paths import is_infrastructure
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ SESSION_KEY_PREFIX = "s:"
 REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
 SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_OPTIONAL_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 class LazyRedisSession(RedisSession):
@@ -74,65 +74,26 @@ class LazyRedisSession(RedisSession):
         if self.store is not None:
             self.fill(self.store.read_stored(self.sid))
 
-    def __getitem__(self, key):
-        self._ensure()
-        return super().__getitem__(key)
 
-    def get(self, key, default=None):
-        self._ensure()
-        return super().get(key, default)
+def _reading_first(name: str):
+    """The dict method `name`, reading the stored data before it runs (one definition for all)."""
+    method = getattr(RedisSession, name)
 
-    def __contains__(self, key):
+    def read_then_call(self, *args, **kwargs):
         self._ensure()
-        return super().__contains__(key)
+        return method(self, *args, **kwargs)
 
-    def __iter__(self):
-        self._ensure()
-        return super().__iter__()
+    read_then_call.__name__ = name
+    return read_then_call
 
-    def __len__(self):
-        self._ensure()
-        return super().__len__()
 
-    def __bool__(self):
-        self._ensure()
-        return super().__bool__()
-
-    def keys(self):
-        self._ensure()
-        return super().keys()
-
-    def items(self):
-        self._ensure()
-        return super().items()
-
-    def values(self):
-        self._ensure()
-        return super().values()
-
-    def setdefault(self, key, default=None):
-        self._ensure()
-        return super().setdefault(key, default)
-
-    def __setitem__(self, key, value):
-        self._ensure()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key):
-        self._ensure()
-        super().__delitem__(key)
-
-    def pop(self, key, *default):
-        self._ensure()
-        return super().pop(key, *default)
-
-    def update(self, *args, **kwargs):
-        self._ensure()
-        super().update(*args, **kwargs)
-
-    def clear(self):
-        self._ensure()
-        super().clear()
+# Every way to look at or change the data reads it first; the id alone (sid, has_sid) does not.
+_DATA_METHODS = (
+    "__getitem__ get __contains__ __iter__ __len__ __bool__ keys items values "
+    "setdefault __setitem__ __delitem__ pop update clear"
+).split()
+for _name in _DATA_METHODS:
+    setattr(LazyRedisSession, _name, _reading_first(_name))
 
 
 class PipelineRedisSessionInterface(RedisSessionInterface):
@@ -214,8 +175,8 @@ def require_session_store() -> None:
     """Pipeline step: read the session now if the limits check did not, or answer 503 if Redis is down."""
     if not getattr(session, "pending", False):
         return
-    if request.path in _OPTIONAL_PATHS or request.path.startswith("/static/"):
-        return  # liveness and static files never need the session: leave it unread
+    if is_infrastructure(request.path):
+        return  # probes, metrics and static files never need the session: leave it unread
     if g.get("session_store_failed"):
         raise RedisUnavailable()
     try:

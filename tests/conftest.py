@@ -13,7 +13,7 @@ from devstack.database import truncate_tables
 from devstack.fake_openai import FakeOpenAIProcess
 from devstack.pgbouncer import PgBouncer
 from devstack.processes import free_port
-from quizapp import create_app
+from quizapp import create_app, redis_conn
 from quizapp.config import Config
 from quizapp.migrate import migrate
 
@@ -91,7 +91,7 @@ def make_app():
     yield factory
     for app in apps:
         app.extensions["db_pool"].close()
-        app.extensions["redis"].close()
+        redis_conn.redis_client(app).close()
 
 
 @pytest.fixture

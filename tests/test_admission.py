@@ -1,10 +1,13 @@
 """Admission control: priorities per worker, the cluster-wide FIFO waiting room and its costs."""
 
 import re
+import time
 
 import gevent
 import pytest
 
+from devstack.forms import csrf_token
+from quizapp import redis_conn
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
@@ -47,7 +50,7 @@ def small_app(make_app):
 def _count_io(app, monkeypatch):
     """Count Redis commands and Postgres checkouts made by the app's own clients."""
     counts = {"redis": 0, "pg": 0}
-    client, pool = app.extensions["redis"], app.extensions["db_pool"]
+    client, pool = redis_conn.redis_client(app), app.extensions["db_pool"]
     real_execute, real_acquire = client.execute_command, pool.acquire
 
     def execute(*args, **kwargs):
@@ -162,3 +165,64 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
         assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
         unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
         assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
+
+
+def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=5, RATELIMIT_ENABLED="false")
+    visitor = app.test_client()
+    landing = visitor.get("/")
+    assert landing.status_code == 200
+    (slot, held_until), *_ = redis_client.zrange(ACTIVE_KEY, 0, -1, withscores=True)
+    now_ms = time.time() * 1000
+    assert now_ms + 20_000 < held_until <= now_ms + 31_000  # 30 s: a visitor who never starts
+    visitor.post("/start", data={"csrf_token": csrf_token(landing)})
+    held_until = redis_client.zscore(ACTIVE_KEY, slot)
+    visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
+    assert held_until > time.time() * 1000 + visit_ms - 5_000  # confirmed for the whole visit
+
+
+def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=1000, RATELIMIT_VISITOR_PAGES="10/minute")
+    flood = [app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.9"}) for _ in range(25)]
+    assert [r.status_code for r in flood] == [200] * 10 + [429] * 15
+    assert all(r.headers["X-Admission"] == "refused" and "Retry-After" in r.headers for r in flood[10:])
+    assert redis_client.zcard(ACTIVE_KEY) == 10  # refused arrivals took no slot (nor a ticket)
+    other = app.test_client().get("/", environ_base={"REMOTE_ADDR": "203.0.113.10"})
+    assert other.status_code == 200  # another address is not affected
+
+
+def test_a_full_worker_answers_with_the_waiting_page_marked_busy(make_app):
+    from quizapp.admission import service
+
+    app = make_app(ADMISSION_MAX_IN_FLIGHT=1, ADMISSION_QUEUE_TIMEOUT_MS=0, RATELIMIT_ENABLED="false")
+    gate = service.gate(app)
+    assert gate.enter(Priority.NEW, timeout=0)  # the worker's one slot is taken
+    try:
+        page = app.test_client().get("/")
+        assert page.status_code == 503 and page.headers["X-Admission"] == "busy"
+        assert "Retry-After" in page.headers and gate.shed_total == 1
+    finally:
+        gate.leave(Priority.NEW)
+    assert app.test_client().get("/").status_code == 200
+
+
+def test_a_slot_handed_over_as_the_wait_times_out_is_kept(monkeypatch):
+    from quizapp.admission import gate as gate_module
+
+    gate = InFlightGate(limit=1)
+    assert gate.enter(Priority.NEW, timeout=0)
+
+    class LateEvent(gate_module.Event):
+        def wait(self, timeout=None):  # the holder leaves just as our timeout fires
+            gate.leave(Priority.NEW)
+            return False
+
+    monkeypatch.setattr(gate_module, "Event", LateEvent)
+    assert gate.enter(Priority.NEW, timeout=0.01)  # was: ValueError, and the slot leaked
+    assert gate.in_flight == 1 and gate.waiting() == 0
+    gate.leave(Priority.NEW)
+    assert gate.in_flight == 0

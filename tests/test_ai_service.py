@@ -237,7 +237,14 @@ def test_a_stale_local_entry_never_finishes_a_newer_job_for_the_same_subject(ai_
     with app.test_request_context():
         service.request_analysis("again-1", synthetic_inputs("again"), "u1")
         rt = get_runtime()
-        stale = QueuedJob(1, 0, "again-1", synthetic_inputs("again"), "fp", time.time() - 5)
+        stale = QueuedJob(
+            priority=1,
+            seq=0,
+            subject_id="again-1",
+            inputs=synthetic_inputs("again"),
+            fingerprint="fp",
+            deadline=time.time() - 5,
+        )
         rt.queue.run_job(stale)
         assert service.analysis_status("again-1").pending
     final = wait_final(app, "again-1")

@@ -1,5 +1,7 @@
 """Config is read from env, validated, and names the bad variable."""
 
+from dataclasses import MISSING, fields
+
 import pytest
 
 from quizapp.config import Config, ConfigError
@@ -18,6 +20,15 @@ def test_defaults_are_the_documented_ones(tmp_path):
     assert cfg.RATELIMIT_VISITOR_PAGES == cfg.RATELIMIT_NEW_SESSIONS == "60/minute;600/hour"
     assert cfg.RATELIMIT_STRATEGY == "sliding-window-counter"
     assert (cfg.QUIZ_DAILY_QUOTA, cfg.QUIZ_ADDRESS_DAILY_QUOTA) == (20, 1000)
+
+
+def test_every_default_is_written_once_on_its_field(tmp_path):
+    cfg = Config.from_env({**BASE, "QUIZAPP_VAR_DIR": str(tmp_path)})
+    given = {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "VAR_DIR"}
+    for setting in fields(Config):
+        if setting.name not in given:
+            default = setting.default if setting.default is not MISSING else setting.default_factory()
+            assert getattr(cfg, setting.name) == default, setting.name
 
 
 @pytest.mark.parametrize(

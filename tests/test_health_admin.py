@@ -3,7 +3,7 @@
 import time
 
 from devstack.forms import csrf_token
-from quizapp.health import heartbeat
+from quizapp.health import actions, heartbeat
 from quizapp.metrics import worker_counters
 from tests.support.admin_session import forge_admin_session
 
@@ -129,3 +129,26 @@ def test_only_the_admins_own_requests_count_as_activity(make_app):
     assert client.get("/admin/health").status_code == 200
     with client.session_transaction() as session:
         assert time.time() - session["admin_seen"] < 5
+
+
+def test_each_action_declares_its_parts_the_cluster_part_runs_once(make_app, monkeypatch):
+    for name, action in actions.ACTIONS.items():
+        assert action.label and (action.on_cluster or action.in_each_worker), name
+    calls = []
+    probe = actions.ClusterAction(
+        "Probe", on_cluster=lambda: calls.append("cluster"), in_each_worker=calls.append
+    )
+    monkeypatch.setitem(actions.ACTIONS, "close_breakers", probe)
+    admin_app, other = make_app(), make_app()
+    with other.app_context():
+        heartbeat.beat_once(other)
+    client = admin_app.test_client()
+    _login(client)
+    token = csrf_token(client.get("/admin/health").get_data(as_text=True))
+    client.post(
+        "/admin/health/actions", data={"action": "close_breakers", "csrf_token": token, "confirm": "yes"}
+    )
+    assert calls == ["cluster", admin_app]
+    heartbeat.beat_once(other)
+    heartbeat.beat_once(other)
+    assert calls == ["cluster", admin_app, other]

@@ -32,7 +32,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             counted = sum(w["http"]["errors"]["4xx"] for w in current)
             return current if len(current) == INSTANCES * WORKERS and counted == 40 else None
 
-        workers = wait_for(all_reporting, 15.0, "every worker's heartbeat with the 40 404s", interval=0.2)
+        workers = wait_for(all_reporting, timeout=15.0, what="every worker's heartbeat with the 40 404s")
         assert {w["instance"] for w in workers} == {f"test-{i.port}" for i in stack.instances}
 
         admin = requests.Session()
@@ -52,7 +52,7 @@ def test_reset_errors_applies_on_every_worker_of_every_instance(tmp_path, pg_con
             applied = [w for w in current if w["applied"].get("reset_errors") == 1]
             return current if len(applied) == INSTANCES * WORKERS else None
 
-        workers = wait_for(all_applied, 15.0, "every worker to apply the reset", interval=0.2)
+        workers = wait_for(all_applied, timeout=15.0, what="every worker to apply the reset")
         assert sum(w["http"]["errors"]["4xx"] for w in workers) == 0
         # Prometheus counters stay monotonic: the 404s are still counted there.
         metrics = requests.get(url + "/metrics", timeout=10).text

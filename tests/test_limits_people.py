@@ -9,6 +9,7 @@ import pytest
 from limits import parse
 
 from devstack.quiz_walk import answer_all, csrf_from, submit
+from quizapp import redis_conn
 from quizapp.security.addresses import address_group
 from quizapp.security.limits import KEY_PREFIX, LIMITER_KEY, LimitRules
 
@@ -85,7 +86,7 @@ def test_one_redis_round_trip_per_question_page(make_app, monkeypatch):
     page = client.get("/q/capital")
     assert page.status_code == 200
     calls = []
-    redis_client = app.extensions["redis"]
+    redis_client = redis_conn.redis_client(app)
     original = redis_client.execute_command
     monkeypatch.setattr(
         redis_client, "execute_command", lambda *a, **k: calls.append(a[0]) or original(*a, **k)

@@ -15,9 +15,18 @@ def test_cluster_wide_ai_figures_are_exported_once(make_app):
             store.count("calls", 7)
             for n, wait_ms in enumerate((300, 1500, 1500)):
                 subject = f"s{n}"
-                store.enqueue(subject, {"x": n}, f"fp{n}", f"user{n}", False, 100, 5, 60)
+                store.enqueue(
+                    subject,
+                    inputs={"x": n},
+                    fingerprint=f"fp{n}",
+                    user_key=f"user{n}",
+                    paid=False,
+                    queue_max=100,
+                    per_user=5,
+                    deadline_s=60,
+                )
                 store.redis.hset(f"ai:job:{subject}", "enqueued_at", _redis_ms(store.redis) - wait_ms)
-                assert store.finish(subject, "done", "text", False, "", "ai_done")
+                assert store.finish(subject, state="done", text="text", counter="ai_done")
         for app in apps:
             with app.app_context():
                 heartbeat.publish(app)

@@ -8,7 +8,7 @@ import re
 import pytest
 from flask import request, session
 
-from quizapp.security.log_format import KeyValueFormatter
+from quizapp.log_format import KeyValueFormatter
 
 EXPECTED_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from devstack.processes import free_port
-from quizapp import create_app, security
+from quizapp import create_app, redis_conn, security
 from quizapp.config import Config
 from quizapp.extensions import csrf
 
@@ -128,7 +128,7 @@ def test_redis_outage_falls_back_to_memory_and_recovers(tmp_path, caplog):
     finally:
         throwaway.stop()
         app.extensions["db_pool"].close()
-        app.extensions["redis"].close()
+        redis_conn.redis_client(app).close()
 
 
 def test_limiter_storage_down_from_the_start_serves_requests(make_app):
@@ -142,4 +142,4 @@ def test_limiter_storage_down_from_the_start_serves_requests(make_app):
             assert security.limiter_status()["storage"] == "memory-fallback"
     finally:
         app.extensions["db_pool"].close()
-        app.extensions["redis"].close()
+        redis_conn.redis_client(app).close()

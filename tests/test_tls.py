@@ -16,6 +16,7 @@ import redis
 from devstack.processes import free_port, free_port_block, wait_port
 from devstack.quiz_walk import answer_all, csrf_from, submit
 from devstack.redis_ha import RedisHA
+from quizapp import redis_conn
 from quizapp.migrate import migrate
 from tests.support.certs import make_certs
 
@@ -100,7 +101,7 @@ def test_sessions_and_limits_over_rediss_with_a_client_certificate(make_app, tls
     )
     client = app.test_client()
     assert [client.get("/").status_code for _ in range(4)] == [200, 200, 200, 429]
-    storage = app.extensions["redis"]
+    storage = redis_conn.redis_client(app)
     assert storage.connection_pool.connection_kwargs["ssl_ca_certs"] == str(cert_dir.ca)
     assert storage.keys("*")  # the limiter counted in this Redis, not in its memory fallback
 
@@ -109,7 +110,7 @@ def test_rediss_refuses_a_server_signed_by_another_ca(make_app, tls_redis, cert_
     app = make_app(REDIS_URL=tls_redis, REDIS_TLS_CA=cert_dir.other_ca, REDIS_TLS_CERT=cert_dir.client_cert,
                    REDIS_TLS_KEY=cert_dir.client_key)  # fmt: skip
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
-        app.extensions["redis"].ping()
+        redis_conn.redis_client(app).ping()
 
 
 def test_quiz_over_postgres_verify_full(make_app, tls_postgres, cert_dir):

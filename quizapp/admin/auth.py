@@ -46,7 +46,7 @@ def is_admin() -> bool:
 
 def _record(action: str, detail: dict) -> None:
     with transaction() as cur:
-        insert_audit(cur, ADMIN_ACTOR, action, detail)
+        insert_audit(cur, actor=ADMIN_ACTOR, action=action, detail=detail)
 
 
 def log_in(password: str) -> bool:

@@ -26,8 +26,9 @@ class LoginBusy(TooManyRequests):
 
 
 def hash_concurrency(config) -> int:
-    """ADMIN_HASH_CONCURRENCY, or one check per core: more would only queue for the CPU."""
-    return config.get("ADMIN_HASH_CONCURRENCY") or os.cpu_count() or 1
+    """ADMIN_HASH_CONCURRENCY, or one check per two cores (at least one): more would only queue
+    for the CPU, and the other half of the cores stays free for the event loops that serve pages."""
+    return config.get("ADMIN_HASH_CONCURRENCY") or max(1, (os.cpu_count() or 1) // 2)
 
 
 def _slots(app) -> BoundedSemaphore:

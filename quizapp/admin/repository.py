@@ -5,7 +5,7 @@ from __future__ import annotations
 from psycopg2.extras import Json
 
 
-def insert_audit(cur, actor: str, action: str, detail: dict | None = None) -> int:
+def insert_audit(cur, *, actor: str, action: str, detail: dict | None = None) -> int:
     """Append one audit row; returns its id."""
     cur.execute(
         "INSERT INTO audit_log (actor, action, detail) VALUES (%(actor)s, %(action)s, %(detail)s) "

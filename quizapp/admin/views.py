@@ -18,10 +18,9 @@ def index():
 @bp.get("/health")
 @admin_required
 def health():
-    page = service.health_page()
-    return render_template(
-        "admin/health.html", done=request.args.get("done"), auto_refresh=AUTO_REFRESH, **page
-    )
+    done = request.args.get("done")
+    page = service.health_page(fresh=bool(done))
+    return render_template("admin/health.html", done=done, auto_refresh=AUTO_REFRESH, **page)
 
 
 @bp.get("/health/confirm")

@@ -48,9 +48,7 @@ def admission_shedding_load(ctx):
     from ..health.alerts import INFO, WARNING, Alert
 
     def read():
-        return service.store(ctx.app).snapshot(
-            now_ms=int(time.time() * 1000), visit_ms=ctx.config["ADMISSION_VISIT_SECONDS"] * 1000
-        )
+        return service.store(ctx.app).snapshot(now_ms=int(time.time() * 1000))
 
     figures = ctx.probe("admission", read)
     if not figures or not figures["queue_length"]:
@@ -71,17 +69,19 @@ def begin_request():
     config = current_app.config
     if not config["ADMISSION_ENABLED"]:
         return None
-    from .views import waiting_room
+    from .views import too_many_arrivals, waiting_room
 
     cookie = service.read_cookie()
     priority = service.classify(cookie)
     if priority == Priority.NEW:
         ticket = cookie[1] if cookie and cookie[0] == "w" else None
         try:
-            decision = service.ask_cluster(ticket)
+            decision = service.ask_cluster(ticket, first_contact=cookie is None)
         except redis.exceptions.RedisError:
             decision = None  # fail open: the session store's own check answers the outage
             log.warning("admission.redis_unavailable")
+        if decision is not None and decision.refused:
+            return too_many_arrivals()
         if decision is not None and not decision.admitted:
             g.admission_cookie = service.cookie_value("w", decision.ticket)
             return waiting_room(service.waiting_answer(decision))
@@ -93,21 +93,22 @@ def begin_request():
     started = priority == Priority.STARTED
     # A started quiz waits longer for a slot, ahead of everyone else, then runs anyway.
     if not service.gate().enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
-        return waiting_room(service.busy_answer())
+        return waiting_room(service.busy_answer(), kind="busy")
     g.admission_priority = priority
     return None
 
 
 def finish_response(response):
     value = g.pop("admission_cookie", None)
-    if (
-        value is None
-        and g.get("admission_priority") is not None
-        and service.started_flag_due(service.read_cookie())
-    ):
-        # The session says a quiz is started: flag it in the cookie, so later requests know it cheaply.
-        expiry = int(time.time()) + current_app.config["ADMISSION_PASS_SECONDS"]
-        value = service.cookie_value("s", service.held_ticket(service.read_cookie()), expiry)
+    if value is None and g.get("admission_priority") is not None:
+        cookie = service.read_cookie()
+        if service.started_flag_due(cookie):
+            # The session says a quiz is started: flag it in the cookie, so later requests know it
+            # cheaply; the first time, the visitor's slot is confirmed for the whole visit.
+            expiry = int(time.time()) + current_app.config["ADMISSION_PASS_SECONDS"]
+            value = service.cookie_value("s", service.held_ticket(cookie), expiry)
+            if not cookie or cookie[0] != "s":
+                service.confirm_visit(cookie)
     if value is not None:
         config = current_app.config
         response.set_cookie(

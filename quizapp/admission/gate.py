@@ -55,7 +55,9 @@ class InFlightGate:
         queue = self.waiters[priority]
         queue.append(ticket)
         self.waited_total += 1
-        if ticket.wait(timeout):
+        # A slot handed over between the timeout firing and this greenlet running again still
+        # counts (the timed-out wait() returns False although the ticket is set by then).
+        if ticket.wait(timeout) or ticket.is_set():
             self.admitted_total += 1
             return True  # leave() handed its slot over: in_flight already counts it
         queue.remove(ticket)

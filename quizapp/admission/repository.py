@@ -8,21 +8,36 @@ STATE_KEY = "adm:state"  # hash: next, served (tickets below it are admitted), c
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
+ARRIVALS_KEY = "adm:arrivals:{group}:{minute}"  # cookieless arrivals of one address in one minute
+WAITING, ADMITTED, REFUSED = 0, 1, 2  # the Lua call's outcomes
 RATE_WINDOW_MS = 10_000  # visitors admitted per second, measured over windows of this length
 
 # One round trip decides everything: free expired slots, serve the queue head while there is
 # room, then answer this visitor (admitted, or their ticket and position). Tickets are served
 # strictly in issue order, so nobody who arrives later overtakes a waiting visitor.
+#
+# A slot is first held on probation (ARGV[6] ms): a client that never comes back, or that drops
+# its cookie on every request, holds it only that long. Starting a quiz confirms it for the whole
+# visit (confirm()), and submitting the quiz frees it (release()). A cookieless arrival also counts
+# against its address's new-arrivals budget for the minute (KEYS[4], ARGV[7]); beyond it the
+# answer is "refused" and no ticket or slot is taken, so one address cannot flood the line.
 ADMIT_LUA = """
 local now = tonumber(ARGV[1])
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity') or ARGV[2])
-local visit = tonumber(ARGV[3])
-local ticket = tonumber(ARGV[4])
-local window = tonumber(ARGV[6])
+local ticket = tonumber(ARGV[3])
+local window = tonumber(ARGV[5])
+local probation = tonumber(ARGV[6])
+local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or '0')
+if ARGV[7] ~= '' then
+  local arrivals = redis.call('INCR', KEYS[4])
+  if arrivals == 1 then redis.call('PEXPIRE', KEYS[4], 120000) end
+  if arrivals > tonumber(ARGV[7]) then
+    return {2, -1, 0, 0, 0, capacity, rate}
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 -- The measured admission rate (visitors per 1000 s), for estimated waits: the last whole window.
 local rate_t = tonumber(redis.call('HGET', KEYS[1], 'rate_t') or '0')
-local rate = tonumber(redis.call('HGET', KEYS[1], 'rate') or '0')
 if now - rate_t >= window then
   if rate_t > 0 then
     local n = tonumber(redis.call('HGET', KEYS[1], 'rate_n') or '0')
@@ -36,9 +51,9 @@ local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
 local room = capacity - active
 if room > 0 and served < nxt then
-  local n = math.min(room, nxt - served, tonumber(ARGV[5]))
+  local n = math.min(room, nxt - served, tonumber(ARGV[4]))
   for i = served, served + n - 1 do
-    redis.call('ZADD', KEYS[2], now + visit, 't' .. i)
+    redis.call('ZADD', KEYS[2], now + probation, 't' .. i)
     redis.call('HDEL', KEYS[3], i)
   end
   served = served + n
@@ -57,7 +72,7 @@ ticket = nxt
 nxt = nxt + 1
 redis.call('HSET', KEYS[1], 'next', nxt)
 if served == ticket and active < capacity then
-  redis.call('ZADD', KEYS[2], now + visit, 't' .. ticket)
+  redis.call('ZADD', KEYS[2], now + probation, 't' .. ticket)
   redis.call('HSET', KEYS[1], 'served', nxt)
   redis.call('HINCRBY', KEYS[1], 'admitted', 1)
   redis.call('HINCRBY', KEYS[1], 'rate_n', 1)
@@ -70,13 +85,21 @@ return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate}
 
 @dataclass(frozen=True)
 class Decision:
-    admitted: bool
+    outcome: int  # ADMITTED, WAITING or REFUSED
     ticket: int
     position: int  # 1 = next in line; 0 when admitted
     queue_length: int
     active: int
     capacity: int
     rate_milli: int = 0  # visitors admitted per 1000 s over the last whole window (0: not measured yet)
+
+    @property
+    def admitted(self) -> bool:
+        return self.outcome == ADMITTED
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == REFUSED
 
 
 class WaitingRoomStore:
@@ -86,12 +109,35 @@ class WaitingRoomStore:
         self.client = client
         self.script = client.register_script(ADMIT_LUA)
 
-    def admit(self, *, now_ms: int, capacity: int, visit_ms: int, ticket: int | None) -> Decision:
+    def admit(
+        self,
+        *,
+        now_ms: int,
+        capacity: int,
+        probation_ms: int,
+        ticket: int | None,
+        address: str | None = None,
+        arrivals_per_minute: int = 0,
+    ) -> Decision:
+        """Admit, queue or refuse one visitor; `address` only for a cookieless arrival (counted)."""
+        arrivals = ARRIVALS_KEY.format(group=address or "-", minute=now_ms // 60_000)
         raw = self.script(
-            keys=[STATE_KEY, ACTIVE_KEY, ISSUED_KEY],
-            args=[now_ms, capacity, visit_ms, "" if ticket is None else ticket, SERVE_BATCH, RATE_WINDOW_MS],
+            keys=[STATE_KEY, ACTIVE_KEY, ISSUED_KEY, arrivals],
+            args=[
+                now_ms,
+                capacity,
+                "" if ticket is None else ticket,
+                SERVE_BATCH,
+                RATE_WINDOW_MS,
+                probation_ms,
+                arrivals_per_minute if address else "",
+            ],
         )
-        return Decision(bool(raw[0]), *(int(v) for v in raw[1:]))
+        return Decision(*(int(v) for v in raw))
+
+    def confirm(self, ticket: int, *, until_ms: int) -> None:
+        """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""
+        self.client.zadd(ACTIVE_KEY, {f"t{ticket}": until_ms})
 
     def release(self, ticket: int) -> bool:
         """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out."""
@@ -105,22 +151,20 @@ class WaitingRoomStore:
         raw = self.client.hget(STATE_KEY, "capacity")
         return int(raw) if raw is not None else None
 
-    def snapshot(self, *, now_ms: int, visit_ms: int, window_ms: int = 10_000) -> dict:
+    def snapshot(self, *, now_ms: int) -> dict:
         """Queue length, oldest wait and new visitors admitted per second (admin page, not hot path)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted")
+        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate")
         pipe.zcount(ACTIVE_KEY, now_ms, "+inf")
-        # A slot's score is its admission time + visit: the ones admitted within the window.
-        pipe.zcount(ACTIVE_KEY, now_ms + visit_ms - window_ms, "+inf")
-        state, active, recent = pipe.execute()
-        nxt, served, capacity, admitted = (int(v) if v is not None else None for v in state)
+        state, active = pipe.execute()
+        nxt, served, capacity, admitted, rate = (int(v) if v is not None else None for v in state)
         nxt, served = nxt or 0, served or 0
         oldest = self.client.hget(ISSUED_KEY, served) if nxt > served else None
         return {
             "queue_length": nxt - served,
             "oldest_wait_s": round((now_ms - int(oldest)) / 1000, 1) if oldest else 0.0,
             "active_visitors": int(active),
-            "visitors_admitted_per_s": round(recent / (window_ms / 1000), 2),
+            "visitors_admitted_per_s": round((rate or 0) / 1000, 2),
             "visitors_admitted_total": admitted or 0,
             "live_capacity": capacity,
         }

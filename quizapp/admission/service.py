@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -11,19 +12,24 @@ from dataclasses import dataclass
 import redis.exceptions
 from flask import current_app, request, session
 from itsdangerous import BadSignature, Signer
+from limits import parse_many
 
 from ..admin.repository import insert_audit
 from ..db import transaction
 from ..errors import BadRequest
+from ..paths import is_infrastructure
+from ..security.addresses import address_group
 from .gate import InFlightGate, Priority
 from .repository import Decision, WaitingRoomStore
 
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "qa.adm"  # signed "s.0.<expiry>" (quiz started), "p.<ticket>.<expiry>" (admitted), "w.<ticket>"
-CRITICAL_PATHS = ("/healthz", "/readyz", "/metrics", "/pay/webhook")
-CRITICAL_PREFIXES = ("/api/health/", "/static/", "/admin", "/api/admin")
+# Beside the infrastructure paths: paid events and the operator are never kept waiting.
+CRITICAL_PATHS = ("/pay/webhook",)
+CRITICAL_PREFIXES = ("/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
+PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
 REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
 REFRESH_MAX_SECONDS = 120  # so a capacity raise (or a faster turnover) is noticed within 2 minutes
 NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
@@ -73,7 +79,7 @@ def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
 def classify(cookie) -> Priority:
     """Cheap: the path and the signed cookie (no session read: the limits step does that later)."""
     path = request.path
-    if path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
+    if is_infrastructure(path) or path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
         return Priority.CRITICAL
     if cookie and cookie[2] > time.time():
         if cookie[0] == "s":  # an attempt in progress or a result to see, flagged on a response
@@ -110,15 +116,44 @@ def started_flag_due(cookie) -> bool:
     return cookie[2] - time.time() < current_app.config["ADMISSION_PASS_SECONDS"] / 2
 
 
-def ask_cluster(ticket: int | None) -> Decision:
-    """The one Redis round trip of a new visitor."""
+def ask_cluster(ticket: int | None, *, first_contact: bool) -> Decision:
+    """The one Redis round trip of a new visitor; a first contact (no cookie) counts per address."""
     config = current_app.config
+    counted = first_contact and config["RATELIMIT_ENABLED"]  # a rate limit: off when limits are off
+    address = address_group(request.remote_addr, config["RATELIMIT_IPV6_PREFIX"]) if counted else None
     return store().admit(
         now_ms=int(time.time() * 1000),
         capacity=config["ADMISSION_CAPACITY"],
-        visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000,
+        probation_ms=PROBATION_SECONDS * 1000,
         ticket=ticket,
+        address=address,
+        arrivals_per_minute=arrivals_per_minute(config),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _per_minute(limit: str) -> int:
+    item = parse_many(limit)[0]
+    return max(1, round(item.amount * 60 / item.get_expiry()))
+
+
+def arrivals_per_minute(config) -> int:
+    """New cookieless arrivals one address may make a minute: the per-address limit on pages
+    without a session (RATELIMIT_VISITOR_PAGES, sized for a classroom), applied before a ticket
+    or slot is taken."""
+    return _per_minute(config["RATELIMIT_VISITOR_PAGES"])
+
+
+def confirm_visit(cookie) -> None:
+    """A quiz started: hold the visitor's slot for the whole visit (it was on probation)."""
+    ticket = held_ticket(cookie)
+    if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
+        return
+    until_ms = int((time.time() + current_app.config["ADMISSION_VISIT_SECONDS"]) * 1000)
+    try:
+        store().confirm(ticket, until_ms=until_ms)
+    except redis.exceptions.RedisError:
+        log.warning("admission.confirm_failed", extra={"ticket": ticket})  # its probation runs out instead
 
 
 def waiting_answer(decision: Decision) -> WaitingAnswer:
@@ -161,7 +196,7 @@ def set_capacity(capacity, *, actor: str, remote_addr: str | None) -> int:
     previous = store().live_capacity() or current_app.config["ADMISSION_CAPACITY"]
     with transaction() as cur:
         detail = {"capacity": capacity, "previous": previous, "remote_addr": remote_addr}
-        insert_audit(cur, actor, "admission.capacity", detail)
+        insert_audit(cur, actor=actor, action="admission.capacity", detail=detail)
         # Redis last inside the transaction: if it fails, the audit row rolls back with it.
         store().set_capacity(capacity)
     log.info("admission.capacity_changed", extra={"capacity": capacity, "previous": previous})
@@ -177,9 +212,7 @@ def cluster_figures(workers: list[dict]) -> dict:
     """The admin view: in flight and requests admitted per second over live workers, plus the queue."""
     config = current_app.config
     figures = [w.get("admission") or {} for w in workers]
-    snapshot = store().snapshot(
-        now_ms=int(time.time() * 1000), visit_ms=config["ADMISSION_VISIT_SECONDS"] * 1000
-    )
+    snapshot = store().snapshot(now_ms=int(time.time() * 1000))
     capacity = snapshot["live_capacity"] or config["ADMISSION_CAPACITY"]
     return {
         "enabled": config["ADMISSION_ENABLED"],

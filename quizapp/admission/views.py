@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, jsonify, make_response, redirect, render_template, request, session, url_for
 
-from ..errors import wants_json
+from ..errors import render_error, wants_json
 from . import service
 
 bp = Blueprint("admission", __name__, url_prefix="/admin/admission")
 
 
-def waiting_room(answer: service.WaitingAnswer):
-    """503 with Retry-After; a page that refreshes itself (no JavaScript) or its JSON form."""
+def waiting_room(answer: service.WaitingAnswer, *, kind: str = "wait"):
+    """503 with Retry-After; a page that refreshes itself (no JavaScript) or its JSON form.
+
+    `kind` is "wait" for the cluster's line, "busy" when this worker stayed full for the whole
+    queue timeout (the same page; told apart in the logs and the bench)."""
     if wants_json():
         response = jsonify(
             status="waiting",
@@ -28,7 +33,22 @@ def waiting_room(answer: service.WaitingAnswer):
     response.status_code = 503
     response.headers["Retry-After"] = str(answer.refresh_s)
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Admission"] = "wait"  # nginx logs it: waiting-room 503s apart from failures
+    response.headers["X-Admission"] = kind  # nginx logs it: waiting-room 503s apart from failures
+    return response
+
+
+def too_many_arrivals():
+    """429 before any ticket or slot: this address started more new visits this minute than a
+    classroom would (a client dropping its cookie on every request lands here)."""
+    retry_after = 60 - int(time.time()) % 60
+    response = render_error(
+        429,
+        "Slow down a little",
+        "Many new visits came from your network in the last minute. "
+        f"Please wait about {retry_after} seconds and try again; keep cookies on to keep your place.",
+        retry_after,
+    )
+    response.headers["X-Admission"] = "refused"
     return response
 
 

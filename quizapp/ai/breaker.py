@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 
+from .lua import LUA_NOW, as_text
+
 log = logging.getLogger(__name__)
 
 STATE_KEY = "ai:breaker"
 PROBE_KEY = "ai:breaker:probe"
 
-_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-
 # KEYS: state hash, probe key. ARGV: cooldown_ms, probe_ms, token. Returns {allowed, state, is_probe}.
 ALLOW = (
-    _NOW
+    LUA_NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if state == 'CLOSED' then return {1, 'CLOSED', 0} end
@@ -42,7 +42,7 @@ return state
 
 # KEYS: state hash, probe key. ARGV: threshold, token ('' when not a probe). Returns the new state.
 FAILURE = (
-    _NOW
+    LUA_NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
@@ -64,7 +64,7 @@ return 'CLOSED'
 
 # KEYS: state hash. ARGV: cooldown_ms. Returns the state as callers would see it now.
 READ = (
-    _NOW
+    LUA_NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state') or 'CLOSED'
 if state == 'OPEN' then
@@ -104,16 +104,16 @@ class Breaker:
         return token if int(is_probe) else ""
 
     def record_success(self, token: str) -> str:
-        return _text(self._success(keys=[STATE_KEY, PROBE_KEY], args=[token]))
+        return as_text(self._success(keys=[STATE_KEY, PROBE_KEY], args=[token]))
 
     def record_failure(self, token: str) -> str:
-        state = _text(self._failure(keys=[STATE_KEY, PROBE_KEY], args=[self.failures, token]))
+        state = as_text(self._failure(keys=[STATE_KEY, PROBE_KEY], args=[self.failures, token]))
         if state == "OPEN":
             log.warning("ai.breaker_open", extra={"probe": bool(token)})
         return state
 
     def state(self) -> str:
-        return _text(self._read(keys=[STATE_KEY], args=[self.cooldown_ms]))
+        return as_text(self._read(keys=[STATE_KEY], args=[self.cooldown_ms]))
 
     def is_open(self) -> bool:
         """Open and still cooling down (HALF_OPEN lets callers try for the probe)."""
@@ -124,7 +124,3 @@ class Breaker:
         pipe.hset(STATE_KEY, mapping={"state": "CLOSED", "failures": 0})
         pipe.delete(PROBE_KEY)
         pipe.execute()
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,6 +17,7 @@ import uuid
 import gevent
 
 from .. import redis_conn
+from .lua import LUA_NOW
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,9 @@ WINDOW_GUARD_MS = 500
 
 # KEYS: window zset, in-flight zset. ARGV: rpm, window_ms, max_in_flight, lease_ms, lease_id.
 # Returns {1, 0} when a slot was taken, {0, wait_ms} otherwise. Clock: Redis TIME, one for all workers.
-ACQUIRE = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+ACQUIRE = (
+    LUA_NOW
+    + """
 local rpm, window, cap, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -51,22 +52,24 @@ if used >= rpm then
 end
 return {0, wait}
 """
+)
 
 # KEYS: window zset, in-flight zset. ARGV: window_ms. Returns {window used, in flight}.
-USAGE = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+USAGE = (
+    LUA_NOW
+    + """
 return {redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[1]) + 1, '+inf'),
         redis.call('ZCOUNT', KEYS[2], now, '+inf')}
 """
+)
 
 
 # KEYS: window zset, in-flight zset. ARGV: lease_id, answered (1/0), lease_ms, window_ms. The call ended:
 # free its in-flight slot; answered, it arrived by now at the latest, so its window entry counts
 # from now; unanswered (timeout, connection lost), it may still arrive: a whole lease from now.
-FINISH = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+FINISH = (
+    LUA_NOW
+    + """
 local stamp = now
 if ARGV[2] ~= '1' then stamp = now + tonumber(ARGV[3]) end
 redis.call('ZADD', KEYS[1], 'XX', stamp, ARGV[1])
@@ -75,16 +78,18 @@ if redis.call('PTTL', KEYS[1]) < needed then redis.call('PEXPIRE', KEYS[1], need
 redis.call('ZREM', KEYS[2], ARGV[1])
 return stamp
 """
+)
 
 
 # KEYS: window zset, metrics hash. ARGV: lease_id. The call is about to leave: count it. Its window
 # entry keeps its lease-end score (GT never lowers it): it may arrive any time until it answers.
-STAMP = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+STAMP = (
+    LUA_NOW
+    + """
 redis.call('ZADD', KEYS[1], 'XX', 'GT', now, ARGV[1])
 return redis.call('HINCRBY', KEYS[2], 'calls', 1)
 """
+)
 
 
 class BudgetExhausted(Exception):

@@ -66,17 +66,15 @@ class Caller:
             return token
         return None
 
-    def fetch_as_owner(self, fingerprint, messages, token, deadline) -> tuple[str, str]:
+    def fetch_as_owner(
+        self, fingerprint: str, *, messages: list[dict], token: str, deadline: float
+    ) -> tuple[str, str]:
         """Call upstream (with retries), publish the text to the cache, release ownership."""
         try:
-            # The previous owner may have published between our cache miss and our SET NX.
-            cached = self.cached(fingerprint)
-            if cached is not None:
-                return cached, "dedup_hits"
-            # This very prompt failed seconds ago: share that outcome, do not hammer upstream.
-            failed = self.redis.get(FAILED_PREFIX + fingerprint)
-            if failed is not None:
-                raise AnalysisUnavailable(failed.decode())
+            # The previous owner may have published (or given up) between our cache miss and our SET NX.
+            shared = self._shared_outcome(fingerprint)
+            if shared is not None:
+                return shared, "dedup_hits"
             text = self._call_and_publish(fingerprint, messages, deadline)
             return text, "completed"
         finally:
@@ -94,20 +92,28 @@ class Caller:
         self.redis.set(CACHE_PREFIX + fingerprint, text, ex=ttl)
         return text
 
-    def await_shared(self, fingerprint: str, messages: list[dict], deadline: float) -> tuple[str, str]:
+    def await_shared(self, fingerprint: str, *, messages: list[dict], deadline: float) -> tuple[str, str]:
         """Watch the result key of another worker's call; take over if that worker vanished."""
         while time.time() < deadline:
-            text = self.cached(fingerprint)
-            if text is not None:
-                return text, "dedup_hits"
-            failed = self.redis.get(FAILED_PREFIX + fingerprint)
-            if failed is not None:
-                raise AnalysisUnavailable(failed.decode())
+            shared = self._shared_outcome(fingerprint)
+            if shared is not None:
+                return shared, "dedup_hits"
             token = self.try_own(fingerprint, deadline)
             if token:
-                return self.fetch_as_owner(fingerprint, messages, token, deadline)
+                return self.fetch_as_owner(fingerprint, messages=messages, token=token, deadline=deadline)
             gevent.sleep(WATCH_INTERVAL)
         raise AnalysisUnavailable("deadline")
+
+    def _shared_outcome(self, fingerprint: str) -> str | None:
+        """The text another call published for this prompt, or None; if that call gave up seconds
+        ago, raise its AnalysisUnavailable (share the outcome, do not hammer upstream)."""
+        text = self.cached(fingerprint)
+        if text is not None:
+            return text
+        failed = self.redis.get(FAILED_PREFIX + fingerprint)
+        if failed is not None:
+            raise AnalysisUnavailable(failed.decode())
+        return None
 
     def call_with_retries(self, messages: list[dict], deadline: float) -> str:
         """AI_RETRIES attempts, exponential backoff with jitter or the server's Retry-After."""

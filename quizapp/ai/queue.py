@@ -16,21 +16,13 @@ from gevent.queue import PriorityQueue
 
 from . import prompts
 from .calls import AnalysisUnavailable
-from .store import DEADLINES_KEY, PENDING
+from .messages import FALLBACK_MESSAGES
+from .store import DEADLINES_KEY, DONE, FALLBACK, PENDING
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 0.5
 CLEANUP_GRACE = 1.0
-# Shown to the reader: what wrote the analysis, in plain words (never the system's internal state).
-WRITTEN_BY_SCORING = "our scoring model wrote this analysis from your answers."
-FALLBACK_MESSAGES = {
-    "deadline": "The AI analysis took too long, so " + WRITTEN_BY_SCORING,
-    "queue_full": "Many people are finishing right now, so " + WRITTEN_BY_SCORING,
-    "breaker_open": "Our AI writer is not answering right now, so " + WRITTEN_BY_SCORING,
-    "upstream_error": "Our AI writer could not answer this time, so " + WRITTEN_BY_SCORING,
-    "reset": "Our scoring model wrote this analysis from your answers.",
-}
 
 
 @dataclass(order=True)
@@ -75,13 +67,21 @@ class AIQueue:
     def put(
         self,
         subject_id: str,
+        *,
         inputs: dict,
         fingerprint: str,
         paid: bool,
         deadline: float,
     ) -> AsyncResult:
         self.ensure_started()
-        job = QueuedJob(0 if paid else 1, next(self._seq), subject_id, inputs, fingerprint, deadline)
+        job = QueuedJob(
+            priority=0 if paid else 1,
+            seq=next(self._seq),
+            subject_id=subject_id,
+            inputs=inputs,
+            fingerprint=fingerprint,
+            deadline=deadline,
+        )
         # A promoted job (now paid) is queued again here; the first dispatcher to start it wins.
         result = self.results.setdefault(subject_id, AsyncResult())
         self.jobs.put(job)
@@ -100,13 +100,16 @@ class AIQueue:
         self._greenlets = []
 
     # -- finishing ------------------------------------------------------------------------------
-    def finish_ai(self, subject_id: str, text: str, counter: str) -> None:
-        self.rt.store.finish(subject_id, "done", text, False, "", counter)
+    def finish_ai(self, subject_id: str, *, text: str, counter: str) -> None:
+        self.rt.store.finish(subject_id, state=DONE, text=text, counter=counter)
         self._resolve(subject_id)
 
-    def finish_fallback(self, subject_id: str, inputs: dict | None, reason: str) -> bool:
+    def finish_fallback(self, subject_id: str, *, inputs: dict | None, reason: str) -> bool:
+        """The scoring model's analysis, with the reason's message; False if the job had already ended."""
         text = prompts.algorithmic_analysis(inputs or {})
-        finished = self.rt.store.finish(subject_id, "fallback", text, True, FALLBACK_MESSAGES[reason], reason)
+        finished = self.rt.store.finish(
+            subject_id, state=FALLBACK, text=text, message=FALLBACK_MESSAGES[reason], counter=reason
+        )
         if finished:
             log.info("ai.fallback", extra={"reason": reason})
         self._resolve(subject_id)
@@ -114,7 +117,7 @@ class AIQueue:
 
     def expire(self, subject_id: str, inputs: dict) -> None:
         try:
-            self.finish_fallback(subject_id, inputs, "deadline")
+            self.finish_fallback(subject_id, inputs=inputs, reason="deadline")
         except Exception:  # Redis down: the sweepers and the poll endpoint retry later
             log.warning("ai.expire_failed", exc_info=True)
 
@@ -151,18 +154,26 @@ class AIQueue:
         caller = self.rt.caller
         cached = caller.cached(job.fingerprint)
         if cached is not None:
-            self.finish_ai(job.subject_id, cached, "cache_hits")
+            self.finish_ai(job.subject_id, text=cached, counter="cache_hits")
             return
         if self.rt.breaker.is_open():
-            self.finish_fallback(job.subject_id, job.inputs, "breaker_open")
+            self.finish_fallback(job.subject_id, inputs=job.inputs, reason="breaker_open")
             return
         token = caller.try_own(job.fingerprint, job.deadline)
         if token is None:
             # Another worker is calling upstream for the same prompt: wait off the dispatcher pool.
-            shared = functools.partial(caller.await_shared, job.fingerprint, _messages(job), job.deadline)
+            shared = functools.partial(
+                caller.await_shared, job.fingerprint, messages=_chat_messages(job), deadline=job.deadline
+            )
             self.group.spawn(self._run_bounded, job, shared)
             return
-        owned = functools.partial(caller.fetch_as_owner, job.fingerprint, _messages(job), token, job.deadline)
+        owned = functools.partial(
+            caller.fetch_as_owner,
+            job.fingerprint,
+            messages=_chat_messages(job),
+            token=token,
+            deadline=job.deadline,
+        )
         self._run_bounded(job, owned)
 
     def _expire_stale(self, job: QueuedJob) -> None:
@@ -182,11 +193,11 @@ class AIQueue:
             with gevent.Timeout(max(0.01, job.deadline - time.time()) + CLEANUP_GRACE):
                 text, counter = obtain()
         except gevent.Timeout:
-            self.finish_fallback(job.subject_id, job.inputs, "deadline")
+            self.finish_fallback(job.subject_id, inputs=job.inputs, reason="deadline")
         except AnalysisUnavailable as exc:
-            self.finish_fallback(job.subject_id, job.inputs, exc.reason)
+            self.finish_fallback(job.subject_id, inputs=job.inputs, reason=exc.reason)
         else:
-            self.finish_ai(job.subject_id, text, counter)
+            self.finish_ai(job.subject_id, text=text, counter=counter)
 
     def _sweep_forever(self) -> None:
         """Finish overdue jobs of any worker (even one killed since): no user waits forever."""
@@ -195,12 +206,14 @@ class AIQueue:
             try:
                 for subject_id in self.rt.store.overdue_subjects():
                     job = self.rt.store.read(subject_id)
-                    if job is None or not self.finish_fallback(subject_id, job.get("inputs"), "deadline"):
+                    inputs = job.get("inputs") if job else None
+                    if job is None or not self.finish_fallback(subject_id, inputs=inputs, reason="deadline"):
                         # Expired or finished already.
                         self.rt.redis.zrem(DEADLINES_KEY, subject_id)
             except Exception:
                 log.warning("ai.sweep_failed", exc_info=True)
 
 
-def _messages(job: QueuedJob) -> list[dict]:
+def _chat_messages(job: QueuedJob) -> list[dict]:
+    """The prompt sent upstream for this job."""
     return prompts.build_messages(job.inputs)

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import redis
 
 from ..errors import BadRequest
-from . import prompts
-from .queue import FALLBACK_MESSAGES, WRITTEN_BY_SCORING
+from . import messages, prompts
 from .runtime import enabled, get_runtime
+from .store import DONE, FALLBACK
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,6 @@ SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A pending job past its deadline is finished by whoever reads it (finishing is compare-and-set),
 # so on a starved CPU a late timer or sweeper costs the user nothing beyond the next poll.
 LATE_GRACE_SECONDS = 0.0
-# Plain words for what wrote the analysis; the page never shows the system's internal state.
-UNAVAILABLE_MESSAGE = "Our AI writer is unavailable right now, so " + WRITTEN_BY_SCORING
-OFF_MESSAGE = "Our scoring model wrote this analysis from your answers."
-REFUSED_MESSAGE = (
-    "You already have {cap} AI analyses being written, so our scoring model wrote this one from your "
-    "answers. Refresh the page once the others are ready to ask for an AI analysis."
-)
 
 
 DISABLED_METRICS = {
@@ -85,40 +78,42 @@ def request_analysis(subject_id: str, prompt_inputs: dict, user_key: str, paid: 
             state="off",
             text=prompts.algorithmic_analysis(prompt_inputs),
             fallback=True,
-            message=OFF_MESSAGE,
+            message=messages.OFF_MESSAGE,
         )
     _check_subject(subject_id)
     try:
-        return _queue_analysis(subject_id, prompt_inputs, user_key, paid)
+        return _queue_analysis(subject_id, prompt_inputs=prompt_inputs, user_key=user_key, paid=paid)
     except redis.RedisError:
         # The results page still renders: the user gets the algorithmic analysis, unpersisted.
         log.warning("ai.redis_unavailable")
         text = prompts.algorithmic_analysis(prompt_inputs)
-        return AnalysisStatus(state="fallback", text=text, fallback=True, message=UNAVAILABLE_MESSAGE)
+        return AnalysisStatus(state=FALLBACK, text=text, fallback=True, message=messages.UNAVAILABLE_MESSAGE)
 
 
-def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus:
+def _queue_analysis(subject_id: str, *, prompt_inputs: dict, user_key: str, paid: bool) -> AnalysisStatus:
     rt = get_runtime()
     existing = analysis_status(subject_id)
     if existing is not None:
         if paid and existing.state == "queued" and rt.store.promote(subject_id):
             job = rt.store.read(subject_id)
-            rt.queue.put(subject_id, job["inputs"], job["fp"], True, job["deadline"])
+            rt.queue.put(
+                subject_id, inputs=job["inputs"], fingerprint=job["fp"], paid=True, deadline=job["deadline"]
+            )
             return analysis_status(subject_id)
         return existing
     cfg = rt.config
     fingerprint = prompts.prompt_fingerprint(prompt_inputs, cfg["OPENAI_MODEL"])
     cached = rt.caller.cached(fingerprint)
     if cached is not None:
-        rt.store.record_final(subject_id, "done", cached, False, "", "cache_hits")
-        return AnalysisStatus(state="done", text=cached)
+        rt.store.record_final(subject_id, state=DONE, text=cached, counter="cache_hits")
+        return AnalysisStatus(state=DONE, text=cached)
     rt.store.count("requests")
     outcome, rank, deadline = rt.store.enqueue(
         subject_id,
-        prompt_inputs,
-        fingerprint,
-        user_key,
-        paid,
+        inputs=prompt_inputs,
+        fingerprint=fingerprint,
+        user_key=user_key,
+        paid=paid,
         queue_max=cfg["AI_QUEUE_MAX"],
         per_user=cfg["AI_PER_USER"],
         deadline_s=cfg["AI_DEADLINE_SECONDS"],
@@ -127,26 +122,15 @@ def _queue_analysis(subject_id, prompt_inputs, user_key, paid) -> AnalysisStatus
         return analysis_status(subject_id)
     if outcome == "refused":
         rt.store.count("refused")
-        message = REFUSED_MESSAGE.format(cap=cfg["AI_PER_USER"])
         text = prompts.algorithmic_analysis(prompt_inputs)
+        message = messages.refused_message(cfg["AI_PER_USER"])
         return AnalysisStatus(state="refused", text=text, fallback=True, message=message)
     if outcome == "full":
         text = prompts.algorithmic_analysis(prompt_inputs)
-        rt.store.record_final(
-            subject_id,
-            "fallback",
-            text,
-            True,
-            FALLBACK_MESSAGES["queue_full"],
-            "queue_full",
-        )
-        return AnalysisStatus(
-            state="fallback",
-            text=text,
-            fallback=True,
-            message=FALLBACK_MESSAGES["queue_full"],
-        )
-    rt.queue.put(subject_id, prompt_inputs, fingerprint, paid, deadline)
+        message = messages.FALLBACK_MESSAGES["queue_full"]
+        rt.store.record_final(subject_id, state=FALLBACK, text=text, message=message, counter="queue_full")
+        return AnalysisStatus(state=FALLBACK, text=text, fallback=True, message=message)
+    rt.queue.put(subject_id, inputs=prompt_inputs, fingerprint=fingerprint, paid=paid, deadline=deadline)
     position = rank + 1
     return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position))
 
@@ -162,14 +146,14 @@ def analysis_status(subject_id: str):
     state = job.get("state", "")
     if state in ("queued", "running") and time.time() > job["deadline"] + LATE_GRACE_SECONDS:
         # Its worker died or is stuck: the reader finishes it, exactly once cluster-wide.
-        rt.queue.finish_fallback(subject_id, job.get("inputs"), "deadline")
+        rt.queue.finish_fallback(subject_id, inputs=job.get("inputs"), reason="deadline")
         job = rt.store.read(subject_id) or job
         state = job.get("state", "")
     if state == "queued":
         position = rt.store.position(subject_id)
         return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position or 1))
     if state == "running":
-        return AnalysisStatus(state="running", message="Your analysis is being prepared now.")
+        return AnalysisStatus(state="running", message=messages.RUNNING_MESSAGE)
     return AnalysisStatus(
         state=state,
         text=job.get("text"),
@@ -213,7 +197,7 @@ def reset_queue() -> int:
     for subject_id in rt.store.queued_subjects():
         job = rt.store.read(subject_id)
         if job is not None and job.get("state") == "queued":
-            reset += rt.queue.finish_fallback(subject_id, job.get("inputs"), "reset")
+            reset += rt.queue.finish_fallback(subject_id, inputs=job.get("inputs"), reason="reset")
     return reset
 
 
@@ -224,7 +208,7 @@ def force_close_breaker() -> None:
 
 def _check_subject(subject_id: str) -> None:
     if not SUBJECT_ID.match(subject_id or ""):
-        raise BadRequest("That result id is not valid.")
+        raise BadRequest(messages.BAD_SUBJECT_MESSAGE)
 
 
 def _eta(rt, position: int) -> float:

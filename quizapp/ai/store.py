@@ -8,6 +8,8 @@ import json
 import logging
 import time
 
+from .lua import LUA_NOW, as_text
+
 log = logging.getLogger(__name__)
 
 QUEUE_KEY = "ai:queue"  # zset subject_id -> priority score (paid first, then arrival)
@@ -16,6 +18,8 @@ METRICS_KEY = "ai:metrics"  # hash of counters
 WAITS_KEY = "ai:waits"  # list of recent waits (ms), newest first
 WAITS_KEPT = 1000
 PENDING = ("queued", "running")
+DONE = "done"  # final: the AI's text
+FALLBACK = "fallback"  # final: the scoring model's text, kept only briefly
 
 
 def job_key(subject_id: str) -> str:
@@ -28,12 +32,10 @@ def user_key_for(user_key: str, secret: str) -> str:
     return "ai:user:" + digest[:32]
 
 
-_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-
 # KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
 # (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
 ENQUEUE = (
-    _NOW
+    LUA_NOW
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -54,7 +56,7 @@ return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1]), deadline}
 # KEYS: job, queue. ARGV: subject. A queued free job becomes paid: ahead of every free job,
 # behind those who paid earlier.
 PROMOTE = (
-    _NOW
+    LUA_NOW
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 if redis.call('HGET', KEYS[1], 'paid') == '1' then return 0 end
@@ -75,7 +77,7 @@ return 1
 # KEYS: job, queue, deadlines, metrics, waits. ARGV: subject, state, text, fallback, message, ttl_s,
 # counter, waits_kept. Compare-and-set: only a pending job finishes, exactly once cluster-wide.
 FINISH = (
-    _NOW
+    LUA_NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'running' then return 0 end
@@ -122,15 +124,16 @@ class JobStore:
 
     def enqueue(
         self,
-        subject_id,
-        inputs,
-        fingerprint,
-        user_key,
-        paid,
-        queue_max,
-        per_user,
-        deadline_s,
-    ):
+        subject_id: str,
+        *,
+        inputs: dict,
+        fingerprint: str,
+        user_key: str,
+        paid: bool,
+        queue_max: int,
+        per_user: int,
+        deadline_s: float,
+    ) -> tuple[str, int, float]:
         """('queued', rank, deadline) | ('exists'|'refused'|'full', -1, 0)."""
         # Paid reports sort before every free one; within a class, first come first served.
         score = (0 if paid else 1) * 10**13 + int(time.time() * 1000)
@@ -151,22 +154,25 @@ class JobStore:
             ],
         )
         # The deadline on Redis's clock, the one every worker's timer and sweeper keeps.
-        return _text(outcome), int(rank), int(deadline_ms) / 1000.0
+        return as_text(outcome), int(rank), int(deadline_ms) / 1000.0
 
-    def record_final(self, subject_id, state, text, fallback, message, counter) -> None:
-        """A job that never queued (queue full) still leaves its answer for the poll endpoint."""
+    def record_final(
+        self, subject_id: str, *, state: str, text: str, counter: str, message: str = ""
+    ) -> None:
+        """A job that never queued (queue full, cache hit) still leaves its answer for the poll endpoint."""
+        fallback = state == FALLBACK
         pipe = self.redis.pipeline(transaction=True)
         fields = {
             "state": state,
             "text": text,
-            "fallback": int(bool(fallback)),
+            "fallback": int(fallback),
             "message": message,
         }
         pipe.hset(
             job_key(subject_id),
             mapping={**fields, "finished_at": int(time.time() * 1000)},
         )
-        pipe.expire(job_key(subject_id), self.fallback_ttl if fallback else self.ttl)
+        pipe.expire(job_key(subject_id), self._ttl_for(state))
         pipe.hincrby(METRICS_KEY, counter, 1)
         if fallback:
             pipe.hincrby(METRICS_KEY, "fallbacks", 1)
@@ -178,7 +184,9 @@ class JobStore:
     def start(self, subject_id: str) -> bool:
         return bool(self._start(keys=[job_key(subject_id), QUEUE_KEY], args=[subject_id]))
 
-    def finish(self, subject_id, state, text, fallback, message, counter) -> bool:
+    def finish(self, subject_id: str, *, state: str, text: str, counter: str, message: str = "") -> bool:
+        """End a pending job as `state` (done or fallback), adding one to `counter`; False if it was
+        no longer pending (another worker, the sweeper or a reset finished it first)."""
         return bool(
             self._finish(
                 keys=[
@@ -192,20 +200,23 @@ class JobStore:
                     subject_id,
                     state,
                     text,
-                    int(bool(fallback)),
+                    int(state == FALLBACK),
                     message,
-                    self.fallback_ttl if fallback else self.ttl,
+                    self._ttl_for(state),
                     counter,
                     WAITS_KEPT,
                 ],
             )
         )
 
+    def _ttl_for(self, state: str) -> int:
+        return self.fallback_ttl if state == FALLBACK else self.ttl
+
     def read(self, subject_id: str) -> dict | None:
         raw = self.redis.hgetall(job_key(subject_id))
         if not raw:
             return None
-        job = {_text(k): _text(v) for k, v in raw.items()}
+        job = {as_text(k): as_text(v) for k, v in raw.items()}
         for name in ("enqueued_at", "deadline", "finished_at"):
             if name in job:
                 job[name] = int(job[name]) / 1000.0
@@ -218,24 +229,22 @@ class JobStore:
         return None if rank is None else int(rank) + 1
 
     def queued_subjects(self) -> list[str]:
-        return [_text(s) for s in self.redis.zrange(QUEUE_KEY, 0, -1)]
+        return [as_text(s) for s in self.redis.zrange(QUEUE_KEY, 0, -1)]
 
     def overdue_subjects(self, limit: int = 100) -> list[str]:
         now_ms = int(time.time() * 1000)
-        return [_text(s) for s in self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)]
+        return [
+            as_text(s) for s in self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now_ms, start=0, num=limit)
+        ]
 
     def count(self, counter: str, amount: int = 1) -> None:
         self.redis.hincrby(METRICS_KEY, counter, amount)
 
     def counters(self) -> dict:
-        return {_text(k): int(v) for k, v in self.redis.hgetall(METRICS_KEY).items()}
+        return {as_text(k): int(v) for k, v in self.redis.hgetall(METRICS_KEY).items()}
 
     def queue_length(self) -> int:
         return int(self.redis.zcard(QUEUE_KEY))
 
     def recent_waits(self) -> list[float]:
         return [int(v) / 1000.0 for v in self.redis.lrange(WAITS_KEY, 0, WAITS_KEPT - 1)]
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -3,7 +3,7 @@
 from flask import Blueprint, jsonify
 
 from ..errors import NotFound
-from . import service
+from . import messages, service
 
 bp = Blueprint("ai", __name__)
 
@@ -12,7 +12,7 @@ bp = Blueprint("ai", __name__)
 def analysis_json(subject_id: str):
     status = service.analysis_status(subject_id)
     if status is None:
-        raise NotFound("No analysis is known for that result.")
+        raise NotFound(messages.NO_ANALYSIS_MESSAGE)
     response = jsonify(status.as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -84,27 +84,26 @@ def build_report() -> dict:
     return report
 
 
-def detailed_health() -> dict:
-    """The report, computed at most about once a second for the whole cluster (Redis cache)."""
+def detailed_health(fresh: bool = False) -> dict:
+    """The report, computed at most about once a second for the whole cluster (Redis cache).
+
+    `fresh`: build it now (and cache it), e.g. to show an admin action just applied."""
     client = redis_conn.redis_client()
-    cached = client.get(CACHE_KEY)
-    if cached is None and not client.set(CACHE_LOCK_KEY, b"1", nx=True, px=2 * CACHE_MS):
-        # Another worker is computing it: wait briefly for its result rather than piling on.
-        for _ in range(20):
-            gevent.sleep(0.05)
-            cached = client.get(CACHE_KEY)
-            if cached is not None:
-                break
-    if cached is not None:
-        return json.loads(cached)
+    if not fresh:
+        cached = client.get(CACHE_KEY)
+        if cached is None and not client.set(CACHE_LOCK_KEY, b"1", nx=True, px=2 * CACHE_MS):
+            # Another worker is computing it: wait briefly for its result rather than piling on.
+            for _ in range(20):
+                gevent.sleep(0.05)
+                cached = client.get(CACHE_KEY)
+                if cached is not None:
+                    break
+        if cached is not None:
+            return json.loads(cached)
     report = build_report()
     client.set(CACHE_KEY, json.dumps(report), px=CACHE_MS)
     client.delete(CACHE_LOCK_KEY)
     return report
-
-
-def forget_cached_report() -> None:
-    redis_conn.redis_client().delete(CACHE_KEY)
 
 
 def prometheus_text() -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import redis_conn
 from .alerts import CRITICAL, INFO, WARNING, Alert, HealthContext, register_check
 
@@ -176,36 +178,73 @@ def redis_memory(ctx: HealthContext):
 MAIL_BACKLOG_PENALTY, MAIL_DEAD_PENALTY = 20, 10
 
 
+@dataclass(frozen=True)
+class FigureAlert:
+    """A warning raised while a business figure is above zero; the message names the count."""
+
+    figure: str
+    name: str
+    message: str  # with {count}
+    recommendation: str
+    penalty: int
+
+
+MAIL_ALERTS = (
+    FigureAlert(
+        "backlog",
+        "mail_backlog",
+        "mail backlog: {count} mails due for over 5 minutes",
+        "mail backlog: is quizapp-mailer.service running? check SMTP_URL and its log",
+        MAIL_BACKLOG_PENALTY,
+    ),
+    FigureAlert(
+        "dead",
+        "mail_dead_letters",
+        "{count} mails are dead letters: SMTP failed on every attempt",
+        "dead letters: fix the cause in the mailer log, then requeue or cancel them",
+        MAIL_DEAD_PENALTY,
+    ),
+)
+PAYMENT_ALERTS = (
+    FigureAlert(
+        "mismatches_24h",
+        "payment_mismatch",
+        "{count} payment webhooks did not match their checkout (24 h)",
+        "payment mismatch: compare the audit log with the Stripe dashboard",
+        20,
+    ),
+    FigureAlert(
+        "refunds_pending",
+        "refunds_pending",
+        "{count} second payments wait for a refund",
+        "refunds pending: refund them from the admin payments page",
+        10,
+    ),
+)
+
+
+def figure_alerts(figures: dict, rules) -> list[Alert]:
+    """The alerts of `rules` whose figure is above zero (also the admin page's business alerts)."""
+    return [
+        Alert(
+            name=rule.name,
+            severity=WARNING,
+            message=rule.message.format(count=figures[rule.figure]),
+            recommendation=rule.recommendation,
+            penalty=rule.penalty,
+        )
+        for rule in rules
+        if figures.get(rule.figure)
+    ]
+
+
 @register_check
 def mail_outbox(ctx: HealthContext):
     """Mail due for over 5 minutes (mailer stopped or SMTP down) and dead letters (money-mail)."""
     from ..mail import service as mail_service  # the mail feature's own figures
 
     figures = ctx.probe("mail", mail_service.outbox_figures)
-    if not figures:
-        return None
-    found = []
-    if figures.get("backlog"):
-        found.append(
-            Alert(
-                "mail_backlog",
-                WARNING,
-                f"mail backlog: {figures['backlog']} mails due for over 5 minutes",
-                "mail backlog: is quizapp-mailer.service running? check SMTP_URL and its log",
-                MAIL_BACKLOG_PENALTY,
-            )
-        )
-    if figures.get("dead"):
-        found.append(
-            Alert(
-                "mail_dead_letters",
-                WARNING,
-                f"{figures['dead']} mails are dead letters: SMTP failed on every attempt",
-                "dead letters: fix the cause in the mailer log, then requeue or cancel them",
-                MAIL_DEAD_PENALTY,
-            )
-        )
-    return found
+    return figure_alerts(figures, MAIL_ALERTS) if figures else None
 
 
 @register_check
@@ -214,27 +253,4 @@ def payment_problems(ctx: HealthContext):
     from ..payments import service as payments_service
 
     figures = ctx.probe("payments", payments_service.payment_figures)
-    if not figures:
-        return None
-    found = []
-    if figures.get("mismatches_24h"):
-        found.append(
-            Alert(
-                "payment_mismatch",
-                WARNING,
-                f"{figures['mismatches_24h']} payment webhooks did not match their checkout (24 h)",
-                "payment mismatch: compare the audit log with the Stripe dashboard",
-                20,
-            )
-        )
-    if figures.get("refunds_pending"):
-        found.append(
-            Alert(
-                "refunds_pending",
-                WARNING,
-                f"{figures['refunds_pending']} second payments wait for a refund",
-                "refunds pending: refund them from the admin payments page",
-                10,
-            )
-        )
-    return found
+    return figure_alerts(figures, PAYMENT_ALERTS) if figures else None

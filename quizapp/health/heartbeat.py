@@ -14,6 +14,7 @@ from flask import Flask
 from .. import metrics, redis_conn, security
 from ..admission import service as admission_service
 from ..ai import service as ai_service
+from .actions import ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -21,26 +22,6 @@ WORKER_KEY = "health:worker:{}"
 WORKER_INDEX = "health:workers"  # sorted set: worker id -> last heartbeat (unix time)
 ACTIONS_KEY = "health:actions"  # hash: action -> generation, raised by an admin
 TTL_FACTOR = 3
-
-
-def _reset_ai_queue(app):
-    return ai_service.reset_queue()
-
-
-def _reset_errors(app):
-    metrics.worker_counters(app).reset_errors()
-
-
-def _close_breakers(app):
-    return ai_service.force_close_breaker()
-
-
-# What each cluster action does in every worker of every instance.
-WORKER_ACTIONS = {
-    "reset_ai_queue": _reset_ai_queue,
-    "reset_errors": _reset_errors,
-    "close_breakers": _close_breakers,
-}
 
 
 class HeartbeatState:
@@ -115,14 +96,15 @@ def publish(app: Flask) -> dict:
 
 
 def apply_pending_actions(app: Flask) -> list[str]:
-    """Run every action whose generation rose since this worker last looked."""
+    """Run the per-worker part of every action whose generation rose since this worker last looked."""
     state = heartbeat_state(app)
     applied_now = []
     for action, generation in action_generations(redis_conn.redis_client(app)).items():
-        run = WORKER_ACTIONS.get(action)
-        if run is None or generation <= state.applied.get(action, 0):
+        spec = ACTIONS.get(action)
+        if spec is None or generation <= state.applied.get(action, 0):
             continue
-        run(app)
+        if spec.in_each_worker is not None:
+            spec.in_each_worker(app)
         state.applied[action] = generation
         applied_now.append(action)
         log.info("health.action_applied", extra={"action": action, "generation": generation})
@@ -170,11 +152,19 @@ def stop_heartbeat(app: Flask) -> None:
         log.warning("health.withdraw_failed")
 
 
-def request_cluster_action(client, action: str) -> int:
-    """Raise an action's generation; every worker applies it on its next heartbeat."""
-    if action not in WORKER_ACTIONS:
+def raise_action(app: Flask, action: str) -> int:
+    """Raise an action's generation; every worker applies it on its next heartbeat. Returns it."""
+    if action not in ACTIONS:
         raise KeyError(action)
-    return int(client.hincrby(ACTIONS_KEY, action, 1))
+    heartbeat_state(app)  # this worker knows the generations before one rises: it applies the new one
+    return int(redis_conn.redis_client(app).hincrby(ACTIONS_KEY, action, 1))
+
+
+def apply_now(app: Flask) -> list[str]:
+    """Apply raised actions in this worker at once, not at its next beat, and publish its figures."""
+    applied = apply_pending_actions(app)
+    publish(app)
+    return applied
 
 
 def live_workers(client, interval: float) -> list[dict]:

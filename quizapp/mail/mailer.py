@@ -151,7 +151,7 @@ class Mailer:
 
 
 def main() -> int:
-    from ..security.log_format import configure_logging
+    from ..log_format import configure_logging
 
     configure_logging()
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The functions below share one shape (a statement with named parameters, then a fetch) over
+# different tables and columns: that is the repository pattern, not repeated logic to merge.
+
 # Transactional mail goes out even to an address that unsubscribed from the rest.
 TRANSACTIONAL_KINDS = ("receipt",)
 

@@ -89,7 +89,7 @@ def queue_mail(cur, *, subscriber_id, attempt_id, kind, template, dedup_key=None
 def confirmation(token: str) -> dict:
     """What the confirmation page shows; NotFound for a bad or expired link."""
     max_age = current_app.config["MAIL_CONFIRM_DAYS"] * 86400
-    payload = _read(CONFIRM, token, max_age)
+    payload = _read(CONFIRM, token, max_age_seconds=max_age)
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         raise NotFound("This confirmation link is not valid or has expired. Please ask for the result again.")
     return payload

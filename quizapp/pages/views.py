@@ -34,28 +34,16 @@ def _operator_globals():
     return {"operator": operator(), "legal_pages": PAGES, "absolute_url": absolute_url}
 
 
-def _page(name: str):
-    return render_template(f"pages/{name}.html", page_title=PAGES[name])
+def _page_view(name: str):
+    def page():
+        return render_template(f"pages/{name}.html", page_title=PAGES[name])
+
+    page.__name__ = name
+    return page
 
 
-@bp.get("/privacy")
-def privacy():
-    return _page("privacy")
-
-
-@bp.get("/terms")
-def terms():
-    return _page("terms")
-
-
-@bp.get("/refund")
-def refund():
-    return _page("refund")
-
-
-@bp.get("/contact")
-def contact():
-    return _page("contact")
+for _name in PAGES:  # /privacy, /terms, /refund, /contact: endpoints pages.privacy ...
+    bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_page_view(_name), methods=["GET"])
 
 
 @bp.get("/favicon.ico")

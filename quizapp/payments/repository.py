@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The functions below share one shape (a statement with named parameters, then a fetch) over
+# different tables and columns: that is the repository pattern, not repeated logic to merge.
+
 
 def insert_checkout_session(
     cur, *, session_id, attempt_id, provider, amount_cents, currency, url, expires_at

@@ -110,7 +110,9 @@ def refund_payment(payment_id: int, *, actor: str) -> bool:
         error = None if refund_id else "the provider refused or did not answer"
         repository.set_refund_result(cur, payment_id, refund_id=refund_id, error=error)
         action = "payment.refunded" if refund_id else "payment.refund_failed"
-        audit_repository.insert_audit(cur, actor, action, {**detail, "refund_id": refund_id})
+        audit_repository.insert_audit(
+            cur, actor=actor, action=action, detail={**detail, "refund_id": refund_id}
+        )
 
     db.run_in_transaction(record)
     log.info("payments.refund", extra={"payment_id": payment_id, "ok": bool(refund_id)})

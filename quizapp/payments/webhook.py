@@ -48,6 +48,7 @@ class CheckoutEvent:
     email: str | None
 
     def audit_detail(self) -> dict:
+        # Alike in shape only to tests/fake_openai.py's settings(): a dict of named fields, no logic.
         return {
             "event_id": self.event_id,
             "checkout_session_id": self.session_id,
@@ -151,7 +152,7 @@ def handle_webhook(payload: bytes, signature: str | None) -> tuple[str, int | No
     except PaymentMismatch as exc:
         action = "payment.not_paid" if exc.reasons == ["not_paid"] else "payment.mismatch"
         detail = {**checkout.audit_detail(), "reasons": exc.reasons}
-        db.run_in_transaction(audit_repository.insert_audit, "webhook", action, detail)
+        db.run_in_transaction(audit_repository.insert_audit, actor="webhook", action=action, detail=detail)
         log.warning(action, extra={"reasons": exc.reasons})
         return ("not_paid" if action == "payment.not_paid" else "mismatch"), None
 

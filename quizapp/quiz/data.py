@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -42,24 +42,22 @@ class Question:
         return self.options[choice].label
 
 
+class AsPlainDict:
+    """For a dataclass: as_dict() gives its fields in order, tuples as lists (JSON and templates)."""
+
+    def as_dict(self) -> dict:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
 @dataclass(frozen=True)
-class BusinessModel:
+class BusinessModel(AsPlainDict):
     id: str
     name: str
     description: str
     strengths: tuple
     risks: tuple
     first_steps: tuple
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "strengths": list(self.strengths),
-            "risks": list(self.risks),
-            "first_steps": list(self.first_steps),
-        }
 
 
 @dataclass(frozen=True)
@@ -157,45 +155,41 @@ def _all_weights(question):
     return [question.weights] if question.kind == "scale" else [o.weights for o in question.options]
 
 
-def _load_models(check, raw_models):
-    if not isinstance(raw_models, list) or len(raw_models) < MIN_MODELS:
-        check.fail("models", f"must be a list of at least {MIN_MODELS} models")
-    models, seen = [], set()
-    for i, raw in enumerate(raw_models):
-        where = f"models[{i}]"
+def _entries(check, raw_list, kind, minimum):
+    """Each (where, mapping, id) of the top-level list of `kind`s: long enough, mappings, ids unique."""
+    if not isinstance(raw_list, list) or len(raw_list) < minimum:
+        check.fail(f"{kind}s", f"must be a list of at least {minimum} {kind}s")
+    seen = set()
+    for i, raw in enumerate(raw_list):
+        where = f"{kind}s[{i}]"
         if not isinstance(raw, dict):
             check.fail(where, "must be a mapping")
-        model_id = check.text(raw, "id", where)
-        if model_id in seen:
-            check.fail(f"{where}.id", f"duplicate model id {model_id!r}")
-        seen.add(model_id)
-        models.append(
-            BusinessModel(
-                id=model_id,
-                name=check.text(raw, "name", where),
-                description=check.text(raw, "description", where),
-                strengths=check.texts(raw, "strengths", where),
-                risks=check.texts(raw, "risks", where),
-                first_steps=check.texts(raw, "first_steps", where),
-            )
+        entry_id = check.text(raw, "id", where)
+        if entry_id in seen:
+            check.fail(f"{where}.id", f"duplicate {kind} id {entry_id!r}")
+        seen.add(entry_id)
+        yield where, raw, entry_id
+
+
+def _load_models(check, raw_models):
+    return [
+        BusinessModel(
+            id=model_id,
+            name=check.text(raw, "name", where),
+            description=check.text(raw, "description", where),
+            strengths=check.texts(raw, "strengths", where),
+            risks=check.texts(raw, "risks", where),
+            first_steps=check.texts(raw, "first_steps", where),
         )
-    return models
+        for where, raw, model_id in _entries(check, raw_models, "model", MIN_MODELS)
+    ]
 
 
 def _load_questions(check, raw_questions, model_ids):
-    if not isinstance(raw_questions, list) or len(raw_questions) < MIN_QUESTIONS:
-        check.fail("questions", f"must be a list of at least {MIN_QUESTIONS} questions")
-    questions, seen = [], set()
-    for i, raw in enumerate(raw_questions):
-        where = f"questions[{i}]"
-        if not isinstance(raw, dict):
-            check.fail(where, "must be a mapping")
-        question_id = check.text(raw, "id", where)
-        if question_id in seen:
-            check.fail(f"{where}.id", f"duplicate question id {question_id!r}")
+    questions = []
+    for where, raw, question_id in _entries(check, raw_questions, "question", MIN_QUESTIONS):
         if not question_id.replace("_", "").isalnum() or len(question_id) > 40:
             check.fail(f"{where}.id", "must be letters, digits and underscores (at most 40)")
-        seen.add(question_id)
         kind = raw.get("kind")
         text = check.text(raw, "text", where)
         if kind == "scale":
@@ -210,21 +204,29 @@ def _load_questions(check, raw_questions, model_ids):
                 )
             )
         elif kind == "choice":
-            raw_options = raw.get("options")
-            if not isinstance(raw_options, list) or not 2 <= len(raw_options) <= 8:
-                check.fail(f"{where}.options", "must be a list of 2 to 8 options")
-            options = []
-            for j, raw_option in enumerate(raw_options):
-                owhere = f"{where}.options[{j}]"
-                if not isinstance(raw_option, dict):
-                    check.fail(owhere, "must be a mapping")
-                options.append(
-                    Option(
-                        label=check.text(raw_option, "label", owhere),
-                        weights=check.weights(raw_option, owhere, model_ids),
-                    )
+            questions.append(
+                Question(
+                    id=question_id, kind=kind, text=text, options=_load_options(check, raw, where, model_ids)
                 )
-            questions.append(Question(id=question_id, kind=kind, text=text, options=tuple(options)))
+            )
         else:
             check.fail(f"{where}.kind", "must be 'choice' or 'scale'")
     return questions
+
+
+def _load_options(check, raw, where, model_ids) -> tuple:
+    raw_options = raw.get("options")
+    if not isinstance(raw_options, list) or not 2 <= len(raw_options) <= 8:
+        check.fail(f"{where}.options", "must be a list of 2 to 8 options")
+    options = []
+    for j, raw_option in enumerate(raw_options):
+        owhere = f"{where}.options[{j}]"
+        if not isinstance(raw_option, dict):
+            check.fail(owhere, "must be a mapping")
+        options.append(
+            Option(
+                label=check.text(raw_option, "label", owhere),
+                weights=check.weights(raw_option, owhere, model_ids),
+            )
+        )
+    return tuple(options)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from psycopg2 import sql
 from psycopg2.extras import Json
+
+# The functions below share one shape (a statement with named parameters, then a fetch) over
+# different tables and columns: that is the repository pattern, not repeated logic to merge.
+
+# What every read of an attempt returns.
+_ATTEMPT_COLUMNS = sql.SQL(
+    "id, public_id, answers, scores, top_model, started_at, completed_at, paid_at, owner_key, link_version"
+)
 
 
 def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, started_at, owner_key):
     """Insert the attempt once; None when this attempt key was already recorded."""
     # ON CONFLICT: a double submit or refresh races on attempt_key; the loser records nothing.
     cur.execute(
-        "INSERT INTO quiz_attempts"
-        " (attempt_key, public_id, answers, scores, top_model, started_at, owner_key)"
-        " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s, %(owner)s)"
-        " ON CONFLICT (attempt_key) DO NOTHING"
-        " RETURNING id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-        " owner_key, link_version",
+        sql.SQL(
+            "INSERT INTO quiz_attempts"
+            " (attempt_key, public_id, answers, scores, top_model, started_at, owner_key)"
+            " VALUES (%(key)s, %(public_id)s, %(answers)s, %(scores)s, %(top)s, %(started)s, %(owner)s)"
+            " ON CONFLICT (attempt_key) DO NOTHING RETURNING {columns}"
+        ).format(columns=_ATTEMPT_COLUMNS),
         {
             "key": attempt_key,
             "public_id": public_id,
@@ -29,85 +38,72 @@ def insert_attempt(cur, *, attempt_key, public_id, answers, scores, top_model, s
 
 
 def attempt_by_key(cur, attempt_key):
-    cur.execute(
-        "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-        " owner_key, link_version"
-        " FROM quiz_attempts WHERE attempt_key = %(key)s",
-        {"key": attempt_key},
-    )
-    return cur.fetchone()
+    return _attempt_where(cur, "attempt_key", attempt_key)
 
 
 def attempt_by_public_id(cur, public_id, for_update=False):
-    if for_update:
-        # FOR UPDATE when unlocking: concurrent webhooks for one attempt serialise on the row.
-        cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-            " owner_key, link_version"
-            " FROM quiz_attempts WHERE public_id = %(public_id)s FOR UPDATE",
-            {"public_id": public_id},
-        )
-    else:
-        cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-            " owner_key, link_version"
-            " FROM quiz_attempts WHERE public_id = %(public_id)s",
-            {"public_id": public_id},
-        )
+    """for_update when unlocking: concurrent webhooks for one attempt serialise on the row."""
+    return _attempt_where(cur, "public_id", public_id, for_update=for_update)
+
+
+def attempt_by_id(cur, attempt_id, for_update=False):
+    """for_update when unlocking: payments for one attempt (any of its checkouts) serialise here."""
+    return _attempt_where(cur, "id", attempt_id, for_update=for_update)
+
+
+def _attempt_where(cur, column, value, *, for_update=False):
+    """The one attempt whose `column` (one of the three keys above) equals value, or None."""
+    cur.execute(
+        sql.SQL("SELECT {columns} FROM quiz_attempts WHERE {column} = %(value)s{lock}").format(
+            columns=_ATTEMPT_COLUMNS,
+            column=sql.Identifier(column),
+            lock=sql.SQL(" FOR UPDATE" if for_update else ""),
+        ),
+        {"value": value},
+    )
     return cur.fetchone()
 
 
 def take_quota(cur, *, client_key, day, daily_quota):
-    """Use one result from today's quota; the remaining count, or None when it is used up."""
-    # The row is created once per (client, day); the conditional UPDATE is the atomic decrement.
-    cur.execute(
-        "INSERT INTO quiz_quota (client_key, day, remaining) VALUES (%(client)s, %(day)s, %(quota)s)"
-        " ON CONFLICT (client_key, day) DO NOTHING",
-        {"client": client_key, "day": day, "quota": daily_quota},
+    """Use one result from the person's quota for today; the remaining count, or None when it is used up."""
+    return _take_daily(
+        cur, table="quiz_quota", key_column="client_key", key=client_key, day=day, daily_quota=daily_quota
     )
-    cur.execute(
-        "UPDATE quiz_quota SET remaining = remaining - 1"
-        " WHERE client_key = %(client)s AND day = %(day)s AND remaining > 0 RETURNING remaining",
-        {"client": client_key, "day": day},
-    )
-    row = cur.fetchone()
-    return None if row is None else row["remaining"]
 
 
 def take_address_quota(cur, *, address_key, day, daily_quota):
     """Use one result from the address's quota for today; the remaining count, or None."""
-    # Same shape as take_quota: create the day's row once, then the atomic conditional decrement.
+    return _take_daily(
+        cur,
+        table="quiz_address_quota",
+        key_column="address_key",
+        key=address_key,
+        day=day,
+        daily_quota=daily_quota,
+    )
+
+
+def _take_daily(cur, *, table, key_column, key, day, daily_quota):
+    """Both daily quotas: the row is created once per (key, day); the conditional UPDATE is the atomic
+    decrement. The names come from the two callers above, composed by psycopg2.sql (never input)."""
+    names = {"table": sql.Identifier(table), "key_column": sql.Identifier(key_column)}
+    values = {"key": key, "day": day, "quota": daily_quota}
     cur.execute(
-        "INSERT INTO quiz_address_quota (address_key, day, remaining)"
-        " VALUES (%(address)s, %(day)s, %(quota)s) ON CONFLICT (address_key, day) DO NOTHING",
-        {"address": address_key, "day": day, "quota": daily_quota},
+        sql.SQL(
+            "INSERT INTO {table} ({key_column}, day, remaining) VALUES (%(key)s, %(day)s, %(quota)s)"
+            " ON CONFLICT ({key_column}, day) DO NOTHING"
+        ).format(**names),
+        values,
     )
     cur.execute(
-        "UPDATE quiz_address_quota SET remaining = remaining - 1"
-        " WHERE address_key = %(address)s AND day = %(day)s AND remaining > 0 RETURNING remaining",
-        {"address": address_key, "day": day},
+        sql.SQL(
+            "UPDATE {table} SET remaining = remaining - 1"
+            " WHERE {key_column} = %(key)s AND day = %(day)s AND remaining > 0 RETURNING remaining"
+        ).format(**names),
+        values,
     )
     row = cur.fetchone()
     return None if row is None else row["remaining"]
-
-
-def attempt_by_id(cur, attempt_id, for_update=False):
-    if for_update:
-        # FOR UPDATE when unlocking: payments for one attempt (any of its checkouts) serialise here.
-        cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-            " owner_key, link_version"
-            " FROM quiz_attempts WHERE id = %(id)s FOR UPDATE",
-            {"id": attempt_id},
-        )
-    else:
-        cur.execute(
-            "SELECT id, public_id, answers, scores, top_model, started_at, completed_at, paid_at,"
-            " owner_key, link_version"
-            " FROM quiz_attempts WHERE id = %(id)s",
-            {"id": attempt_id},
-        )
-    return cur.fetchone()
 
 
 def revoke_report_links(cur, attempt_id):

@@ -5,24 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..validation import choice as parse_choice
-from .data import SCALE_MAX, SCALE_MIN, Content, Question
+from .data import SCALE_MAX, SCALE_MIN, AsPlainDict, Content, Question
 
 NEUTRAL_REASON = "None of your answers pointed strongly toward or away from this model."
 MAX_REASONS = 5
 
 
 @dataclass(frozen=True)
-class ModelScore:
+class ModelScore(AsPlainDict):
     model_id: str
     score: int
     reasons: tuple
-
-    def as_dict(self) -> dict:
-        return {
-            "model_id": self.model_id,
-            "score": self.score,
-            "reasons": list(self.reasons),
-        }
 
 
 def _contributions(question: Question, choice: int) -> dict:

@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
+from psycopg2 import sql
+
 
 def delete_old_quota(cur, *, cutoff_day, batch: int) -> int:
     # quiz_quota counts one UTC day per client: once the day is past, the row only takes space.
-    cur.execute(
-        "DELETE FROM quiz_quota WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM quiz_quota WHERE day < %(cutoff)s LIMIT %(batch)s))",
-        {"cutoff": cutoff_day, "batch": batch},
+    return _delete_batch(
+        cur, table="quiz_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch
     )
-    return cur.rowcount
 
 
 def delete_sent_mail(cur, *, cutoff, batch: int) -> int:
     # Only mail that was sent or cancelled: pending rows and dead letters stay until resolved.
-    cur.execute(
-        "DELETE FROM email_outbox WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM email_outbox WHERE (sent_at IS NOT NULL AND sent_at < %(cutoff)s) "
-        "OR (status = 'cancelled' AND created_at < %(cutoff)s) LIMIT %(batch)s))",
-        {"cutoff": cutoff, "batch": batch},
+    where = sql.SQL(
+        "(sent_at IS NOT NULL AND sent_at < %(cutoff)s) OR (status = 'cancelled' AND created_at < %(cutoff)s)"
     )
-    return cur.rowcount
+    return _delete_batch(cur, table="email_outbox", where=where, cutoff=cutoff, batch=batch)
 
 
 def delete_old_audit(cur, *, cutoff, batch: int) -> int:
+    where = sql.SQL("created_at < %(cutoff)s")
+    return _delete_batch(cur, table="audit_log", where=where, cutoff=cutoff, batch=batch)
+
+
+def _delete_batch(cur, *, table: str, where: sql.SQL, cutoff, batch: int) -> int:
+    """Delete at most `batch` rows of `table` matching `where` (DELETE has no LIMIT: pick them by ctid).
+    The table and condition are this module's constants, composed by psycopg2.sql (never input)."""
     cur.execute(
-        "DELETE FROM audit_log WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM audit_log WHERE created_at < %(cutoff)s LIMIT %(batch)s))",
+        sql.SQL(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM {table} WHERE {where} LIMIT %(batch)s))"
+        ).format(table=sql.Identifier(table), where=where),
         {"cutoff": cutoff, "batch": batch},
     )
     return cur.rowcount

@@ -1,4 +1,4 @@
-"""Edge protection: rate limits, trusted proxy, CSRF page, security headers, request ids, admin guard.
+"""Edge protection: rate limits, trusted proxy, the CSRF error page, security headers, request ids.
 
 Contract for other packages:
 - init_app(app): called by create_app after blueprints are registered (limits are applied by
@@ -14,13 +14,10 @@ from urllib.parse import urlparse
 
 from flask import current_app, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.security import check_password_hash
 
-from ..config import ConfigError
 from ..errors import render_error, wants_json
 from . import edge, limits, ratecheck
 from .limits import limit_endpoint
-from .log_format import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +26,6 @@ __all__ = ["init_app", "limiter_status", "limit_endpoint"]
 
 def init_app(app) -> None:
     """Wire every edge protection into the app; call once blueprints are registered."""
-    configure_logging()
-    _check_admin_hash(app.config.get("ADMIN_PASSWORD_HASH", ""))
     limits.build_limiter(app)
     edge.install(app)
     limits.apply_endpoint_limits(app)
@@ -40,23 +35,6 @@ def init_app(app) -> None:
 
 def limiter_status(app=None) -> dict:
     return limits.status(app or current_app)
-
-
-def _check_admin_hash(pw_hash: str) -> None:
-    """Fail fast on a hash werkzeug cannot check instead of a 500 at the first login."""
-    if not pw_hash:
-        return
-    message = (
-        "ADMIN_PASSWORD_HASH is not a werkzeug scrypt/pbkdf2 password hash "
-        "(make one with `python -m quizapp.admin.hash_password`)"
-    )
-    parts = pw_hash.split("$", 2)
-    if len(parts) != 3 or not parts[0].startswith(("scrypt", "pbkdf2")) or not all(parts):
-        raise ConfigError(message)
-    try:
-        check_password_hash(pw_hash, "")
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(message) from exc
 
 
 def _same_origin_referrer() -> str | None:

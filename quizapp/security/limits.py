@@ -23,6 +23,7 @@ from limits import RateLimitItem, parse_many
 
 from .. import redis_conn
 from ..errors import QuizError, render_error
+from ..paths import is_infrastructure
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,9 @@ ADDRESS_ENDPOINT_LIMITS = {"admin_auth.login": "RATELIMIT_LOGIN"}
 POLLED_ENDPOINTS = {"ai.analysis_json": "RATELIMIT_POLL"}
 # Server-to-server and signature-verified: a page limit would only drop paid events.
 UNLIMITED_ENDPOINTS = ("payments.webhook",)
-# favicon.ico and robots.txt: browsers and crawlers ask by themselves, with the first page of a visit,
-# and must not halve a crowd's visitor budget (each is a cheap 404 here).
-EXEMPT_PATHS = ("/healthz", "/readyz", "/metrics", "/favicon.ico", "/robots.txt")
-EXEMPT_PREFIXES = ("/api/health/", "/static/")
+# Beside the infrastructure paths, favicon.ico and robots.txt: browsers and crawlers ask by themselves,
+# with the first page of a visit, and must not halve a crowd's visitor budget (each is cheap here).
+EXEMPT_PATHS = ("/favicon.ico", "/robots.txt")
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 ALWAYS, WITH_SESSION, WITHOUT_SESSION = "0", "1", "2"  # groups, as the Lua script reads them
@@ -142,7 +142,7 @@ class LimitRules:
 
 
 def is_exempt_path(path: str) -> bool:
-    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
+    return is_infrastructure(path) or path in EXEMPT_PATHS
 
 
 def build_limiter(app) -> Limiter:
