@@ -81,8 +81,8 @@ stop: ## stop gunicorn and the mailer from make run, and the local services
 	@bash scripts/services.sh stop
 
 lint: venv ## ruff, bandit, nginx -t, gixy, systemd-analyze
-	$(VENV)/bin/ruff check quizapp tests bench scripts wsgi.py gunicorn.conf.py
-	$(VENV)/bin/ruff format --check quizapp tests bench scripts wsgi.py gunicorn.conf.py
+	$(VENV)/bin/ruff check quizapp devstack tests bench scripts wsgi.py gunicorn.conf.py
+	$(VENV)/bin/ruff format --check quizapp devstack tests bench scripts wsgi.py gunicorn.conf.py
 	$(VENV)/bin/bandit -q -ll -r quizapp
 
 # docs/deploy.md, tested: the env example filled in, the units rendered, one production instance.

@@ -19,9 +19,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.servers import Gunicorn
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from devstack.forms import CSRF_TOKEN_RE as CSRF
+from devstack.servers import Gunicorn
 
 
 def wrk(url: str, seconds: int, connections: int, headers: dict | None = None) -> float:

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.efficiency import question_session, wrk
-from tests.support.servers import VENV_BIN, Gunicorn
+from devstack.processes import VENV_BIN
+from devstack.servers import Gunicorn
 
 BUCKETS = {
     "Redis client (all commands)": r"redis/(client|connection|commands)",

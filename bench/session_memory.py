@@ -16,10 +16,10 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devstack.processes import free_port
+from devstack.quiz_walk import answer_all, submit
 from quizapp import create_app
 from quizapp.config import Config
-from tests.support.quiz_pages import answer_all, submit
-from tests.support.servers import free_port
 
 
 def measure(sessions: int = 100_000) -> dict:

@@ -26,6 +26,10 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devstack.processes import free_port, spawn_logged  # noqa: E402
+
 SYSTEMD = ROOT / "systemd"
 PLACEHOLDER = "change-me"
 ROLE = "quizapp_deploy_check"
@@ -113,15 +117,10 @@ def run_oneshot(unit_text: str, what: str) -> str:
 def run_daemon_briefly(unit_text: str, log_path: Path, seconds: float = 3.0) -> str:
     """Start a long-running unit (the mailer), check it stays up, stop it with its KillSignal."""
     settings = unit_settings(unit_text)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - the unit's own ExecStart
-            shlex.split(settings["ExecStart"][0]),
-            cwd=settings["WorkingDirectory"][0],
-            env=unit_environment(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = shlex.split(settings["ExecStart"][0])  # the unit's own ExecStart
+    proc = spawn_logged(
+        command, log_path, env=unit_environment(settings), cwd=settings["WorkingDirectory"][0]
+    )
     time.sleep(seconds)
     if proc.poll() is not None:
         tail = log_path.read_text(errors="replace")[-2000:]
@@ -159,12 +158,6 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, str]:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def check(work: Path, port: int) -> list[str]:
@@ -208,15 +201,8 @@ def check(work: Path, port: int) -> list[str]:
     env = unit_environment(settings)
     assert env["QUIZAPP_ENV"] == "production", "the env example must select production"
     log_path = work / f"quizapp@{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - the unit's own ExecStart
-            shlex.split(settings["ExecStart"][0]),
-            cwd=settings["WorkingDirectory"][0],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = shlex.split(settings["ExecStart"][0])  # the unit's own ExecStart
+    proc = spawn_logged(command, log_path, env=env, cwd=settings["WorkingDirectory"][0])
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -258,9 +244,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="instance port (default: a free one)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="quizapp-deploy-check-") as tmp:
-        for step in check(Path(tmp), args.port or _free_port()):
+        for step in check(Path(tmp), args.port or free_port()):
             print(f"deploy-check: {step}")
     print("deploy-check: OK")
     return 0

@@ -9,11 +9,13 @@ import pytest
 import redis
 from psycogreen.gevent import patch_psycopg
 
+from devstack.database import truncate_tables
+from devstack.fake_openai import FakeOpenAIProcess
+from devstack.pgbouncer import PgBouncer
+from devstack.processes import free_port
 from quizapp import create_app, redis_conn
 from quizapp.config import Config
 from quizapp.migrate import migrate
-from tests.support.scaleout import PgBouncer
-from tests.support.servers import free_port
 
 patch_psycopg()
 
@@ -50,24 +52,9 @@ def migrated_database(request):
         bouncer.stop()
 
 
-def truncate_all(dsn: str = DATABASE_URL) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT quote_ident(tablename) FROM pg_tables "
-                "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-            )
-            tables = [row[0] for row in cur.fetchall()]
-            if tables:
-                cur.execute("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE")
-    finally:
-        conn.close()
-
-
 @pytest.fixture(autouse=True)
 def clean_state(migrated_database):
-    truncate_all(migrated_database)
+    truncate_tables(migrated_database)
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     client.close()
@@ -115,3 +102,10 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def fake_openai():
+    """A fake OpenAI server process per test module; each test sets the mode and latency it needs."""
+    with FakeOpenAIProcess(free_port()) as server:
+        yield server

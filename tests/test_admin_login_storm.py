@@ -14,7 +14,8 @@ import gevent.event
 import pytest
 from werkzeug.security import generate_password_hash
 
-from tests.support.servers import ROOT, Gunicorn
+from devstack.processes import ROOT
+from devstack.servers import Gunicorn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

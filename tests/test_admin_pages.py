@@ -11,10 +11,10 @@ import pytest
 from flask import session
 from gevent.pywsgi import WSGIServer
 
+from devstack.forms import csrf_token
 from quizapp.health import heartbeat
 from quizapp.metrics import worker_counters
 from tests.support.admin_session import admin_session_fields
-from tests.support.forms import csrf_token
 from tests.test_health_admin import _login
 
 PHONE = Path(__file__).resolve().parent / "support" / "phone_check.py"

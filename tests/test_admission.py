@@ -6,11 +6,11 @@ import time
 import gevent
 import pytest
 
+from devstack.forms import csrf_token
 from quizapp import redis_conn
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
-from tests.support.forms import csrf_token
 
 JSON = {"Accept": "application/json"}
 
@@ -135,7 +135,7 @@ def test_shedding_load_raises_a_health_alert(small_app, redis_client):
 
 
 def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
-    from tests.support.quiz_pages import answer_all, submit
+    from devstack.quiz_walk import answer_all, submit
 
     app = make_app(ADMISSION_CAPACITY=2, RATELIMIT_ENABLED="false")
     taker, other, waiting = app.test_client(), app.test_client(), app.test_client()

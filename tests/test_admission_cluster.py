@@ -6,8 +6,8 @@ import gevent
 import pytest
 import requests
 
+from devstack.stack import Stack
 from quizapp.admission.repository import STATE_KEY
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 JSON = {"Accept": "application/json"}

@@ -13,8 +13,9 @@ from gevent.event import Event
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from tests.fake_openai import FakeOpenAIProcess, max_starts_in_window, synthetic_inputs
-from tests.support.servers import Gunicorn, free_port
+from devstack.fake_openai import FakeOpenAIProcess, max_starts_in_window, synthetic_inputs
+from devstack.processes import free_port
+from devstack.servers import Gunicorn
 
 RPM, WINDOW, IN_FLIGHT, DEADLINE, LEASE = 10, 6.0, 4, 14.0, 9.0
 POLL_SECONDS = 1.0

@@ -6,31 +6,22 @@ import gevent
 import pytest
 from flask import render_template
 
+from devstack.fake_openai import synthetic_inputs
 from quizapp.ai import service
 from quizapp.ai.runtime import get_runtime, stop_runtime
 from quizapp.ai.service import AnalysisStatus
-from tests.fake_openai import FakeOpenAIProcess, synthetic_inputs
-from tests.support.servers import free_port
-
-
-# Fixture boilerplate like test_ai_client.py's, with this module's own latency and settings: not shared logic.
-@pytest.fixture(scope="module")
-def fake():
-    server = FakeOpenAIProcess(free_port(), latency=0.2).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
-def ai_app(make_app, fake):
-    fake.reset()
-    fake.set_mode(mode="ok", latency=0.2, rpm=600, window=60)
+def ai_app(make_app, fake_openai):
+    fake_openai.reset()
+    fake_openai.set_mode(mode="ok", latency=0.2, rpm=600, window=60)
     apps = []
 
     def build(**overrides):
         settings = {
             "OPENAI_API_KEY": "sk-test",
-            "OPENAI_BASE_URL": fake.base_url,
+            "OPENAI_BASE_URL": fake_openai.base_url,
             "OPENAI_TIMEOUT": 2,
             "AI_RPM": 100,
             "AI_WINDOW_SECONDS": 6,
@@ -60,7 +51,7 @@ def test_ai_off_gives_the_marked_algorithmic_analysis(make_app):
     assert status.text.startswith("Your strongest fit is Software as a service")
 
 
-def test_queued_then_done_and_poll_endpoint_from_another_app(ai_app, fake):
+def test_queued_then_done_and_poll_endpoint_from_another_app(ai_app, fake_openai):
     app = ai_app()
     with app.test_request_context():
         status = service.request_analysis("subj-a", synthetic_inputs("a"), "user-1")
@@ -72,10 +63,10 @@ def test_queued_then_done_and_poll_endpoint_from_another_app(ai_app, fake):
     assert response.status_code == 200
     assert response.get_json()["state"] == "done" and response.get_json()["pending"] is False
     assert other.test_client().get("/api/analysis/nope").status_code == 404
-    assert len(fake.calls()["calls"]) == 1
+    assert len(fake_openai.calls()["calls"]) == 1
 
 
-def test_identical_prompts_share_one_upstream_call_then_the_cache(ai_app, fake):
+def test_identical_prompts_share_one_upstream_call_then_the_cache(ai_app, fake_openai):
     app = ai_app(AI_PER_USER=100)
     inputs = synthetic_inputs("same")
     with app.test_request_context():
@@ -91,12 +82,12 @@ def test_identical_prompts_share_one_upstream_call_then_the_cache(ai_app, fake):
         later = service.request_analysis("dup-late", inputs, "user-late")
         metrics = service.metrics_snapshot()
     assert later.state == "done"
-    assert len(fake.calls()["calls"]) == 1
+    assert len(fake_openai.calls()["calls"]) == 1
     assert metrics["calls"] == 1 and metrics["dedup_hits"] + metrics["cache_hits"] == 50
 
 
-def test_per_user_cap_refuses_the_third(ai_app, fake):
-    fake.set_mode(latency=1.0)
+def test_per_user_cap_refuses_the_third(ai_app, fake_openai):
+    fake_openai.set_mode(latency=1.0)
     app = ai_app(AI_PER_USER=2)
     with app.test_request_context():
         states = [
@@ -111,8 +102,8 @@ def test_per_user_cap_refuses_the_third(ai_app, fake):
     assert wait_final(app, "cap-2").state == "done"
 
 
-def test_queue_full_gives_marked_fallback(ai_app, fake):
-    fake.set_mode(mode="hang")
+def test_queue_full_gives_marked_fallback(ai_app, fake_openai):
+    fake_openai.set_mode(mode="hang")
     app = ai_app(AI_QUEUE_MAX=3, AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100)
     with app.test_request_context():
         states = [service.request_analysis("full-0", synthetic_inputs(0), "u0").state]
@@ -128,11 +119,11 @@ def test_queue_full_gives_marked_fallback(ai_app, fake):
         assert service.reset_queue() == 3
         assert service.metrics_snapshot()["queue_length"] == 0
         assert "Our scoring model wrote" in service.analysis_status("full-1").message
-    fake.set_mode(mode="ok")
+    fake_openai.set_mode(mode="ok")
 
 
-def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake):
-    fake.set_mode(mode="hang")
+def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake_openai):
+    fake_openai.set_mode(mode="hang")
     app = ai_app(AI_DEADLINE_SECONDS=1.5, OPENAI_TIMEOUT=10)
     started = time.monotonic()
     with app.test_request_context():
@@ -141,7 +132,7 @@ def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake):
     elapsed = time.monotonic() - started
     assert final.state == "fallback" and final.fallback and "too long" in final.message
     assert elapsed < 1.5 + 1.0  # the deadline holds to within a second, even on a busy machine
-    fake.set_mode(mode="ok")
+    fake_openai.set_mode(mode="ok")
 
 
 def test_results_section_renders_pending_and_done(ai_app):
@@ -161,8 +152,8 @@ def test_results_section_renders_pending_and_done(ai_app):
     assert "data-poll-url" not in done and "Hi" in done and "analysis.js" not in done
 
 
-def test_paid_jobs_jump_the_queue(ai_app, fake):
-    fake.set_mode(latency=1.0)  # free-0 keeps the one dispatcher busy while we queue and pay
+def test_paid_jobs_jump_the_queue(ai_app, fake_openai):
+    fake_openai.set_mode(latency=1.0)  # free-0 keeps the one dispatcher busy while we queue and pay
     app = ai_app(AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100, AI_DEADLINE_SECONDS=10)
     with app.test_request_context():
         for i in range(4):
@@ -189,7 +180,7 @@ def test_redis_outage_still_renders_the_marked_algorithmic_analysis(ai_app):
     assert "unavailable" in status.message and status.text.startswith("Your strongest fit")
 
 
-def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(ai_app, fake, redis_client):
+def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(ai_app, fake_openai, redis_client):
     from quizapp.ai.calls import OWNER_PREFIX
     from quizapp.ai.prompts import prompt_fingerprint
 
@@ -200,11 +191,11 @@ def test_a_waiter_takes_over_when_the_owner_of_a_shared_call_vanished(ai_app, fa
     with app.test_request_context():
         service.request_analysis("orphan-1", inputs, "u1")
     final = wait_final(app, "orphan-1")
-    assert final.state == "done" and len(fake.calls()["calls"]) == 1
+    assert final.state == "done" and len(fake_openai.calls()["calls"]) == 1
 
 
-def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake):
-    fake.set_mode(mode="error500")
+def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake_openai):
+    fake_openai.set_mode(mode="error500")
     app = ai_app(AI_RETRIES=1, AI_PER_USER=100)
     inputs = synthetic_inputs("failing")
     with app.test_request_context():
@@ -215,18 +206,18 @@ def test_waiters_share_the_owners_failure_instead_of_calling_again(ai_app, fake)
     assert {f.message for f in finals} == {
         "Our AI writer could not answer this time, so our scoring model wrote this analysis from your answers."
     }
-    assert len(fake.calls()["calls"]) == 1
-    fake.set_mode(mode="ok")
+    assert len(fake_openai.calls()["calls"]) == 1
+    fake_openai.set_mode(mode="ok")
 
 
-def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake, redis_client):
-    fake.set_mode(mode="hang")
+def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake_openai, redis_client):
+    fake_openai.set_mode(mode="hang")
     app = ai_app(AI_DEADLINE_SECONDS=3, OPENAI_TIMEOUT=10, AI_FALLBACK_CACHE_SECONDS=1)
     with app.test_request_context():
         service.request_analysis("retry-1", synthetic_inputs("retry"), "u1")
     assert wait_final(app, "retry-1").state == "fallback"
     assert 0 < redis_client.ttl("ai:job:retry-1") <= 1  # not AI_CACHE_SECONDS (an hour)
-    fake.set_mode(mode="ok")
+    fake_openai.set_mode(mode="ok")
     gevent.sleep(1.5)
     with app.test_request_context():
         again = service.request_analysis("retry-1", synthetic_inputs("retry"), "u1")
@@ -236,12 +227,12 @@ def test_a_fallback_is_kept_briefly_then_the_ai_is_asked_again(ai_app, fake, red
     assert redis_client.ttl("ai:job:retry-1") > 60
 
 
-def test_a_stale_local_entry_never_finishes_a_newer_job_for_the_same_subject(ai_app, fake):
+def test_a_stale_local_entry_never_finishes_a_newer_job_for_the_same_subject(ai_app, fake_openai):
     """A fallback expires after seconds and the next visit queues the subject again; a worker may
     still hold the old job in its local queue, past its deadline: that entry must not end the new job."""
     from quizapp.ai.queue import QueuedJob
 
-    fake.set_mode(latency=1.0)
+    fake_openai.set_mode(latency=1.0)
     app = ai_app(AI_DISPATCHERS=1)
     with app.test_request_context():
         service.request_analysis("again-1", synthetic_inputs("again"), "u1")

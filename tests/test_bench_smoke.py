@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.support.servers import ROOT
+from devstack.processes import ROOT
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from bench.twin_app import CONTENT
 from bench.twin_app import app as twin
-from tests.support.forms import csrf_token
+from devstack.forms import csrf_token
 
 
 def test_twin_serves_the_walk_at_the_real_sizes(make_app):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.servers import Gunicorn
-from tests.support.stack import Nginx
+from devstack.nginx import Nginx
+from devstack.servers import Gunicorn
 
 WALK = Path(__file__).resolve().parent / "support" / "browser_walk.py"
 

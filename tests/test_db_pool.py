@@ -52,25 +52,31 @@ def test_waiters_block_then_proceed_instead_of_failing(make_app):
     assert stats["wait_seconds"] > 0
 
 
-def test_transaction_rolls_back_as_a_unit(app, pg_conn):
+def _sql(pg_conn, *statements):
+    """Run statements on the test's own autocommit connection; the first value of the last one's row."""
     with pg_conn.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS t_unit (v int)")
-        cur.execute("TRUNCATE t_unit")
+        for statement in statements:
+            cur.execute(statement)
+        return cur.fetchone()[0] if cur.description else None
+
+
+def test_transaction_rolls_back_as_a_unit(app, pg_conn):
+    _sql(pg_conn, "CREATE TABLE IF NOT EXISTS t_unit (v int)", "TRUNCATE t_unit")
     with app.app_context(), pytest.raises(RuntimeError):
         with transaction() as cur:
             cur.execute("INSERT INTO t_unit VALUES (1)")
             raise RuntimeError("boom")
-    with pg_conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM t_unit")
-        assert cur.fetchone()[0] == 0
-        cur.execute("DROP TABLE t_unit")
+    assert _sql(pg_conn, "SELECT count(*) FROM t_unit") == 0
+    _sql(pg_conn, "DROP TABLE t_unit")
 
 
 def test_serialization_failures_are_retried_and_no_write_is_lost(make_app, pg_conn):
     app = make_app(DB_POOL_MAX=10, DB_TX_RETRIES=10)
-    with pg_conn.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS t_counter (id int PRIMARY KEY, n int)")
-        cur.execute("TRUNCATE t_counter; INSERT INTO t_counter VALUES (1, 0)")
+    _sql(
+        pg_conn,
+        "CREATE TABLE IF NOT EXISTS t_counter (id int PRIMARY KEY, n int)",
+        "TRUNCATE t_counter; INSERT INTO t_counter VALUES (1, 0)",
+    )
 
     def increment(cur):
         cur.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
@@ -82,10 +88,8 @@ def test_serialization_failures_are_retried_and_no_write_is_lost(make_app, pg_co
     pool = app.extensions["db_pool"]
     jobs = [gevent.spawn(run_in_transaction, increment, pool=pool) for _ in range(4)]
     gevent.joinall(jobs, timeout=30, raise_error=True)
-    with pg_conn.cursor() as cur:
-        cur.execute("SELECT n FROM t_counter WHERE id = 1")
-        assert cur.fetchone()[0] == 4
-        cur.execute("DROP TABLE t_counter")
+    assert _sql(pg_conn, "SELECT n FROM t_counter WHERE id = 1") == 4
+    _sql(pg_conn, "DROP TABLE t_counter")
 
 
 def test_pool_recovers_after_backends_are_terminated(make_app, pg_conn):

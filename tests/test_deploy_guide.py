@@ -9,9 +9,9 @@ import requests
 import urllib3
 from gevent.pywsgi import WSGIServer
 
+from devstack.nginx import NGINX, render_nginx
+from devstack.processes import ROOT, free_port, wait_port
 from quizapp.config import Config, ConfigError
-from tests.support.servers import ROOT, free_port
-from tests.support.stack import NGINX, render_nginx, wait_port
 
 GUIDE = (ROOT / "docs" / "deploy.md").read_text()
 EXAMPLE = ROOT / "systemd" / "quizapp.env.example"

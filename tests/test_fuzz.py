@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from werkzeug.routing import BuildError, IntegerConverter, UUIDConverter
 from werkzeug.security import generate_password_hash
 
 from tests.support.admin_session import forge_admin_session
+from tests.support.fuzzing import fuzz_settings
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 CONTENT_TYPES = (
@@ -21,13 +22,7 @@ CONTENT_TYPES = (
     "text/plain",
     "application/octet-stream",
 )
-FUZZ_SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ_SETTINGS = fuzz_settings(150, HealthCheck.data_too_large)
 small_text = st.text(max_size=40)
 # Field values: short unicode, control characters, or huge (over the 500 KB form-field limit).
 field_value = st.one_of(

@@ -15,22 +15,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.security import generate_password_hash
 
+from devstack.processes import ROOT
+from devstack.servers import Gunicorn
 from quizapp.quiz.data import load_content
 from quizapp.quiz.repository import insert_attempt
 from quizapp.quiz.scoring import score_answers
 from quizapp.validation import CONVERTERS, InvalidInput
+from tests.support.fuzzing import fuzz_settings
 from tests.support.raw_http import percent_encode, raw_request
-from tests.support.servers import ROOT, Gunicorn
 
 pytestmark = [pytest.mark.integration]
 
-RAW_SETTINGS = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+RAW_SETTINGS = fuzz_settings(100, HealthCheck.function_scoped_fixture)
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 WELL_FORMED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CONTENT = load_content(str(ROOT / "quizapp" / "quiz" / "content.yaml"))

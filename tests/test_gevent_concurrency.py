@@ -6,7 +6,7 @@ import gevent
 import pytest
 import requests
 
-from tests.support.servers import Gunicorn
+from devstack.servers import Gunicorn
 
 
 @pytest.mark.integration

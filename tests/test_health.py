@@ -1,6 +1,6 @@
 """Liveness and readiness against real and missing dependencies."""
 
-from tests.support.servers import free_port
+from devstack.processes import free_port
 
 
 def test_healthz_and_readyz(client):

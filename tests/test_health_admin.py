@@ -2,10 +2,10 @@
 
 import time
 
+from devstack.forms import csrf_token
 from quizapp.health import actions, heartbeat
 from quizapp.metrics import worker_counters
 from tests.support.admin_session import forge_admin_session
-from tests.support.forms import csrf_token
 
 
 def _login(client):

@@ -6,9 +6,9 @@ import time
 import pytest
 import requests
 
-from tests.support.forms import csrf_token
-from tests.support.mail import wait_for
-from tests.support.stack import Stack
+from devstack.forms import csrf_token
+from devstack.processes import wait_for
+from devstack.stack import Stack
 
 INSTANCES, WORKERS = 2, 2
 

@@ -9,11 +9,12 @@ import gevent
 import pytest
 import requests
 
+from devstack.nginx import Nginx
+from devstack.pgbouncer import PgBouncer
+from devstack.processes import free_port, free_port_block
+from devstack.redis_ha import RedisHA
 from tests.support.hosts import HostGunicorn, Hosts, log_dir
 from tests.support.quiz_load import HostHopper, QuizLoad, lost_writes
-from tests.support.scaleout import PgBouncer, RedisHA, free_port_block
-from tests.support.servers import free_port
-from tests.support.stack import Nginx
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

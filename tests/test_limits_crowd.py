@@ -14,10 +14,10 @@ import psycopg2
 import pytest
 import redis
 
+from devstack.forms import CSRF_TOKEN_RE
+from devstack.nginx import Nginx
+from devstack.servers import Gunicorn
 from tests.conftest import DATABASE_URL, REDIS_URL
-from tests.support.forms import CSRF_TOKEN_RE
-from tests.support.servers import Gunicorn
-from tests.support.stack import Nginx
 from tests.test_security_limits import client_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -8,10 +8,10 @@ import secrets
 import pytest
 from limits import parse
 
+from devstack.quiz_walk import answer_all, csrf_from, submit
 from quizapp import redis_conn
 from quizapp.security.addresses import address_group
 from quizapp.security.limits import KEY_PREFIX, LIMITER_KEY, LimitRules
-from tests.support.quiz_pages import answer_all, csrf_from, submit
 
 
 def _person(app, address="127.0.0.1"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,5 +21,19 @@ def test_bandit_finds_nothing_of_medium_or_high_severity():
 
 
 def test_ruff_check_is_clean():
-    result = _run(str(BIN / "ruff"), "check", "quizapp", "bench", "tests", "scripts")
+    result = _run(str(BIN / "ruff"), "check", "quizapp", "devstack", "bench", "tests", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tools_never_import_tests_and_the_app_never_imports_tools():
+    """scripts/, bench/ and devstack/ never import tests/; quizapp/ (which ships) imports neither."""
+    banned = {"scripts": "tests", "bench": "tests", "devstack": "tests", "quizapp": "tests|devstack"}
+    found = []
+    for folder, names in banned.items():
+        pattern = re.compile(rf"^\s*(?:from|import) ({names})\b", re.MULTILINE)
+        found += [
+            f"{path}: {name}"
+            for path in (ROOT / folder).rglob("*.py")
+            for name in pattern.findall(path.read_text())
+        ]
+    assert not found

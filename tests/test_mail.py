@@ -7,11 +7,12 @@ import re
 
 import pytest
 
+from devstack.mail import SmtpServer, make_certificate, start_mailer
+from devstack.processes import stop_process, wait_for
+from devstack.quiz_walk import csrf_from
 from quizapp.config import Config, ConfigError
 from quizapp.mail.mailer import Mailer, retry_delay
-from tests.support.mail import SmtpServer, make_certificate, start_mailer, stop_process, wait_for
 from tests.support.payments import owned_result
-from tests.support.quiz_pages import csrf_from
 
 pytestmark = pytest.mark.integration
 

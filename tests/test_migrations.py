@@ -10,8 +10,8 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 import pytest
 
+from devstack.processes import ROOT
 from quizapp.migrate import MIGRATIONS_DIR, migrate
-from tests.support.servers import ROOT
 
 
 @pytest.fixture

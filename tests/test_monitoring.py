@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.processes import ROOT
 from quizapp.ai.runtime import stop_runtime
 from quizapp.health import heartbeat
-from tests.support.servers import ROOT
 
 RULES = ROOT / "monitoring" / "prometheus"
 DASHBOARD = ROOT / "monitoring" / "grafana" / "quizapp-dashboard.json"
@@ -27,23 +27,17 @@ def _promtool() -> str:
     return found
 
 
+def _run_promtool(promtool: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(  # noqa: S603
+        [promtool, *args], cwd=RULES, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_alert_rules_pass_promtool_unit_tests():
     promtool = _promtool()
-    check = subprocess.run(  # noqa: S603
-        [promtool, "check", "rules", "quizapp.rules.yml"],
-        cwd=RULES,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    check = _run_promtool(promtool, "check", "rules", "quizapp.rules.yml", timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    result = subprocess.run(  # noqa: S603
-        [promtool, "test", "rules", "quizapp.rules.test.yml"],
-        cwd=RULES,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_promtool(promtool, "test", "rules", "quizapp.rules.test.yml", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.servers import ROOT, free_port, wait_http
+from devstack.processes import ROOT, free_port, wait_http
 
 # The suite's own user: as root, Postgres runs as `postgres`, which cannot enter the 0700 folder.
 # QUIZAPP_NEWCOMER_USERS=root,nobody also runs the services as an ordinary user (slower: manual).

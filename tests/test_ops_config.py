@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import ROOT, VENV_BIN
-from tests.support.stack import NGINX, render_nginx
+from devstack.nginx import NGINX, render_nginx
+from devstack.processes import ROOT, VENV_BIN
 
 UNITS = (
     "quizapp@.service",

@@ -6,8 +6,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from devstack.processes import ROOT, VENV_BIN, free_port
 from quizapp.config import Config, ConfigError
-from tests.support.servers import ROOT, VENV_BIN, free_port
 
 BASE = {"DATABASE_URL": "postgresql://u@127.0.0.1:5432/db", "REDIS_URL": "redis://127.0.0.1:6379/0"}
 

@@ -7,7 +7,7 @@ import gevent
 import pytest
 import requests
 
-from tests.support.stack import Stack
+from devstack.stack import Stack
 
 CLIENTS = 6
 

@@ -10,8 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.support.servers import ROOT, free_port
-from tests.support.stack import process_exists
+from devstack.processes import ROOT, free_port, process_exists
 
 
 def _walk(app):
@@ -37,26 +36,14 @@ def stack(tmp_path):
     ports = [free_port(), free_port()]
     nginx_port = free_port()
     env = {**os.environ, "RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5"}
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "stack.py"),
-        "--state-dir",
-        str(tmp_path / "stack"),
-        "--ports",
-        ",".join(map(str, ports)),
-        "--port",
-        str(nginx_port),
-        "--fake-openai-port",
-        str(free_port()),
-    ]
-    started = subprocess.run(
-        [*command[:2], "start", *command[2:]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    options = ["--state-dir", str(tmp_path / "stack"), "--ports", ",".join(map(str, ports))]
+    options += ["--port", str(nginx_port), "--fake-openai-port", str(free_port())]
+
+    def run_stack(action: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(ROOT / "scripts" / "stack.py"), action, *options]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    started = run_stack("start")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield {
@@ -67,14 +54,7 @@ def stack(tmp_path):
         }
     finally:
         pids = [int(p.read_text()) for p in (tmp_path / "stack").glob("*.pid")]
-        stopped = subprocess.run(
-            [*command[:2], "stop", *command[2:]],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        stopped = run_stack("stop")
         assert stopped.returncode == 0, stopped.stderr
         assert not [pid for pid in pids if process_exists(pid)]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gevent
 import pytest
 
+from devstack.fake_stripe import FakeStripe
+from devstack.quiz_walk import answer_all, csrf_from, submit
 from tests.support.admin_session import forge_admin_session
-from tests.support.fake_stripe import FakeStripe
 from tests.support.payments import checkout_id, click_unlock, owned_result, pay
-from tests.support.quiz_pages import answer_all, csrf_from, submit
 
 SECRET = "whsec_test_" + "c" * 24
 

@@ -8,10 +8,10 @@ import gevent
 import psycopg2
 import pytest
 
+from devstack.pgbouncer import PgBouncer
+from devstack.processes import ROOT, free_port
 from quizapp import db
 from quizapp.migrate import direct_dsn
-from tests.support.scaleout import PgBouncer
-from tests.support.servers import ROOT, free_port
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.quiz_pages import csrf_from, submit
+from devstack.quiz_walk import csrf_from, submit
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import re
 import gevent
 import pytest
 
+from devstack.quiz_walk import answer_all, csrf_from, submit
 from quizapp.ai import service as ai_service
-from tests.support.quiz_pages import answer_all, csrf_from, submit
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import gevent
 import pytest
 import requests
 
-from tests.fake_openai import FakeOpenAIProcess, max_starts_in_window
+from devstack.fake_openai import FakeOpenAIProcess, max_starts_in_window
+from devstack.processes import free_port, free_port_block
+from devstack.redis_ha import RedisHA
+from devstack.stack import Stack
 from tests.support.quiz_load import QuizLoad, answered_count, lost_writes
-from tests.support.scaleout import RedisHA, free_port_block
-from tests.support.servers import free_port
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

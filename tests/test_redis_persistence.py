@@ -7,9 +7,9 @@ import subprocess
 import time
 
 import redis
-from flask import session
 
-from tests.support.servers import ROOT, free_port
+from devstack.processes import ROOT, free_port
+from tests.support.session_routes import add_session_routes
 
 FLAGS = shlex.split(
     subprocess.run(  # noqa: S603,S607
@@ -46,16 +46,7 @@ def test_sessions_survive_a_redis_crash(make_app, tmp_path):
     proc = _start_redis(port, tmp_path)
     try:
         app = make_app(CSRF_ENABLED="false", REDIS_URL=f"redis://127.0.0.1:{port}/0")
-
-        @app.post("/_t/remember")
-        def remember():
-            session["answers"] = {"q1": 2}
-            return "ok"
-
-        @app.get("/_t/recall")
-        def recall():
-            return {"answers": session.get("answers")}
-
+        add_session_routes(app)
         clients = [app.test_client() for _ in range(20)]
         for client in clients:
             client.post("/_t/remember")

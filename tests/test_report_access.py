@@ -9,10 +9,10 @@ import time
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from devstack.quiz_walk import csrf_from
+from devstack.stack import Stack
 from quizapp.links import REPORT_LINK, report_link_token
 from tests.support.payments import click_unlock, owned_result
-from tests.support.quiz_pages import csrf_from
-from tests.support.stack import Stack
 
 SECRET_KEY = "report-access-" + "k" * 32
 

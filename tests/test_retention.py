@@ -4,8 +4,8 @@ import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 
+from devstack.processes import ROOT, VENV_BIN
 from quizapp.retention.service import RetentionPolicy, prune
-from tests.support.servers import ROOT, VENV_BIN
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
 

@@ -11,9 +11,9 @@ import pytest
 from flask import jsonify
 from werkzeug.security import generate_password_hash
 
+from devstack.forms import csrf_token
 from quizapp.admin.auth import admin_required
 from quizapp.config import ConfigError
-from tests.support.forms import csrf_token
 
 PASSWORD = "correct horse battery staple"
 
@@ -21,6 +21,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def admin_app(make_app):
     app = make_app(ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD), ADMIN_IDLE_MINUTES=1)
+    # Probe routes of this module's own (the admin guard); test_security_endpoints has its own for limits.
 
     @app.get("/admin/probe")
     @admin_required

@@ -11,10 +11,10 @@ import time
 import pytest
 import redis
 
+from devstack.processes import free_port
 from quizapp import create_app, redis_conn, security
 from quizapp.config import Config
 from quizapp.extensions import csrf
-from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 

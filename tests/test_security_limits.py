@@ -9,8 +9,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests.support.servers import Gunicorn
-from tests.support.stack import Nginx
+from devstack.nginx import Nginx
+from devstack.servers import Gunicorn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -3,20 +3,9 @@
 import time
 
 import msgspec
-from flask import session
 
-from tests.support.servers import free_port
-
-
-def _add_session_routes(app):
-    @app.post("/_t/remember")
-    def remember():
-        session["answers"] = {"q1": 2}
-        return "ok"
-
-    @app.get("/_t/recall")
-    def recall():
-        return {"answers": session.get("answers")}
+from devstack.processes import free_port
+from tests.support.session_routes import add_session_routes
 
 
 def _session_cookie(response) -> str | None:
@@ -27,7 +16,7 @@ def _session_cookie(response) -> str | None:
 
 def test_cookie_attributes_and_ttl(make_app, redis_client):
     app = make_app(CSRF_ENABLED="false")
-    _add_session_routes(app)
+    add_session_routes(app)
     client = app.test_client()
     response = client.post("/_t/remember")
     cookie = _session_cookie(response)
@@ -43,7 +32,7 @@ def test_cookie_attributes_and_ttl(make_app, redis_client):
 
 def test_session_ttl_is_refreshed_on_activity_without_a_write_per_request(make_app, redis_client):
     app = make_app(CSRF_ENABLED="false", SESSION_REFRESH_SECONDS=300)
-    _add_session_routes(app)
+    add_session_routes(app)
     client = app.test_client()
     cookie = _session_cookie(client.post("/_t/remember"))
     key = "s:" + cookie.split(";")[0].split("=", 1)[1]
@@ -64,14 +53,14 @@ def test_session_ttl_is_refreshed_on_activity_without_a_write_per_request(make_a
 
 def test_secure_cookie_when_configured(make_app):
     app = make_app(CSRF_ENABLED="false", SESSION_COOKIE_SECURE="true")
-    _add_session_routes(app)
+    add_session_routes(app)
     cookie = _session_cookie(app.test_client().post("/_t/remember"))
     assert "Secure" in cookie
 
 
 def test_redis_down_gives_friendly_503(make_app):
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_SOCKET_TIMEOUT=0.5)
-    _add_session_routes(app)
+    add_session_routes(app)
     client = app.test_client()
     client.set_cookie("bizmodel.sid", "abc")
     response = client.get("/_t/recall", headers={"Accept": "text/html"})

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.quiz_walk import csrf_from
 from quizapp import _declare_request_pipeline
-from tests.support.quiz_pages import csrf_from
 
 
 def test_a_thousand_cookieless_visits_store_no_session(make_app, redis_client):
@@ -42,7 +42,7 @@ def test_start_is_protected_by_a_signed_double_submit_token(make_app, redis_clie
 
 
 def test_a_shared_result_link_stores_no_session_for_its_reader(client, make_app, redis_client):
-    from tests.support.quiz_pages import answer_all, submit
+    from devstack.quiz_walk import answer_all, submit
 
     app = make_app()
     taker = app.test_client()

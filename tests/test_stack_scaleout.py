@@ -8,9 +8,7 @@ import sys
 import pytest
 import requests
 
-from tests.support.scaleout import free_port_block
-from tests.support.servers import ROOT, free_port
-from tests.support.stack import process_exists
+from devstack.processes import ROOT, free_port, free_port_block, process_exists
 
 pytestmark = pytest.mark.integration
 

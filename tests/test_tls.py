@@ -13,13 +13,12 @@ import psycopg2
 import pytest
 import redis
 
+from devstack.processes import free_port, free_port_block, wait_port
+from devstack.quiz_walk import answer_all, csrf_from, submit
+from devstack.redis_ha import RedisHA
 from quizapp import redis_conn
 from quizapp.migrate import migrate
 from tests.support.certs import make_certs
-from tests.support.quiz_pages import answer_all, csrf_from, submit
-from tests.support.scaleout import RedisHA, free_port_block
-from tests.support.servers import free_port
-from tests.support.stack import wait_port
 
 pytestmark = pytest.mark.integration
 PG_BIN = Path(shutil.which("initdb") or "/usr/lib/postgresql/15/bin/initdb").resolve().parent

@@ -1,1 +1,1 @@
-"""Helpers the tests share: real servers started and stopped by pid."""
+"""Test-only helpers: small apps the tests serve with gunicorn (launchers and fakes live in devstack/)."""

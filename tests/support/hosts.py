@@ -8,7 +8,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from tests.support.servers import ROOT, VENV_BIN, Gunicorn, wait_http
+from devstack.processes import ROOT
+from devstack.servers import Gunicorn
 
 HOSTS_SCRIPT = ROOT / "scripts" / "hosts.sh"
 
@@ -79,25 +80,16 @@ class HostGunicorn(Gunicorn):
     """A gunicorn instance on one host: inside its namespace (or on its loopback address)."""
 
     def __init__(self, *args, address: str, namespace: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, host=address, **kwargs)
         self.address = address
         self.namespace = namespace
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.port}"
+    def command(self) -> list[str]:
+        prefix = ["ip", "netns", "exec", self.namespace] if self.namespace else []
+        return [*prefix, *super().command()]
 
     def start(self, timeout=60.0) -> HostGunicorn:
-        self.env["GUNICORN_BIND"] = f"{self.address}:{self.port}"
-        self.env["GUNICORN_WORKERS"] = str(self.workers)
-        prefix = ["ip", "netns", "exec", self.namespace] if self.namespace else []
-        command = [*prefix, str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), self.app_path]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_http(self.url + "/healthz", timeout=timeout, proc=self.proc)
-        return self
+        return super().start(timeout)
 
     def kill_host(self) -> None:
         """The host dies: every process on it at once (SIGKILL), no goodbye to anyone."""

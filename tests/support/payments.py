@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from devstack.quiz_walk import answer_all, csrf_from, submit
 from quizapp.payments.providers import completed_event, sign_payload
-from tests.support.quiz_pages import answer_all, csrf_from, submit
 
 
 def owned_result(app):

@@ -10,7 +10,7 @@ import gevent
 import psycopg2
 import requests
 
-from tests.support.forms import CSRF_TOKEN_RE as CSRF
+from devstack.forms import CSRF_TOKEN_RE as CSRF
 
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
 RESULT = re.compile(r"/r/([A-Za-z0-9_-]{16,})$")

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 import gevent.lock
 from gevent.pywsgi import WSGIServer
 
-from tests.support.servers import free_port
+from devstack.processes import free_port
 
 
 class FakeStripe:

@@ -1,6 +1,6 @@
 """A real SMTP server for tests (aiosmtpd): STARTTLS required, AUTH required, messages appended as JSON lines.
 
-Usage: python tests/support/smtp_server.py --port P --cert C --key K --out messages.jsonl
+Usage: python devstack/smtp_server.py --port P --cert C --key K --out messages.jsonl
 Prints "ready" once it accepts connections; stops on SIGTERM.
 """
 

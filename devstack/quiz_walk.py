@@ -1,8 +1,8 @@
-"""Helpers for the quiz tests: read the CSRF token from a page, walk the quiz through its forms."""
+"""Walk the quiz through its forms with a Flask test client (tests, and the bench's session sample)."""
 
 from __future__ import annotations
 
-from tests.support.forms import csrf_token as csrf_from  # the old name, kept for its callers
+from devstack.forms import csrf_token as csrf_from  # the old name, kept for its callers
 
 __all__ = ["answer_all", "csrf_from"]
 

@@ -1,6 +1,6 @@
 """A fake OpenAI chat-completions server for tests and benchmarks, speaking the real wire format.
 
-Run it: python tests/fake_openai.py --port 8900 --latency 0.5 --rpm 60 [--window 60]
+Run it: python -m devstack.fake_openai --port 8900 --latency 0.5 --rpm 60 [--window 60]
 Admin:  POST /_fake/mode {"mode": "ok|error500|hang|malformed|ratelimit", "count": N,
                           "latency": s, "rpm": n, "window": s, "retry_after": s}
         GET /_fake/calls  -> {"calls": [{"start", "end", "status", "concurrency"}...], "max_concurrency"}
@@ -56,6 +56,7 @@ class FakeOpenAI:
             return self.settings()
 
     def settings(self) -> dict:
+        # A plain dict of this fake's knobs: alike in shape to webhook.py's dict literals, nothing shared.
         return {
             "mode": self.mode,
             "count": self.mode_count,
@@ -232,12 +233,13 @@ def make_wsgi(fake: FakeOpenAI):
 
 
 class FakeOpenAIProcess:
-    """Run this module as a separate process for a test; stop it by pid."""
+    """Run this module as a separate process (a test's, or `make stack`'s); stop it by pid."""
 
-    def __init__(self, port: int, latency=0.3, rpm=600, window=60.0, retry_after=1.0):
+    def __init__(self, port: int, latency=0.3, rpm=600, window=60.0, retry_after=1.0, log_path=None):
         self.port = port
         self.args = ["--port", str(port), "--latency", str(latency), "--rpm", str(rpm)]
         self.args += ["--window", str(window), "--retry-after", str(retry_after)]
+        self.log_path = log_path  # None: output discarded
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -249,28 +251,28 @@ class FakeOpenAIProcess:
         return f"http://127.0.0.1:{self.port}/_fake"
 
     def start(self) -> FakeOpenAIProcess:
-        import requests
+        from devstack.processes import ROOT, spawn_logged, wait_http
 
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        )
-        deadline = time.monotonic() + 120  # a saturated CPU can take long to start Python
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.admin_url + "/calls", timeout=5)
-                return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("fake openai did not start")
+        command = [sys.executable, "-m", "devstack.fake_openai", *self.args]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = spawn_logged(command, Path(self.log_path or os.devnull), env=env)
+        try:
+            wait_http(self.admin_url + "/calls", timeout=120, proc=self.proc)  # a saturated CPU starts slowly
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        from devstack.processes import stop_process
+
+        stop_process(self.proc, timeout=10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def set_mode(self, **settings) -> dict:
         import requests

@@ -1,0 +1,291 @@
+"""One load step: locust against a stack, nginx's access log and the health report around it, the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import plateau
+import redis
+from environment import STATE, reset_data
+from integrity import integrity
+
+from devstack.local_stack import LocalStack
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PAGE_PATHS = re.compile(r'"(GET|POST) (/|/start|/q/[^ ]+|/review|/submit|/r/[^ /]+) HTTP')
+SHED = ("wait", "busy")  # X-Admission values of the waiting room's 503s
+ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser's source address
+LOG_LINE = re.compile(
+    r'^(\S+) \[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) \d+ rid=\S* rt=([\d.]+)(?:.* adm=(\S+))?'
+)
+# Users arrive over this long, so their quizzes are spread out as a crowd's are: the measured
+# window (after it) sees the steady state, not one synchronized wave of submits.
+RAMP_SECONDS = float(os.environ.get("BENCH_RAMP_SECONDS", "60"))
+
+
+def rss_mb(pids: list[int]) -> float:
+    sizes = []
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        except FileNotFoundError:
+            continue
+    return round(sum(sizes) / len(sizes), 1) if sizes else 0.0
+
+
+def read_log(path: Path, offset: int, since: float = 0.0) -> tuple[list[tuple], int]:
+    """Parse nginx access lines written since offset: (addr, method, path, status, seconds, shed),
+    shed being "wait" (the waiting room), "busy" (a full worker's waiting-room page) or ""."""
+    if not path.exists():
+        return [], 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+        end = handle.tell()
+    rows = []
+    for line in data.decode(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if match:
+            addr, stamp, method, target, status, rt, adm = match.groups()
+            if since and datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp() < since:
+                continue  # the ramp: outside the measured window
+            shed = adm if adm in SHED else ""
+            rows.append((addr, method, target.split("?")[0], int(status), float(rt), shed))
+    return rows, end
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def page_latency(rows: list[tuple]) -> dict:
+    times = [
+        rt * 1000
+        for addr, method, target, status, rt, waiting in rows
+        # Admitted quiz-takers' pages: waiting-room answers are reported apart.
+        if addr.startswith(("127.1.", "127.2."))
+        and not waiting
+        and PAGE_PATHS.search(f'"{method} {target} HTTP')
+    ]
+    return {
+        "count": len(times),
+        "p50_ms": round(percentile(times, 0.50)),
+        "p95_ms": round(percentile(times, 0.95)),
+        "p99_ms": round(percentile(times, 0.99)),
+    }
+
+
+def locust_stats(prefix: Path) -> dict:
+    stats = {}
+    path = prefix.with_name(prefix.name + "_stats.csv")
+    if not path.exists():
+        return stats
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            stats[row["Name"]] = row
+    return stats
+
+
+def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str, env: dict) -> dict:
+    prefix = STATE / f"locust-{tag}"
+    spawn_rate = max(1.0, users / RAMP_SECONDS)
+    ramp = users / spawn_rate
+    cmd = [
+        str(BIN / "locust"),
+        "-f",
+        str(ROOT / "bench" / "locustfile.py"),
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        f"{int(seconds + ramp)}s",
+        "--host",
+        host,
+        "--csv",
+        str(prefix),
+        "--reset-stats",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+        *classes,
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=open(STATE / f"locust-{tag}.log", "wb"), stderr=subprocess.STDOUT
+    )
+    cpu_samples = []
+    while proc.poll() is None:
+        time.sleep(2)
+        cpu_samples.append(_cpu_seconds(proc.pid))
+        if time.monotonic() - started > seconds + ramp + 120:
+            proc.kill()
+    elapsed = time.monotonic() - started
+    cpu = cpu_samples[-1] if cpu_samples else 0
+    return {
+        "stats": locust_stats(prefix),
+        "elapsed": elapsed,
+        "ramp": ramp,
+        "cpu_pct": round(100 * cpu / max(elapsed, 1)),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, IndexError):
+        return 0.0
+
+
+def ai_figures(stack: LocalStack, budget: int, window: float) -> dict:
+    try:
+        log = stack.fake_openai("calls")
+    except OSError:
+        log = {}
+    starts = sorted(c["start"] for c in log.get("calls", []))
+    max_in_window = 0
+    for i, t in enumerate(starts):
+        j = i
+        while j < len(starts) and starts[j] < t + window:
+            j += 1
+        max_in_window = max(max_in_window, j - i)
+    windows_over = 0
+    utilisation = "n/a"
+    if starts:
+        full_windows = []
+        t = starts[0]
+        end = starts[-1]
+        while t + window <= end + window / 2:
+            count = sum(1 for s in starts if t <= s < t + window)
+            full_windows.append(count)
+            windows_over += count > budget
+            t += window
+        if full_windows:
+            utilisation = f"{sum(full_windows) / (budget * len(full_windows)):.0%}"
+    return {
+        "budget": budget,
+        "window_s": window,
+        "calls": len(starts),
+        "max_in_window": max_in_window,
+        "windows_over_budget": windows_over,
+        "utilisation": utilisation,
+        "max_in_flight": log.get("max_concurrency", "n/a"),
+    }
+
+
+def health(stack: LocalStack) -> dict:
+    try:
+        with urllib.request.urlopen(stack.url + "/api/health/detailed", timeout=10) as response:  # nosec B310
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # 503 still carries the JSON body
+        return json.loads(exc.read())
+    except OSError:
+        return {}
+
+
+def ai_counter(document: dict, key: str) -> int:
+    """A cluster-wide AI counter: every worker's heartbeat carries the same Redis figure."""
+    return max((int(w.get("ai", {}).get(key, 0) or 0) for w in document.get("workers", [])), default=0)
+
+
+def _find(data, key):
+    """Sum every value stored under `key` anywhere in a nested health document."""
+    if isinstance(data, dict):
+        return sum(
+            _find(v, key) if k != key else (v if isinstance(v, (int, float)) else 0) for k, v in data.items()
+        )
+    if isinstance(data, list):
+        return sum(_find(v, key) for v in data)
+    return 0
+
+
+def run_step(
+    stack: LocalStack,
+    users: int,
+    seconds: int,
+    dsn: str,
+    redis_url: str,
+    env: dict,
+    quota: int,
+    classes: list[str],
+    *,
+    tag: str | None = None,
+    capacity: int | None = None,
+    twin: bool = False,
+) -> dict:
+    reset_data(dsn, redis_url)
+    if capacity is not None:  # what an admin's live change does (quizapp/admission)
+        redis.Redis.from_url(redis_url).hset("adm:state", "capacity", capacity)
+    try:
+        stack.fake_openai("reset", {})
+    except OSError:
+        pass
+    before = health(stack)
+    _, offset = read_log(stack.access_log(), 0)
+    started = time.time()
+    run = run_locust(stack.url, users, seconds, classes, tag or str(users), env)
+    time.sleep(1)
+    every_row, _ = read_log(stack.access_log(), offset)  # integrity: every submit of the run
+    rows, _ = read_log(stack.access_log(), offset, since=started + run["ramp"])
+    after = health(stack)
+    stats = run["stats"]
+    measured = max(run["elapsed"] - run["ramp"], 1)
+    total = stats.get("Aggregated", {})
+    flows = int(stats.get("quiz completed", {}).get("Request Count", 0) or 0)
+    client_p99 = stats.get("question", {}).get("99%", "n/a")
+    # /api/health/detailed answers 503 by design when the cluster scores low: a report, not a failure.
+    statuses = [r[3] for r in rows if not r[2].startswith("/api/health/") and r[0] != ABUSER_IP and not r[5]]
+    abuser = [r[3] for r in rows if r[0] == ABUSER_IP]
+    health_503 = sum(1 for r in rows if r[2].startswith("/api/health/") and r[3] == 503)
+    return {
+        # Locust's own window (after the ramp, before the stop), not wall time with start-up and stop.
+        **plateau.step_figures(rows, stats, users, seconds, run["ramp"]),
+        "ai": ai_figures(stack, int(env.get("AI_RPM", "10")), float(env.get("AI_WINDOW_SECONDS", "60"))),
+        "twin": twin,
+        "capacity": capacity,
+        "users": users,
+        "seconds": round(measured),
+        "rps": float(total.get("Requests/s", 0) or 0),
+        "quizzes_per_min": flows / (seconds / 60),  # locust's window, as delivered req/s
+        "page": page_latency(rows),
+        "client_p99_ms": client_p99,
+        "status_4xx": sum(400 <= s < 500 for s in statuses),
+        "status_429": sum(s == 429 for s in statuses),
+        "status_5xx": sum(s >= 500 for s in statuses),
+        "health_503_polls": health_503,
+        "abuser_requests": len(abuser),
+        "abuser_429": sum(s == 429 for s in abuser),
+        "rss_mb_per_worker": rss_mb(stack.worker_pids()),
+        "pool_waits": int(_find(after, "waited") - _find(before, "waited")),
+        "locust_cpu_pct": run["cpu_pct"],
+        "integrity": {} if twin else integrity(dsn, every_row, quota),
+        "ai_metrics": {
+            k: ai_counter(after, k) - ai_counter(before, k)
+            for k in ("dedup_hits", "cache_hits", "fallbacks", "calls")
+        },
+        # Recent waits from queueing to an answer (AI or marked fallback), cluster-wide in Redis.
+        "ai_wait_p95_s": max(
+            (w.get("ai", {}).get("wait_p95_seconds") or 0 for w in after.get("workers", [])), default=0
+        ),
+    }

@@ -1,0 +1,67 @@
+"""The benchmark's figures: page latency vs users, and goodput with p99 vs offered users (PNG, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def plot_latency(steps: list[dict], path: Path) -> None:
+    users = [s["users"] for s in steps]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+        ax.plot(users, [s["page"][key] for s in steps], marker="o", label=f"page {label}")
+    ax.axhline(300, color="grey", linestyle="--", linewidth=1, label="300 ms target")
+    ax.set_xlabel("concurrent simulated quiz-takers (3-7 s think time)")
+    ax.set_ylabel("server-side page latency (ms, nginx $request_time)")
+    ax.set_title("quizapp: page latency vs users")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_plateau(steps: list[dict], path: Path) -> None:
+    """Goodput and admitted page p99 against offered users: the app (ramp, then 2x/4x) and the twin."""
+    fig, goodput = plt.subplots(figsize=(8, 4.5))
+    latency = goodput.twinx()
+    for phases, label, style in ((("ramp", "overload"), "app", "-"), (("twin",), "no-I/O twin", "--")):
+        run = sorted((s for s in steps if s.get("phase") in phases), key=lambda s: s["users"])
+        if not run:
+            continue
+        users = [s["users"] for s in run]
+        goodput.plot(
+            users,
+            [s["quizzes_per_min"] for s in run],
+            style,
+            marker="o",
+            color="tab:blue",
+            label=f"{label} goodput",
+        )
+        latency.plot(
+            users,
+            [s["page"]["p99_ms"] for s in run],
+            style,
+            marker="s",
+            color="tab:red",
+            label=f"{label} page p99",
+        )
+    latency.axhline(300, color="grey", linestyle=":", linewidth=1)
+    goodput.set_ylim(bottom=0)
+    latency.set_ylim(bottom=0)
+    goodput.set_xlabel("offered users (3-7 s think time)")
+    goodput.set_ylabel("goodput (quizzes completed per minute)", color="tab:blue")
+    latency.set_ylabel("admitted page p99 (ms, nginx $request_time)", color="tab:red")
+    goodput.set_title("quizapp: goodput and p99 vs offered users")
+    goodput.grid(True, alpha=0.3)
+    lines = goodput.get_legend_handles_labels()
+    more = latency.get_legend_handles_labels()
+    goodput.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

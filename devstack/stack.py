@@ -1,0 +1,112 @@
+"""The local topology, one launcher for all: N gunicorn instances behind one nginx, all on loopback.
+
+Tests use `Stack` directly; `make stack` (devstack.local_stack) and the bench start it through the same
+class and keep its pids in a state directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.nginx import Nginx, render_nginx
+from devstack.processes import START_TIMEOUT, free_port
+from devstack.servers import Gunicorn, SocketActivatedGunicorn
+
+# What the tests' instances run with unless a test says otherwise: no limits in the way, fast
+# heartbeats, a short graceful timeout.
+TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_GRACEFUL_TIMEOUT": "10"}
+
+
+class Stack:
+    """N gunicorn instances (each `workers` gevent workers) behind one nginx, all on loopback."""
+
+    # Keyword settings with defaults, alike in shape to PgBouncer's and RedisHA's: each its own knobs.
+    def __init__(
+        self,
+        tmp_path: Path,
+        instances=2,
+        workers=1,
+        app_path="wsgi:app",
+        env=None,
+        socket_activated=True,
+        *,
+        ports: list[int] | None = None,
+        nginx_port: int | None = None,
+        host: str = "127.0.0.1",
+        expected_users: int = render_nginx.DEFAULT_EXPECTED_USERS,
+        instance_prefix: str = "test",
+        access_log: str = "-",
+        defaults: dict | None = None,
+    ):
+        self.tmp_path = Path(tmp_path)
+        self.socket_activated = socket_activated
+        self.app_path = app_path
+        self.workers = workers
+        self.instance_prefix = instance_prefix
+        self.access_log = access_log
+        self.env = {**(TEST_ENV if defaults is None else defaults), **(env or {})}
+        ports = ports or [free_port() for _ in range(instances)]
+        self.instances = [self._gunicorn(port) for port in ports]
+        self.nginx = Nginx(
+            [g.port for g in self.instances],
+            self.tmp_path / "nginx",
+            port=nginx_port,
+            host=host,
+            expected_users=expected_users,
+        )
+
+    def _gunicorn(self, port: int, listener=None) -> Gunicorn:
+        env = {
+            **self.env,
+            "INSTANCE_NAME": f"{self.instance_prefix}-{port}",
+            "GUNICORN_ACCESS_LOG": self.access_log,
+        }
+        kwargs = {
+            "workers": self.workers,
+            "env": env,
+            "port": port,
+            "log_dir": self.tmp_path,
+        }
+        if self.socket_activated:
+            return SocketActivatedGunicorn(self.app_path, listener=listener, **kwargs)
+        return Gunicorn(self.app_path, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    def start(self, timeout=START_TIMEOUT) -> Stack:
+        """Launch every instance, wait until each answers /healthz, then nginx in front of them."""
+        for instance in self.instances:
+            instance.launch()
+        for instance in self.instances:
+            instance.wait_ready(timeout)
+        self.nginx.render()
+        self.nginx.check()
+        self.nginx.start()
+        return self
+
+    def restart_instance(self, index: int) -> Gunicorn:
+        """Stop one instance gracefully and start a fresh one on the same port."""
+        old = self.instances[index]
+        old.stop()
+        fresh = self._gunicorn(old.port, listener=getattr(old, "listener", None))
+        self.instances[index] = fresh
+        return fresh.start()
+
+    def stop(self) -> None:
+        self.nginx.stop()
+        for instance in self.instances:
+            instance.stop()
+            if isinstance(instance, SocketActivatedGunicorn):
+                instance.close_listener()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
