@@ -2,14 +2,15 @@
 # Starts/stops a local Postgres 15 cluster and Redis under var/ and writes var/services.env.
 # Usage: scripts/services.sh start|stop|status|app-port
 # Ports default to a value derived from this checkout's path so that several checkouts
-# on one machine never collide; override with QUIZAPP_PG_PORT / QUIZAPP_REDIS_PORT.
+# on one machine never collide; override with QUIZAPP_PG_PORT / QUIZAPP_REDIS_PORT. They stay below
+# the kernel's ephemeral range (32768 and up by default), which outgoing connections draw from.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VAR="$ROOT/var"
 mkdir -p "$VAR"
 offset=$(( $(printf '%s' "$ROOT" | cksum | cut -d' ' -f1) % 700 ))
-PG_PORT="${QUIZAPP_PG_PORT:-$((55100 + offset))}"
-REDIS_PORT="${QUIZAPP_REDIS_PORT:-$((56100 + offset))}"
+PG_PORT="${QUIZAPP_PG_PORT:-$((25100 + offset))}"
+REDIS_PORT="${QUIZAPP_REDIS_PORT:-$((26100 + offset))}"
 PG_BIN="${QUIZAPP_PG_BIN:-$(dirname "$(command -v pg_ctl || echo /usr/local/bin/pg_ctl)")}"
 REDIS_DIR="$VAR/redis"
 CHECKOUT_ID="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
