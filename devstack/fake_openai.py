@@ -242,6 +242,7 @@ class FakeOpenAIProcess:
         self.log_path = log_path  # None: output discarded
         self.proc: subprocess.Popen | None = None
 
+    # port/proc/url properties: the shape of every local server here (Nginx, Gunicorn), no shared logic.
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"

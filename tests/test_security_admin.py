@@ -23,6 +23,7 @@ def admin_app(make_app):
     app = make_app(ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD), ADMIN_IDLE_MINUTES=1)
     # Probe routes of this module's own (the admin guard); test_security_endpoints has its own for limits.
 
+    # Probe routes: alike in shape to test_security_endpoints.py's, each test file declares its own.
     @app.get("/admin/probe")
     @admin_required
     def admin_probe():

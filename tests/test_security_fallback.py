@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 class ThrowawayRedis:
     """A redis-server of our own on a free port, to kill and bring back."""
 
+    # A throwaway Redis of its own (it is killed mid-test): the port/proc/url shape of every local server.
     def __init__(self, port: int, tmp_path):
         self.port = port
         self.tmp_path = tmp_path
