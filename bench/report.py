@@ -41,8 +41,8 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
         "",
-        "**This machine has 2 cores shared with other work (other test suites ran during this "
-        "run), and locust runs on it too: absolute numbers are noisy; compare ratios within the run.**",
+        "**This machine has 2 cores, and locust runs on them too (other work may share them: "
+        "see the notes on the run): absolute numbers are noisy; compare ratios within the run.**",
         "",
         "![goodput and p99 vs offered users](benchmarks-plateau.png)",
         "",
