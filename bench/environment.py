@@ -23,8 +23,13 @@ STATE = ROOT / "var" / "bench"
 def bench_urls() -> tuple[str, str]:
     """A database and Redis db of the bench's own, so runs never touch development or test data."""
     db = urlparse(os.environ["DATABASE_URL"])
+    dsn = urlunparse(db._replace(path="/quizapp_bench"))
+    socket = os.environ.get("QUIZAPP_REDIS_SOCKET", "")
+    if socket and os.path.exists(socket) and os.environ.get("BENCH_REDIS_TCP") != "1":
+        # The local Redis's Unix socket, as the deploy guide advises for a Redis on the same box.
+        return dsn, f"unix://{socket}?db=2"
     rd = urlparse(os.environ["REDIS_URL"])
-    return urlunparse(db._replace(path="/quizapp_bench")), urlunparse(rd._replace(path="/2"))
+    return dsn, urlunparse(rd._replace(path="/2"))
 
 
 def ensure_database(dsn: str) -> None:

@@ -73,7 +73,7 @@ class Config:
     ENV: str = field(default="development", metadata=DERIVED)  # from QUIZAPP_ENV
     SECRET_KEY: str = field(default="", metadata=DERIVED)
     DATABASE_URL: str = _setting("", read.url, schemes=("postgresql", "postgres"), required=True)
-    REDIS_URL: str = _setting("", read.url, schemes=("redis", "rediss"), required=True)
+    REDIS_URL: str = _setting("", read.url, schemes=("redis", "rediss", "unix"), required=True)
     VAR_DIR: str = field(default=str(ROOT / "var"), metadata=DERIVED)  # from QUIZAPP_VAR_DIR
 
     # Postgres pool (quizapp/db.py)

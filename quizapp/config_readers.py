@@ -123,6 +123,10 @@ def url(env, name, default, schemes, required=False):
         raise ConfigError(f"{name} must be a {'/'.join(schemes)} URL, got {parsed.scheme!r} scheme")
     if parsed.scheme in ("postgresql", "postgres") and _socket_dir(parsed):
         return raw  # Unix socket: libpq finds <dir>/.s.PGSQL.<port>
+    if parsed.scheme == "unix":  # a Redis Unix socket: unix:///run/redis/redis.sock?db=0
+        if not parsed.path.startswith("/"):
+            raise ConfigError(f"{name} names no socket path (e.g. unix:///run/redis/redis.sock?db=0)")
+        return raw
     hosts = parsed.netloc.rpartition("@")[2]
     if not hosts:
         raise ConfigError(f"{name} names no host (for a Postgres Unix socket use ?host=/run/postgresql)")

@@ -100,7 +100,7 @@ def limiter_storage(config) -> tuple[str, dict]:
     }
     addresses = sentinel_addresses(config)
     if not addresses:
-        return config["REDIS_URL"], {**timeouts, **tls_options(config, for_url=True)}
+        return _limits_uri(config["REDIS_URL"]), {**timeouts, **tls_options(config, for_url=True)}
     hosts = ",".join(f"{host}:{port}" for host, port in addresses)
     uri = f"redis+sentinel://{hosts}/{config['REDIS_SENTINEL_SERVICE']}"
     options = {
@@ -112,6 +112,11 @@ def limiter_storage(config) -> tuple[str, dict]:
         "sentinel_kwargs": _sentinel_options(config, timeouts),
     }
     return uri, options
+
+
+def _limits_uri(url: str) -> str:
+    """The limits library names a Unix-socket Redis redis+unix:// (redis-py: unix://)."""
+    return "redis+" + url if url.startswith("unix://") else url
 
 
 def replicas_wanted(config) -> tuple[int, int]:
