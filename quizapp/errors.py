@@ -123,8 +123,9 @@ def _error_html(status: int, title: str, message: str, request_id, context) -> s
     request (429 to an abusive client, many a second) costs a dict lookup, not a Jinja render.
     Pages with their own extras (context) are rendered each time."""
     if context or not request_id:
+        extras = context or {}
         return render_template(
-            "error.html", status=status, title=title, message=message, request_id=request_id, **(context or {})
+            "error.html", status=status, title=title, message=message, request_id=request_id, **extras
         )
     cache = current_app.extensions.setdefault(ERROR_PAGE_CACHE, {})
     key = (status, title, message, request.script_root)

@@ -18,7 +18,8 @@ import os
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 KEEP_IDLE = 64  # connections kept between calls; more go back to the client's pool
 
