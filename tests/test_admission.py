@@ -168,6 +168,8 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
         assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
         unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
         assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
+        paced = service.waiting_answer(Decision(False, 9, 10, 400, 2, 2, 2000, 500))  # 0.5/s pace
+        assert (paced.estimated_wait_s, paced.refresh_s) == (20, 16)  # nobody comes in faster than it
 
 
 def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
