@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATE_KEY = "adm:state"  # hash: next, served (tickets below it are admitted), capacity, pace, the bucket
-# and the rate window
+STATE_KEY = "adm:state"  # hash: next, served (below it: admitted), capacity, pace, token bucket, rate
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
@@ -13,7 +12,6 @@ ARRIVALS_KEY = "adm:arrivals:{group}:{minute}"  # cookieless arrivals of one add
 WAITING, ADMITTED, REFUSED = 0, 1, 2  # the Lua call's outcomes
 RATE_WINDOW_MS = 10_000  # visitors admitted per second, measured over windows of this length
 PACE_DERIVED, PACE_OFF = -1, 0  # pace settings (milli-visitors/s): from the capacity, or no pacing
-TOKEN = 1_000_000  # the bucket counts micro-tokens: whole-ms refills at milli-visitors/s stay exact
 
 # One round trip decides everything: free expired slots, serve the queue head while there is
 # room, then answer this visitor (admitted, or their ticket and position). Tickets are served
