@@ -57,6 +57,7 @@ def _stack(state: Path, env: dict, **options) -> Stack:
         instance_prefix="stack",
         access_log=env.get("GUNICORN_ACCESS_LOG", "-"),
         defaults={},
+        unix_sockets=env.get("STACK_UNIX_SOCKETS", "1") == "1",
         **options,
     )
 

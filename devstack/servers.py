@@ -22,8 +22,10 @@ class Gunicorn:
         log_dir=None,
         extra_args=(),
         host="127.0.0.1",
+        unix_socket=None,
     ):
         self.host = host
+        self.unix_socket = unix_socket  # also listen here (nginx's upstream), besides the port
         self.port = port or free_port()
         self.app_path = app_path
         self.workers = workers
@@ -37,6 +39,11 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def upstream(self) -> int | str:
+        """What nginx proxies to: "unix:<path>" when the instance listens on a socket, else the port."""
+        return f"unix:{self.unix_socket}" if self.unix_socket else self.port
+
     def command(self) -> list[str]:
         return [
             str(VENV_BIN / "gunicorn"),
@@ -49,6 +56,9 @@ class Gunicorn:
     def launch(self) -> Gunicorn:
         """Start the process without waiting for it (a stack launches all, then waits for all)."""
         self.env["GUNICORN_BIND"] = f"{self.host}:{self.port}"
+        if self.unix_socket:
+            Path(self.unix_socket).unlink(missing_ok=True)  # a previous run's leftover
+            self.env["GUNICORN_BIND"] += f",unix:{self.unix_socket}"
         self.env["GUNICORN_WORKERS"] = str(self.workers)
         self.proc = spawn_logged(self.command(), self.log_path, env=self.env)
         return self

@@ -14,6 +14,7 @@ from devstack.servers import Gunicorn, SocketActivatedGunicorn
 
 # What the tests' instances run with unless a test says otherwise: no limits in the way, fast
 # heartbeats, a short graceful timeout.
+UNIX_PATH_MAX = 100  # sun_path holds 107 bytes; a deeper state directory keeps TCP
 TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_GRACEFUL_TIMEOUT": "10"}
 
 
@@ -37,8 +38,12 @@ class Stack:
         instance_prefix: str = "test",
         access_log: str = "-",
         defaults: dict | None = None,
+        unix_sockets: bool = False,
     ):
         self.tmp_path = Path(tmp_path)
+        # nginx reaches each instance over a Unix socket (the instance keeps its port for probes):
+        # no loopback TCP on the proxied leg, as the deploy guide describes. Plain gunicorn only.
+        self.unix_sockets = unix_sockets and not socket_activated
         self.socket_activated = socket_activated
         self.app_path = app_path
         self.workers = workers
@@ -48,7 +53,7 @@ class Stack:
         ports = ports or [free_port() for _ in range(instances)]
         self.instances = [self._gunicorn(port) for port in ports]
         self.nginx = Nginx(
-            [g.port for g in self.instances],
+            [g.upstream for g in self.instances],
             self.tmp_path / "nginx",
             port=nginx_port,
             host=host,
@@ -69,6 +74,9 @@ class Stack:
         }
         if self.socket_activated:
             return SocketActivatedGunicorn(self.app_path, listener=listener, **kwargs)
+        socket = (self.tmp_path / f"gunicorn-{port}.sock").resolve()
+        if self.unix_sockets and len(str(socket)) < UNIX_PATH_MAX:
+            kwargs["unix_socket"] = socket
         return Gunicorn(self.app_path, **kwargs)
 
     @property

@@ -83,7 +83,8 @@ def parse_ports(spec: str) -> list[int]:
 
 
 def upstream_servers(ports: list, host: str = "127.0.0.1") -> str:
-    """One server line per instance: a port on `host`, or an "address:port" on another host."""
+    """One server line per instance: a port on `host`, an "address:port" on another host, or a
+    "unix:/path.sock" of a gunicorn on this host (no loopback TCP on the proxied leg)."""
     addresses = [port if ":" in str(port) else f"{host}:{port}" for port in ports]
     return "\n    ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses)
 

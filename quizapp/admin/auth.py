@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 ADMIN_ACTOR = "admin"
 _ADMIN_KEYS = ("admin", "admin_seen")
 ADMIN_PREFIXES = ("/admin", "/api/admin")
+_ADMIN_SUBPATHS = tuple(p + "/" for p in ADMIN_PREFIXES)
 
 
 class AdminLoginDisabled(QuizError):
@@ -114,7 +115,8 @@ def admin_required(view):
 
 def guard_admin_paths():
     """Belt and braces: every /admin and /api/admin route needs an admin, decorated or not."""
-    if not any(request.path == p or request.path.startswith(p + "/") for p in ADMIN_PREFIXES):
+    path = request.path
+    if path not in ADMIN_PREFIXES and not path.startswith(_ADMIN_SUBPATHS):
         return None
     if request.endpoint and request.endpoint.startswith("admin_auth."):
         return None

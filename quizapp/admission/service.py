@@ -55,8 +55,24 @@ def store(app=None) -> WaitingRoomStore:
     return (app or current_app).extensions["admission_store"]
 
 
+class _KeyCachingSigner(Signer):
+    """itsdangerous derives the HMAC key from the secret on every sign and unsign (one more HMAC
+    each time); the admission cookie is read on every request, so derive it once per secret."""
+
+    def derive_key(self, secret_key=None):
+        cache = self.__dict__.setdefault("_derived", {})
+        if secret_key not in cache:
+            cache[secret_key] = super().derive_key(secret_key)
+        return cache[secret_key]
+
+
+@functools.lru_cache(maxsize=4)
+def _signer_for(secret_key: str) -> Signer:
+    return _KeyCachingSigner(secret_key, salt="quizapp.admission", digest_method=hashlib.sha256)
+
+
 def _signer() -> Signer:
-    return Signer(current_app.config["SECRET_KEY"], salt="quizapp.admission", digest_method=hashlib.sha256)
+    return _signer_for(current_app.config["SECRET_KEY"])
 
 
 def read_cookie() -> tuple[str, int, int] | None:
