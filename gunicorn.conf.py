@@ -19,7 +19,54 @@ def _env_int(name, default, minimum=0):
 
 # Loopback by default: nginx is the only thing that should talk to an instance.
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
-worker_class = "gevent"
+
+
+class _OneWriteResponseSocket:
+    """The client socket as a response sees it: the headers wait for the first body bytes and go
+    out in the same write. gunicorn writes them separately, and every write to nginx is a syscall
+    and a wake-up of the other process: about a tenth of a worker's CPU at the bench's knee."""
+
+    __slots__ = ("_sock", "_headers")
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._headers = None
+
+    def sendall(self, data):
+        if self._headers is None:
+            self._headers = bytes(data)  # the first write of a response is its head
+            return
+        if self._headers:
+            data, self._headers = self._headers + data, b""
+        self._sock.sendall(data)
+
+    def flush(self):
+        if self._headers:
+            head, self._headers = self._headers, b""
+            self._sock.sendall(head)
+
+    def __getattr__(self, name):  # sendfile, fileno, shutdown, close...: head first, then the real one
+        self.flush()
+        return getattr(self._sock, name)
+
+
+def _one_write_worker():
+    from gunicorn.workers.ggevent import GeventWorker
+
+    class OneWriteGeventWorker(GeventWorker):
+        """gunicorn's gevent worker, each response's head and first body bytes in one write."""
+
+        def handle_request(self, listener_name, req, sock, addr):
+            wrapped = _OneWriteResponseSocket(sock)
+            try:
+                super().handle_request(listener_name, req, wrapped, addr)
+            finally:
+                wrapped.flush()  # a response without a body (HEAD, 304) still gets its head
+
+    return OneWriteGeventWorker
+
+
+worker_class = _one_write_worker()
 workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 backlog = _env_int("GUNICORN_BACKLOG", 2048, minimum=1)

@@ -7,6 +7,7 @@ import logging
 import psycopg2
 import redis.exceptions
 from flask import current_app, g, jsonify, make_response, render_template, request
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -105,19 +106,36 @@ def render_error(status: int, title: str, message: str, retry_after=None, contex
         body = {"error": title, "message": message, "status": status, "request_id": request_id}
         response = jsonify(body)
     else:
-        html = render_template(
-            "error.html",
-            status=status,
-            title=title,
-            message=message,
-            request_id=request_id,
-            **(context or {}),
-        )
-        response = make_response(html)
+        response = make_response(_error_html(status, title, message, request_id, context))
     response.status_code = status
     if retry_after:
         response.headers["Retry-After"] = str(int(retry_after))
     return response
+
+
+ERROR_PAGE_CACHE = "errors.page_cache"
+_REQUEST_ID_SLOT = "__request_id_slot__"
+_MAX_CACHED_PAGES = 512
+
+
+def _error_html(status: int, title: str, message: str, request_id, context) -> str:
+    """The error page, rendered once per worker for each (status, title, message): a refused
+    request (429 to an abusive client, many a second) costs a dict lookup, not a Jinja render.
+    Pages with their own extras (context) are rendered each time."""
+    if context or not request_id:
+        return render_template(
+            "error.html", status=status, title=title, message=message, request_id=request_id, **(context or {})
+        )
+    cache = current_app.extensions.setdefault(ERROR_PAGE_CACHE, {})
+    key = (status, title, message, request.script_root)
+    html = cache.get(key)
+    if html is None:
+        html = render_template(
+            "error.html", status=status, title=title, message=message, request_id=_REQUEST_ID_SLOT
+        )
+        if len(cache) < _MAX_CACHED_PAGES:
+            cache[key] = html
+    return html.replace(_REQUEST_ID_SLOT, str(escape(request_id)))
 
 
 def _outage_for(exc):
