@@ -20,6 +20,9 @@ from environment import STATE, reset_data
 from integrity import integrity
 
 from devstack.local_stack import LocalStack
+from quizapp import config_readers
+from quizapp.admission.repository import pace_in_effect
+from quizapp.admission.service import pace_setting_milli
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -194,6 +197,16 @@ def ai_figures(stack: LocalStack, budget: int, window: float) -> dict:
     }
 
 
+def step_pace(env: dict, capacity: int | None) -> float | None:
+    """The admission pace the app applies with this live capacity (auto: derived from it in Redis)."""
+    if capacity is None:
+        return None
+    setting = config_readers.pace(env, "ADMISSION_PACE_PER_SECOND", -1.0)
+    visit_seconds = int(env.get("ADMISSION_VISIT_SECONDS") or 120)
+    milli = pace_in_effect(pace_setting_milli(setting), capacity=capacity, visit_seconds=visit_seconds)
+    return round(milli / 1000, 2)
+
+
 def health(stack: LocalStack) -> dict:
     try:
         with urllib.request.urlopen(stack.url + "/api/health/detailed", timeout=10) as response:  # nosec B310
@@ -264,6 +277,7 @@ def run_step(
         "ai": ai_figures(stack, int(env.get("AI_RPM", "10")), float(env.get("AI_WINDOW_SECONDS", "60"))),
         "twin": twin,
         "capacity": capacity,
+        "pace_per_s": step_pace(env, capacity),
         "users": users,
         "seconds": round(measured),
         "rps": float(total.get("Requests/s", 0) or 0),

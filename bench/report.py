@@ -36,7 +36,8 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "measured window if every answer took no time (`bench/plateau.py` simulates it). The knee "
         "search uses a capacity too large to engage the waiting room (the per-worker in-flight bound "
         "still applies); the 2× and "
-        "4× steps set the capacity live to the measured knee, as an operator would. The twin "
+        "4× steps set the capacity live to the measured knee, as an operator would (the admission pace "
+        "follows it: 2 × capacity ÷ visit seconds, derived in Redis from the live capacity). The twin "
         "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
         "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
@@ -75,7 +76,8 @@ def _plateau_row(s: dict) -> list:
     wr, wait = s["waiting_room"], s["wait_s"]
     phase = s.get("phase", "")
     if phase == "overload":
-        phase = f"{s['factor']}× knee (capacity {s['capacity']})"
+        pace = f", pace {s['pace_per_s']}/s" if s.get("pace_per_s") else ""
+        phase = f"{s['factor']}× knee (capacity {s['capacity']}{pace})"
     return [
         phase,
         s["users"],

@@ -180,6 +180,10 @@ class Config:
     ADMISSION_VISIT_SECONDS: int = _setting(120, minimum=1)
     ADMISSION_PASS_SECONDS: int = _setting(1800, minimum=60)
     ADMISSION_REFRESH_MIN_SECONDS: int = _setting(5, minimum=1)
+    # Visitors admitted per second at most: "auto" (-1.0: 2 x capacity / visit seconds, from the live
+    # capacity), "off" (0.0) or a number; the bucket holds pace x burst seconds (at least 1 visitor).
+    ADMISSION_PACE_PER_SECOND: float = _setting(-1.0, read.pace)
+    ADMISSION_PACE_BURST_SECONDS: int = _setting(5, minimum=1, maximum=3600)
 
     # Operations
     RETENTION_DAYS: int = _setting(30, minimum=2)

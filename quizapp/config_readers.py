@@ -27,6 +27,20 @@ def number(env, name, default, minimum=0.0):
     return _bounded(env, name, default, kind=float, what="a number", minimum=minimum, maximum=None)
 
 
+def pace(env, name, default):
+    """A rate that may also be "auto" (-1.0: derived by the code that reads it) or "off" (0.0)."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "auto", "off"):
+        return default if not raw else (-1.0 if raw == "auto" else 0.0)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # 0 is refused: "off" or "auto" say which one is meant
+        raise ConfigError(f'{name} must be "auto", "off" or a number above 0, got {raw!r}')
+    return value
+
+
 def _bounded(env, name, default, *, kind, what, minimum, maximum):
     raw = env.get(name)
     if raw is None or raw == "":

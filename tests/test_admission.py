@@ -44,7 +44,10 @@ def test_gate_hands_freed_slots_out_by_priority_and_never_blocks_critical():
 
 @pytest.fixture
 def small_app(make_app):
-    return make_app(ADMISSION_CAPACITY=2, CSRF_ENABLED="false", RATELIMIT_ENABLED="false")
+    # The capacity rule alone (pacing: tests/test_admission_pace.py).
+    return make_app(
+        ADMISSION_CAPACITY=2, ADMISSION_PACE_PER_SECOND="off", CSRF_ENABLED="false", RATELIMIT_ENABLED="false"
+    )
 
 
 def _count_io(app, monkeypatch):
@@ -137,7 +140,7 @@ def test_shedding_load_raises_a_health_alert(small_app, redis_client):
 def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
     from devstack.quiz_walk import answer_all, submit
 
-    app = make_app(ADMISSION_CAPACITY=2, RATELIMIT_ENABLED="false")
+    app = make_app(ADMISSION_CAPACITY=2, ADMISSION_PACE_PER_SECOND="off", RATELIMIT_ENABLED="false")
     taker, other, waiting = app.test_client(), app.test_client(), app.test_client()
     assert other.get("/").status_code == 200
     answer_all(taker, app.extensions["quiz_content"])  # admitted second: ticket 1, carried when started
@@ -165,6 +168,8 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
         assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
         unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
         assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
+        paced = service.waiting_answer(Decision(False, 9, 10, 400, 2, 2, 2000, 500))  # 0.5/s pace
+        assert (paced.estimated_wait_s, paced.refresh_s) == (20, 16)  # nobody comes in faster than it
 
 
 def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):

@@ -19,6 +19,7 @@ def stack(tmp_path_factory, migrated_database):
         "ADMISSION_MAX_IN_FLIGHT": "1",
         "ADMISSION_QUEUE_TIMEOUT_MS": "20000",
         "ADMISSION_CAPACITY": "1000",
+        "ADMISSION_PACE_PER_SECOND": "off",  # the capacity rule alone; pacing: test_admission_pace.py
         "CSRF_ENABLED": "false",
         "TRUSTED_PROXY_HOPS": "1",
     }

@@ -20,6 +20,13 @@ def test_defaults_are_the_documented_ones(tmp_path):
     assert cfg.RATELIMIT_VISITOR_PAGES == cfg.RATELIMIT_NEW_SESSIONS == "60/minute;600/hour"
     assert cfg.RATELIMIT_STRATEGY == "sliding-window-counter"
     assert (cfg.QUIZ_DAILY_QUOTA, cfg.QUIZ_ADDRESS_DAILY_QUOTA) == (20, 1000)
+    assert (cfg.ADMISSION_PACE_PER_SECOND, cfg.ADMISSION_PACE_BURST_SECONDS) == (-1.0, 5)  # auto
+
+
+@pytest.mark.parametrize("value, expected", [("auto", -1.0), ("OFF", 0.0), ("2.5", 2.5)])
+def test_the_admission_pace_reads_auto_off_or_a_rate(tmp_path, value, expected):
+    env = {**BASE, "QUIZAPP_VAR_DIR": str(tmp_path), "ADMISSION_PACE_PER_SECOND": value}
+    assert Config.from_env(env).ADMISSION_PACE_PER_SECOND == expected
 
 
 def test_every_default_is_written_once_on_its_field(tmp_path):
@@ -45,6 +52,9 @@ def test_every_default_is_written_once_on_its_field(tmp_path):
         ("RATELIMIT_ADDRESS_PAGES", "lots per minute"),
         ("RATELIMIT_STRATEGY", "moving-window"),
         ("RATELIMIT_IPV6_PREFIX", "200"),
+        ("ADMISSION_PACE_PER_SECOND", "0"),
+        ("ADMISSION_PACE_PER_SECOND", "fast"),
+        ("ADMISSION_PACE_BURST_SECONDS", "0"),
     ],
 )
 def test_invalid_value_names_the_variable(tmp_path, name, value):

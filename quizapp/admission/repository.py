@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATE_KEY = "adm:state"  # hash: next, served (tickets below it are admitted), capacity, the rate window
+STATE_KEY = "adm:state"  # hash: next, served (below it: admitted), capacity, pace, token bucket, rate
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
 ARRIVALS_KEY = "adm:arrivals:{group}:{minute}"  # cookieless arrivals of one address in one minute
 WAITING, ADMITTED, REFUSED = 0, 1, 2  # the Lua call's outcomes
 RATE_WINDOW_MS = 10_000  # visitors admitted per second, measured over windows of this length
+PACE_DERIVED, PACE_OFF = -1, 0  # pace settings (milli-visitors/s): from the capacity, or no pacing
 
 # One round trip decides everything: free expired slots, serve the queue head while there is
 # room, then answer this visitor (admitted, or their ticket and position). Tickets are served
@@ -21,6 +22,12 @@ RATE_WINDOW_MS = 10_000  # visitors admitted per second, measured over windows o
 # visit (confirm()), and submitting the quiz frees it (release()). A cookieless arrival also counts
 # against its address's new-arrivals budget for the minute (KEYS[4], ARGV[7]); beyond it the
 # answer is "refused" and no ticket or slot is taken, so one address cannot flood the line.
+#
+# Admissions are also paced by a token bucket (fields tokens, tokens_t): it refills at the pace
+# (ARGV[8] milli-visitors/s, or the live field `pace`; -1 = 2 x capacity / visit seconds (ARGV[10]),
+# 0 = off) up to a burst of pace x ARGV[9] seconds (at least one visitor), and every admission
+# takes a token. With room but no token a visitor waits in line as when full, so a freed-up
+# cluster fills smoothly instead of in one wave that then starts and submits in step.
 ADMIT_LUA = """
 local now = tonumber(ARGV[1])
 local capacity = tonumber(redis.call('HGET', KEYS[1], 'capacity') or ARGV[2])
@@ -32,7 +39,27 @@ if ARGV[7] ~= '' then
   local arrivals = redis.call('INCR', KEYS[4])
   if arrivals == 1 then redis.call('PEXPIRE', KEYS[4], 120000) end
   if arrivals > tonumber(ARGV[7]) then
-    return {2, -1, 0, 0, 0, capacity, rate}
+    return {2, -1, 0, 0, 0, capacity, rate, 0}
+  end
+end
+local pace = tonumber(redis.call('HGET', KEYS[1], 'pace') or ARGV[8])
+if pace < 0 then pace = math.floor(2000 * capacity / tonumber(ARGV[10])) end
+local tokens = -1  -- micro-tokens (1e6 = one visitor); -1: not paced
+local tokens_t = 0
+if pace > 0 then
+  local burst = math.max(1, math.floor(pace * tonumber(ARGV[9]) / 1000)) * 1000000
+  tokens_t = tonumber(redis.call('HGET', KEYS[1], 'tokens_t') or '0')
+  tokens = math.min(burst, tonumber(redis.call('HGET', KEYS[1], 'tokens') or burst))
+  if now > tokens_t then
+    -- elapsed ms x milli-visitors/s = micro-tokens: exact integers (huge gaps just fill the bucket)
+    tokens = math.min(burst, tokens + (now - tokens_t) * pace)
+    tokens_t = now
+  end
+end
+local function take_tokens(n)
+  if tokens >= 0 then
+    tokens = tokens - n * 1000000
+    redis.call('HSET', KEYS[1], 'tokens', tokens, 'tokens_t', tokens_t)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -52,6 +79,7 @@ local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
 local room = capacity - active
 if room > 0 and served < nxt then
   local n = math.min(room, nxt - served, tonumber(ARGV[4]))
+  if tokens >= 0 then n = math.min(n, math.floor(tokens / 1000000)) end
   for i = served, served + n - 1 do
     redis.call('ZADD', KEYS[2], now + probation, 't' .. i)
     redis.call('HDEL', KEYS[3], i)
@@ -61,25 +89,27 @@ if room > 0 and served < nxt then
   redis.call('HSET', KEYS[1], 'served', served)
   redis.call('HINCRBY', KEYS[1], 'admitted', n)
   redis.call('HINCRBY', KEYS[1], 'rate_n', n)
+  if n > 0 then take_tokens(n) end
 end
 if ticket and ticket < served then
-  return {1, ticket, 0, nxt - served, active, capacity, rate}
+  return {1, ticket, 0, nxt - served, active, capacity, rate, pace}
 end
 if ticket and ticket < nxt then
-  return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate}
+  return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate, pace}
 end
 ticket = nxt
 nxt = nxt + 1
 redis.call('HSET', KEYS[1], 'next', nxt)
-if served == ticket and active < capacity then
+if served == ticket and active < capacity and (tokens < 0 or tokens >= 1000000) then
   redis.call('ZADD', KEYS[2], now + probation, 't' .. ticket)
   redis.call('HSET', KEYS[1], 'served', nxt)
   redis.call('HINCRBY', KEYS[1], 'admitted', 1)
   redis.call('HINCRBY', KEYS[1], 'rate_n', 1)
-  return {1, ticket, 0, 0, active + 1, capacity, rate}
+  take_tokens(1)
+  return {1, ticket, 0, 0, active + 1, capacity, rate, pace}
 end
 redis.call('HSET', KEYS[3], ticket, now)
-return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate}
+return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate, pace}
 """
 
 
@@ -92,6 +122,7 @@ class Decision:
     active: int
     capacity: int
     rate_milli: int = 0  # visitors admitted per 1000 s over the last whole window (0: not measured yet)
+    pace_milli: int = 0  # the pace in effect, visitors admitted per 1000 s at most (0: not paced)
 
     @property
     def admitted(self) -> bool:
@@ -118,6 +149,9 @@ class WaitingRoomStore:
         ticket: int | None,
         address: str | None = None,
         arrivals_per_minute: int = 0,
+        pace_milli: int = PACE_OFF,
+        burst_seconds: int = 1,
+        visit_seconds: int = 120,
     ) -> Decision:
         """Admit, queue or refuse one visitor; `address` only for a cookieless arrival (counted)."""
         arrivals = ARRIVALS_KEY.format(group=address or "-", minute=now_ms // 60_000)
@@ -131,6 +165,9 @@ class WaitingRoomStore:
                 RATE_WINDOW_MS,
                 probation_ms,
                 arrivals_per_minute if address else "",
+                pace_milli,
+                burst_seconds,
+                visit_seconds,
             ],
         )
         return Decision(*(int(v) for v in raw))
@@ -147,6 +184,14 @@ class WaitingRoomStore:
         """Store the live capacity: every worker of every instance admits against it at once."""
         self.client.hset(STATE_KEY, "capacity", capacity)
 
+    def set_pace(self, pace_milli: int) -> None:
+        """Store the live pace (milli-visitors/s; PACE_DERIVED or PACE_OFF), read by every admission."""
+        self.client.hset(STATE_KEY, "pace", pace_milli)
+
+    def live_pace(self) -> int | None:
+        raw = self.client.hget(STATE_KEY, "pace")
+        return int(raw) if raw is not None else None
+
     def live_capacity(self) -> int | None:
         raw = self.client.hget(STATE_KEY, "capacity")
         return int(raw) if raw is not None else None
@@ -154,10 +199,10 @@ class WaitingRoomStore:
     def snapshot(self, *, now_ms: int) -> dict:
         """Queue length, oldest wait and new visitors admitted per second (admin page, not hot path)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate")
+        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate", "pace")
         pipe.zcount(ACTIVE_KEY, now_ms, "+inf")
         state, active = pipe.execute()
-        nxt, served, capacity, admitted, rate = (int(v) if v is not None else None for v in state)
+        nxt, served, capacity, admitted, rate, pace = (int(v) if v is not None else None for v in state)
         nxt, served = nxt or 0, served or 0
         oldest = self.client.hget(ISSUED_KEY, served) if nxt > served else None
         return {
@@ -167,4 +212,17 @@ class WaitingRoomStore:
             "visitors_admitted_per_s": round((rate or 0) / 1000, 2),
             "visitors_admitted_total": admitted or 0,
             "live_capacity": capacity,
+            "live_pace_milli": pace,
         }
+
+
+def pace_in_effect(setting_milli: int, *, capacity: int, visit_seconds: int) -> int:
+    """The pace ADMIT_LUA applies, in milli-visitors/s (0: not paced); mirrors its first lines."""
+    if setting_milli < 0:
+        return 2000 * capacity // visit_seconds
+    return setting_milli
+
+
+def burst_of(pace_milli: int, *, burst_seconds: int) -> int:
+    """Visitors the bucket holds at most (ADMIT_LUA's burst, in whole visitors)."""
+    return max(1, pace_milli * burst_seconds // 1000) if pace_milli > 0 else 0

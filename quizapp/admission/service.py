@@ -1,4 +1,4 @@
-"""Admission use cases: classify a request, admit it or answer from the waiting room, set capacity."""
+"""Admission use cases: classify a request, admit it or answer from the waiting room, set capacity, pace."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from ..db import transaction
 from ..errors import BadRequest
 from ..paths import is_infrastructure
 from ..security.addresses import address_group
+from . import repository
 from .gate import InFlightGate, Priority
-from .repository import Decision, WaitingRoomStore
+from .repository import PACE_DERIVED, PACE_OFF, Decision, WaitingRoomStore
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,15 @@ def ask_cluster(ticket: int | None, *, first_contact: bool) -> Decision:
         ticket=ticket,
         address=address,
         arrivals_per_minute=arrivals_per_minute(config),
+        pace_milli=pace_setting_milli(config["ADMISSION_PACE_PER_SECOND"]),
+        burst_seconds=config["ADMISSION_PACE_BURST_SECONDS"],
+        visit_seconds=config["ADMISSION_VISIT_SECONDS"],
     )
+
+
+def pace_setting_milli(per_second: float) -> int:
+    """A configured pace (visitors/s; PACE_DERIVED, PACE_OFF) as the milli-visitors/s Redis keeps."""
+    return int(per_second) if per_second <= 0 else max(1, round(per_second * 1000))
 
 
 @functools.lru_cache(maxsize=8)
@@ -176,13 +185,16 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
     """Position, estimated wait and when to come back, from the decision alone (no more I/O).
 
     The estimate divides the position by the measured admission rate (before the first measure,
-    by capacity / visit length). Each visitor is told to come back a little before their turn
-    (REFRESH_SHARE of the estimate, at least the minimum, at most REFRESH_MAX_SECONDS), so a
-    waiting visitor refreshes about twice, not every few seconds: polling stays near
-    2 / PAGES_PER_VISIT of the pages served, and a freed slot is not left idle for long.
+    by capacity / visit length), or by the pace if that is lower: nobody comes in faster. Each
+    visitor is told to come back a little before their turn (REFRESH_SHARE of the estimate, at
+    least the minimum, at most REFRESH_MAX_SECONDS), so a waiting visitor refreshes about twice,
+    not every few seconds: polling stays near 2 / PAGES_PER_VISIT of the pages served, and a
+    freed slot is not left idle for long.
     """
     config = current_app.config
     admit_rate = decision.rate_milli / 1000 or max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]
+    if decision.pace_milli > 0:
+        admit_rate = min(admit_rate, decision.pace_milli / 1000)
     estimated = math.ceil(decision.position / admit_rate)
     early = max(config["ADMISSION_REFRESH_MIN_SECONDS"], int(estimated * REFRESH_SHARE))
     refresh = min(REFRESH_MAX_SECONDS, early)
@@ -219,6 +231,47 @@ def set_capacity(capacity, *, actor: str, remote_addr: str | None) -> int:
     return capacity
 
 
+def parse_pace(value) -> int:
+    """An admin's pace: "auto" (from the capacity), "off", or visitors per second; as milli-visitors/s."""
+    text = str(value or "").strip().lower()
+    if text in ("auto", "off"):
+        return PACE_DERIVED if text == "auto" else PACE_OFF
+    try:
+        per_second = float(text)
+    except ValueError:
+        raise BadRequest('Pace must be "auto", "off" or a number of visitors per second.') from None
+    if not 0 < per_second <= 1_000_000:  # also refuses nan and inf
+        raise BadRequest("Pace must be above 0 and at most 1,000,000 visitors per second.")
+    return pace_setting_milli(per_second)
+
+
+def set_pace(value, *, actor: str, remote_addr: str | None) -> int:
+    """Change the admission pace live (every worker reads it on its next admission), audited."""
+    pace_milli = parse_pace(value)
+    live = store().live_pace()
+    previous = (
+        live if live is not None else pace_setting_milli(current_app.config["ADMISSION_PACE_PER_SECOND"])
+    )
+    with transaction() as cur:
+        detail = {
+            "pace": pace_label(pace_milli),
+            "previous": pace_label(previous),
+            "remote_addr": remote_addr,
+        }
+        insert_audit(cur, actor=actor, action="admission.pace", detail=detail)
+        # Redis last inside the transaction: if it fails, the audit row rolls back with it.
+        store().set_pace(pace_milli)
+    log.info("admission.pace_changed", extra={"pace": detail["pace"], "previous": detail["previous"]})
+    return pace_milli
+
+
+def pace_label(pace_milli: int) -> str:
+    """A pace setting as the admin types it: "auto", "off" or visitors per second."""
+    if pace_milli == PACE_DERIVED:
+        return "auto"
+    return "off" if pace_milli == PACE_OFF else f"{pace_milli / 1000:g}"
+
+
 def worker_figures(app) -> dict:
     """This worker's gate figures for its heartbeat."""
     return gate(app).figures()
@@ -230,6 +283,11 @@ def cluster_figures(workers: list[dict]) -> dict:
     figures = [w.get("admission") or {} for w in workers]
     snapshot = store().snapshot(now_ms=int(time.time() * 1000))
     capacity = snapshot["live_capacity"] or config["ADMISSION_CAPACITY"]
+    setting = snapshot.pop("live_pace_milli")
+    if setting is None:
+        setting = pace_setting_milli(config["ADMISSION_PACE_PER_SECOND"])
+    visit_seconds = config["ADMISSION_VISIT_SECONDS"]
+    pace = repository.pace_in_effect(setting, capacity=capacity, visit_seconds=visit_seconds)
     return {
         "enabled": config["ADMISSION_ENABLED"],
         "capacity": capacity,
@@ -239,5 +297,8 @@ def cluster_figures(workers: list[dict]) -> dict:
         "requests_admitted_per_s": round(sum(f.get("admitted_per_s", 0) for f in figures), 1),
         "shed_total": sum(f.get("shed_total", 0) for f in figures),
         **snapshot,
+        "pace_setting": pace_label(setting),
+        "pace_per_s": round(pace / 1000, 2),  # in effect; 0: not paced
+        "pace_burst": repository.burst_of(pace, burst_seconds=config["ADMISSION_PACE_BURST_SECONDS"]),
         "shedding": snapshot["queue_length"] > 0,
     }

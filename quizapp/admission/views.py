@@ -1,4 +1,4 @@
-"""The waiting-room answer (page or JSON, 503 + Retry-After) and the admin's live capacity change."""
+"""The waiting-room answer (page or JSON, 503 + Retry-After) and the admin's live capacity and pace."""
 
 from __future__ import annotations
 
@@ -57,3 +57,10 @@ def change_capacity():
     actor = session.get("admin_user") or "admin"
     service.set_capacity(request.form.get("capacity"), actor=actor, remote_addr=request.remote_addr)
     return redirect(url_for("admin.health", done="admission_capacity"))
+
+
+@bp.post("/pace")
+def change_pace():
+    actor = session.get("admin_user") or "admin"
+    service.set_pace(request.form.get("pace"), actor=actor, remote_addr=request.remote_addr)
+    return redirect(url_for("admin.health", done="admission_pace"))
