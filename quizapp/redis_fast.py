@@ -21,7 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-KEEP_IDLE = 64  # connections kept between calls; more go back to the client's pool
+KEEP_IDLE = 64  # at most this many connections kept between calls; more go back to the pool
+POOL_SHARE = 8  # ... and at most 1/8 of the pool's connections (three callers share one client)
 
 
 class FastCaller:
@@ -29,6 +30,11 @@ class FastCaller:
         self.pool = client.connection_pool
         self.idle: list = []
         self.pid = os.getpid()
+        # A blocking pool hands a freed connection to a waiter: keeping one here could leave a
+        # waiter blocked while it sits idle. Such a pool gets every connection back at once.
+        blocking = isinstance(self.pool, redis.BlockingConnectionPool)
+        share = getattr(self.pool, "max_connections", 2**31) // POOL_SHARE
+        self.keep = 0 if blocking else min(KEEP_IDLE, share)
 
     def __call__(self, *args):
         """One command (e.g. "EVALSHA", sha, n, *keys, *args): its raw reply, or a RedisError."""
@@ -59,7 +65,7 @@ class FastCaller:
         return reply
 
     def _put_back(self, conn) -> None:
-        if len(self.idle) < KEEP_IDLE:
+        if len(self.idle) < self.keep:
             self.idle.append(conn)
         else:
             self.pool.release(conn)

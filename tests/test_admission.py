@@ -5,9 +5,9 @@ import time
 
 import gevent
 import pytest
+from redis.connection import AbstractConnection
 
 from devstack.forms import csrf_token
-from quizapp import redis_conn
 from quizapp.admission.gate import InFlightGate, Priority
 from quizapp.admission.repository import STATE_KEY
 from tests.support.admin_session import forge_admin_session
@@ -53,18 +53,18 @@ def small_app(make_app):
 def _count_io(app, monkeypatch):
     """Count Redis commands and Postgres checkouts made by the app's own clients."""
     counts = {"redis": 0, "pg": 0}
-    client, pool = redis_conn.redis_client(app), app.extensions["db_pool"]
-    real_execute, real_acquire = client.execute_command, pool.acquire
+    pool = app.extensions["db_pool"]
+    real_send, real_acquire = AbstractConnection.send_packed_command, pool.acquire
 
-    def execute(*args, **kwargs):
+    def send(*args, **kwargs):  # every round trip, whichever client path sends it (pipelines too)
         counts["redis"] += 1
-        return real_execute(*args, **kwargs)
+        return real_send(*args, **kwargs)
 
     def acquire(*args, **kwargs):
         counts["pg"] += 1
         return real_acquire(*args, **kwargs)
 
-    monkeypatch.setattr(client, "execute_command", execute)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
     monkeypatch.setattr(pool, "acquire", acquire)
     return counts
 

@@ -73,3 +73,20 @@ def test_the_app_over_the_local_redis_unix_socket(make_app):
     landing = client.get("/")
     assert client.post("/start", data={"csrf_token": csrf_from(landing)}).status_code == 303
     assert [client.get("/review").status_code for _ in range(5)] == [200] * 4 + [429]
+
+
+def test_a_blocking_pool_gets_every_connection_back():
+    """Greenlets waiting on a bounded blocking pool are never starved by idle kept connections."""
+    pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=5, timeout=5)
+    lean = FastCaller(redis.Redis(connection_pool=pool))
+    results = gevent.joinall(
+        [gevent.spawn(lean, "INCR", "fast:blocking") for _ in range(50)], raise_error=True
+    )
+    assert sorted(g.value for g in results) == list(range(1, 51)) and lean.idle == []
+    pool.disconnect()
+
+
+def test_kept_connections_leave_most_of_a_small_pool_to_others():
+    lean = FastCaller(redis.Redis.from_url(REDIS_URL, max_connections=16))
+    gevent.joinall([gevent.spawn(lean, "PING") for _ in range(30)])
+    assert len(lean.idle) <= 2  # 16 // 8

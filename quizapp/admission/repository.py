@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis.exceptions
+
+from ..redis_fast import FastCaller
+
 STATE_KEY = "adm:state"  # hash: next, served (below it: admitted), capacity, pace, token bucket, rate
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
@@ -139,6 +143,7 @@ class WaitingRoomStore:
     def __init__(self, client):
         self.client = client
         self.script = client.register_script(ADMIT_LUA)
+        self.call = FastCaller(client)  # a new visitor's one round trip, on the lean path
 
     def admit(
         self,
@@ -155,9 +160,9 @@ class WaitingRoomStore:
     ) -> Decision:
         """Admit, queue or refuse one visitor; `address` only for a cookieless arrival (counted)."""
         arrivals = ARRIVALS_KEY.format(group=address or "-", minute=now_ms // 60_000)
-        raw = self.script(
-            keys=[STATE_KEY, ACTIVE_KEY, ISSUED_KEY, arrivals],
-            args=[
+        raw = self._run(
+            [STATE_KEY, ACTIVE_KEY, ISSUED_KEY, arrivals],
+            [
                 now_ms,
                 capacity,
                 "" if ticket is None else ticket,
@@ -172,13 +177,20 @@ class WaitingRoomStore:
         )
         return Decision(*(int(v) for v in raw))
 
+    def _run(self, keys: list, args: list):
+        try:
+            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it again
+            self.client.script_load(ADMIT_LUA)
+            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
+
     def confirm(self, ticket: int, *, until_ms: int) -> None:
         """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""
-        self.client.zadd(ACTIVE_KEY, {f"t{ticket}": until_ms})
+        self.call("ZADD", ACTIVE_KEY, until_ms, f"t{ticket}")
 
     def release(self, ticket: int) -> bool:
         """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out."""
-        return bool(self.client.zrem(ACTIVE_KEY, f"t{ticket}"))
+        return bool(self.call("ZREM", ACTIVE_KEY, f"t{ticket}"))
 
     def set_capacity(self, capacity: int) -> None:
         """Store the live capacity: every worker of every instance admits against it at once."""
