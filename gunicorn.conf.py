@@ -128,10 +128,26 @@ def post_worker_init(worker):
     from quizapp.health.heartbeat import start_heartbeat
 
     start_heartbeat(app)
+    _warm_up(app)
     # Everything loaded so far (Flask, templates, modules: ~120k objects) lives as long as the
     # worker. Out of the collector's sight, a full collection takes well under a millisecond
     # instead of 50-200 ms during which the worker answers nobody (a p99 spike at the knee).
     gc.freeze()
+
+
+def _warm_up(app):
+    """What a worker would otherwise do on first use, blocking its event loop for everyone:
+    importing the OpenAI client and its HTTP stack (~0.5 s), and the client's first request
+    asking the platform for its processor (`uname -p`, a subprocess fork of the whole worker)."""
+    import platform
+
+    from quizapp.ai.runtime import get_runtime
+
+    platform.platform()  # cached by the platform module from now on
+    try:
+        get_runtime(app)
+    except Exception as exc:  # noqa: BLE001 - no AI key or a bad one: first use reports it, as before
+        app.logger.info("ai runtime not built at boot: %s", type(exc).__name__)
 
 
 def worker_exit(server, worker):
