@@ -127,8 +127,8 @@ def post_worker_init(worker):
         pool.warm()
     from quizapp.health.heartbeat import start_heartbeat
 
-    start_heartbeat(app)
     _warm_up(app)
+    start_heartbeat(app)
     # Everything loaded so far (Flask, templates, modules: ~120k objects) lives as long as the
     # worker. Out of the collector's sight, a full collection takes well under a millisecond
     # instead of 50-200 ms during which the worker answers nobody (a p99 spike at the knee).
@@ -137,13 +137,16 @@ def post_worker_init(worker):
 
 def _warm_up(app):
     """What a worker would otherwise do on first use, blocking its event loop for everyone:
-    importing the OpenAI client and its HTTP stack (~0.5 s), and the client's first request
-    asking the platform for its processor (`uname -p`, a subprocess fork of the whole worker)."""
+    importing the OpenAI client and its HTTP stack (~0.5 s), the client's first request asking
+    the platform for its processor (`uname -p`, a subprocess fork of the whole worker), and
+    compiling each template (tens of ms each)."""
     import platform
 
     from quizapp.ai.runtime import get_runtime
 
     platform.platform()  # cached by the platform module from now on
+    for name in app.jinja_env.list_templates(extensions=("html", "txt")):
+        app.jinja_env.get_template(name)  # compiled now, not by the first visitor to need it
     try:
         get_runtime(app)
     except Exception as exc:  # noqa: BLE001 - no AI key or a bad one: first use reports it, as before
