@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     if args.smoke:
         steps, seconds = [int(os.environ.get("BENCH_SMOKE_USERS", "8"))], 20
     elif quick:
-        steps, seconds = [200, 500], 60
+        steps = [int(u) for u in os.environ.get("BENCH_QUICK_STEPS", "200,500").split(",")]
+        seconds = 60
     else:
         steps = [int(u) for u in os.environ.get("BENCH_STEPS", "500,1000,2000,5000").split(",")]
         seconds = int(os.environ.get("BENCH_STEP_SECONDS", "120"))
