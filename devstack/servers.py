@@ -45,10 +45,13 @@ class Gunicorn:
         return f"unix:{self.unix_socket}" if self.unix_socket else self.port
 
     def command(self) -> list[str]:
+        # BENCH_ROUTE_CPU=1: the same settings plus per-route CPU accounting (bench/route_cpu.py)
+        routes = self.env.get("BENCH_ROUTE_CPU") == "1"
+        config = ROOT / ("bench/route_cpu.conf.py" if routes else "gunicorn.conf.py")
         return [
             str(VENV_BIN / "gunicorn"),
             "-c",
-            str(ROOT / "gunicorn.conf.py"),
+            str(config),
             *self.extra_args,
             self.app_path,
         ]
