@@ -2,7 +2,7 @@
 
 Each worker counts the CPU time of every request by route, status and admission outcome, exactly per
 greenlet (a greenlet.settrace hook charges CPU to whichever greenlet ran, so requests interleaved on
-one event loop are told apart), and writes var/bench/route-cpu-<pid>.json every 200 requests.
+one event loop are told apart), and writes var/bench/route-cpu-<pid>.json every 200 requests and on exit.
 `python bench/route_cpu.py` sums the files into a table. Never used by make run, stack or deploy.
 """
 
@@ -56,10 +56,21 @@ def post_request(worker, req, environ, resp):
     entry[1] += _spent(req.cpu_greenlet) - req.cpu_start
     _state["n"] += 1
     if _state["n"] % 200 == 0:
-        _OUT.mkdir(parents=True, exist_ok=True)
-        figures = {
-            "total_cpu_s": time.process_time() - _state["t0"],
-            "hub_cpu_s": _cpu_by_greenlet.get("hub", 0.0),
-            "routes": _routes,
-        }
-        (_OUT / f"route-cpu-{os.getpid()}.json").write_text(json.dumps(figures))
+        _write()
+
+
+def _write():
+    if _state["t0"] is None:
+        return
+    _OUT.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "total_cpu_s": time.process_time() - _state["t0"],
+        "hub_cpu_s": _cpu_by_greenlet.get("hub", 0.0),
+        "routes": _routes,
+    }
+    (_OUT / f"route-cpu-{os.getpid()}.json").write_text(json.dumps(figures))
+
+
+def worker_exit(server, worker):
+    _base["worker_exit"](server, worker)
+    _write()  # the last requests too
