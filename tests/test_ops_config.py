@@ -81,7 +81,7 @@ def test_a_response_head_goes_out_with_its_first_body_bytes(monkeypatch):
 
 
 def test_keep_alive_answers_stay_in_step_with_and_without_bodies():
-    """GET, HEAD (a head, no body) and a 303 on one keep-alive connection to a real gunicorn."""
+    """GET, HEAD (a head, no body), a 404 and a static file on one keep-alive connection to gunicorn."""
     import http.client
 
     from devstack.servers import Gunicorn
@@ -92,6 +92,7 @@ def test_keep_alive_answers_stay_in_step_with_and_without_bodies():
             ("GET", "/healthz", 200),
             ("HEAD", "/", 200),
             ("GET", "/nope", 404),
+            ("GET", "/static/css/site.css", 200),  # sendfile: the head goes out first
             ("HEAD", "/healthz", 200),
             ("GET", "/healthz", 200),
         ]:
