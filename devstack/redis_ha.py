@@ -168,11 +168,14 @@ class RedisHA:
             return False
 
     def kill(self, port: int) -> float:
-        """SIGKILL the data node on `port` (no goodbye to clients or Sentinels); return the time."""
+        """SIGKILL the data node on `port` (no goodbye to clients or Sentinels); return the time the
+        signal went out: an answer stamped later may already have met the dead node (on a busy box,
+        reaping the process can take longer than a request)."""
         proc = self.procs[f"redis-{port}"]
+        sent_at = time.monotonic()
         proc.kill()
         proc.wait(timeout=10)
-        return time.monotonic()
+        return sent_at
 
     def restart(self, port: int) -> None:
         """Start a killed data node again as a replica of the current primary (Sentinel would too)."""
