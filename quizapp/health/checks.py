@@ -199,8 +199,8 @@ def redis_replicas(ctx: HealthContext):
         "redis_replica_missing",
         WARNING,
         f"Redis has {replication['connected']} replica(s) online, REDIS_WAIT_REPLICAS wants {wanted}",
-        f"replica missing: each session write and AI call start waits up to {timeout_ms} ms for it and "
-        "would be lost in a failover; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
+        f"replica missing: each session write waits {timeout_ms} ms and stays on the primary alone, AI calls "
+        "pause; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
         20,
     )
 
