@@ -47,7 +47,7 @@ def test_standalone_redis_warns_when_a_replica_is_wanted(make_app):
     assert report["cluster"]["redis_replication"] == {"role": "master", "connected": 0}
     (finding,) = _replica_findings(report)
     assert finding["severity"] == "warning" and finding["penalty"] == 20
-    assert finding["message"] == "Redis has 0 replica(s) online, REDIS_WAIT_REPLICAS wants 1"
+    assert finding["message"] == "Redis (master) has 0 replica(s) online, REDIS_WAIT_REPLICAS wants 1"
     assert (report["score"], report["status"]) == (80, "degraded"), report["findings"]
     assert samples[("quizapp_redis_connected_replicas", ())] == 0
     assert samples[("quizapp_redis_replicas_wanted", ())] == 1

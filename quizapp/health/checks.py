@@ -198,7 +198,8 @@ def redis_replicas(ctx: HealthContext):
     return Alert(
         "redis_replica_missing",
         WARNING,
-        f"Redis has {replication['connected']} replica(s) online, REDIS_WAIT_REPLICAS wants {wanted}",
+        f"Redis ({replication['role'] or 'unknown role'}) has {replication['connected']} replica(s) online, "
+        f"REDIS_WAIT_REPLICAS wants {wanted}",
         f"replica missing: each session write waits {timeout_ms} ms and stays on the primary alone, AI calls "
         "pause; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
         20,
