@@ -98,7 +98,8 @@ clean-var: stop ## stop, then delete var/ and the cluster it links to under /var
 	rm -rf var
 
 # --- Operations (issue 7): the whole topology locally, and config checks ---
-STACK_INSTANCES ?= 4
+# One gunicorn instance per core: on the 2-core bench box 2 instances beat 4 (docs/benchmarks.md).
+STACK_INSTANCES ?= $(shell nproc)
 .PHONY: stack stack-stop stack-status lint-ops
 
 # nginx (STACK_PORT, default 8080) -> STACK_INSTANCES gunicorn instances (STACK_BASE_PORT..)

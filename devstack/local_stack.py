@@ -208,7 +208,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("start", "stop", "status", "restart-instance"))
     parser.add_argument("--instance-port", type=int, help="restart-instance: the instance's port")
-    parser.add_argument("--instances", type=int, default=int(env.get("STACK_INSTANCES", 4)))
+    parser.add_argument(
+        "--instances", type=int, default=int(env.get("STACK_INSTANCES", len(os.sched_getaffinity(0))))
+    )
     parser.add_argument("--base-port", type=int, default=int(env.get("STACK_BASE_PORT", 8001)))
     parser.add_argument("--ports", default=env.get("STACK_PORTS", ""), help="e.g. 8001,8002")
     parser.add_argument("--port", type=int, default=int(env.get("STACK_PORT", 8080)), help="nginx")

@@ -49,6 +49,15 @@ class FastCaller:
             self.drop_idle()  # they all went to the same server: none is likely to work
             return self._call(args)
 
+    def evalsha(self, script, keys: list, args: list):
+        """Run a registered script (`client.register_script`) by its SHA; a Redis that lost it
+        (restarted, flushed, failed over) gets it loaded again and the call made once more."""
+        try:
+            return self("EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            script.registered_client.script_load(script.script)
+            return self("EVALSHA", script.sha, len(keys), *keys, *args)
+
     def _call(self, args):
         conn = self.idle.pop() if self.idle else self.pool.get_connection()
         try:

@@ -61,6 +61,14 @@ def test_an_error_reply_keeps_the_connection_usable(lean):
     assert lean("GET", "fast:str") == b"a"
 
 
+def test_a_script_redis_lost_is_loaded_again_once(lean):
+    script = redis.Redis.from_url(REDIS_URL).register_script("return redis.call('INCR', KEYS[1]) + ARGV[1]")
+    assert lean.evalsha(script, ["fast:script"], [10]) == 11
+    lean("SCRIPT", "FLUSH")  # as after a restart or a failover to a replica without it
+    assert lean.evalsha(script, ["fast:script"], [10]) == 12  # loaded again, run exactly once more
+    assert lean("GET", "fast:script") == b"2"
+
+
 def test_the_app_over_the_local_redis_unix_socket(make_app):
     socket = os.environ.get("QUIZAPP_REDIS_SOCKET", "")
     if not socket or not os.path.exists(socket):

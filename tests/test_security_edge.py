@@ -158,4 +158,6 @@ def test_error_pages_render_once_and_carry_each_request_id(app):
     assert b"first-request-0001" in first.data and b"second-request-0002" not in first.data
     assert b"second-request-0002" in second.data and b"__request_id_slot__" not in second.data
     assert len(app.extensions[ERROR_PAGE_CACHE]) == 1  # one render served both
-    assert first.data.replace(b"first-request-0001", b"x") == second.data.replace(b"second-request-0002", b"x")
+    assert first.data.replace(b"first-request-0001", b"x") == second.data.replace(
+        b"second-request-0002", b"x"
+    )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.exceptions
-
 from ..redis_fast import FastCaller
 
 STATE_KEY = "adm:state"  # hash: next, served (below it: admitted), capacity, pace, token bucket, rate
@@ -178,11 +176,7 @@ class WaitingRoomStore:
         return Decision(*(int(v) for v in raw))
 
     def _run(self, keys: list, args: list):
-        try:
-            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it again
-            self.client.script_load(ADMIT_LUA)
-            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        return self.call.evalsha(self.script, keys, args)
 
     def confirm(self, ticket: int, *, until_ms: int) -> None:
         """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""

@@ -111,11 +111,7 @@ class LimitChecker:
 
     def _run_script(self, keys: list, args: list):
         # EVALSHA on the lean path (redis_fast): redis-py's layers cost more CPU than the round trip.
-        try:
-            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: load it again
-            self.client.script_load(SCRIPT)
-            return self.call("EVALSHA", self.script.sha, len(keys), *keys, *args)
+        return self.call.evalsha(self.script, keys, args)
 
     @staticmethod
     def _has_session(current) -> bool:
