@@ -109,7 +109,7 @@ _POOL_SUMS = (
 
 class ClusterCollector:
     """Per-worker figures summed over the live heartbeats; cluster-wide figures (read once from
-    Redis: the AI service, Redis memory, the health report) exported once, never per worker."""
+    Redis: the AI service, Redis memory and replicas, the health report) exported once, never per worker."""
 
     def __init__(self, workers: list[dict], cluster: dict | None = None):
         self.workers = workers
@@ -127,6 +127,7 @@ class ClusterCollector:
         yield from self._ai_workers(workers)
         yield from self._ai_cluster(self.cluster.get("ai"))
         yield from self._health(self.cluster.get("health"))
+        yield from self._redis_replicas(self.cluster)
         limiter = GaugeMetricFamily(
             "quizapp_limiter_fallback_workers",
             "Workers whose rate limiter runs on the in-memory fallback instead of Redis",
@@ -247,6 +248,22 @@ class ClusterCollector:
             )
             yield GaugeMetricFamily(
                 "quizapp_redis_memory_max_bytes", "Redis maxmemory (0: unbounded)", value=memory["max"]
+            )
+
+    def _redis_replicas(self, cluster):
+        """Replicas online (INFO replication, sampled with the health report) and how many WAIT wants."""
+        replication = ((cluster.get("health") or {}).get("cluster") or {}).get("redis_replication")
+        if replication:
+            yield GaugeMetricFamily(
+                "quizapp_redis_connected_replicas",
+                "Replicas online on the Redis primary (INFO replication)",
+                value=replication["connected"],
+            )
+        if "redis_wait_replicas" in cluster:
+            yield GaugeMetricFamily(
+                "quizapp_redis_replicas_wanted",
+                "Replicas a durable write waits for (REDIS_WAIT_REPLICAS; 0: none)",
+                value=cluster["redis_wait_replicas"],
             )
 
 

@@ -15,6 +15,14 @@ def _seed(pg_conn):
         for days_ago in (0, 1, 29, 31, 40):
             day = (NOW - timedelta(days=days_ago)).date()
             cur.execute("INSERT INTO quiz_quota (client_key, day, remaining) VALUES ('c', %s, 3)", (day,))
+        # Two address groups; 30 days ago is the cutoff day itself, so it is kept.
+        for address_key in ("a", "b"):
+            for days_ago in (0, 30, 31, 45):
+                day = (NOW - timedelta(days=days_ago)).date()
+                cur.execute(
+                    "INSERT INTO quiz_address_quota (address_key, day, remaining) VALUES (%s, %s, 900)",
+                    (address_key, day),
+                )
         cur.execute("INSERT INTO email_subscribers (email) VALUES ('a@example.org') RETURNING id")
         subscriber = cur.fetchone()[0]
         for sent_days_ago in (None, 1, 29, 31, 100):
@@ -34,7 +42,7 @@ def _seed(pg_conn):
 def _counts(pg_conn):
     with pg_conn.cursor() as cur:
         counts = {}
-        for table in ("quiz_quota", "email_outbox", "audit_log"):
+        for table in ("quiz_quota", "quiz_address_quota", "email_outbox", "audit_log"):
             cur.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - fixed table names
             counts[table] = cur.fetchone()[0]
         return counts
@@ -43,15 +51,25 @@ def _counts(pg_conn):
 def test_prune_deletes_only_what_the_policy_says(pg_conn):
     _seed(pg_conn)
     deleted = prune(os.environ["DATABASE_URL"], RetentionPolicy(days=30, audit_days=365), now=NOW)
-    assert deleted == {"quiz_quota": 2, "email_outbox": 2, "audit_log": 2}
+    assert deleted == {"quiz_quota": 2, "quiz_address_quota": 4, "email_outbox": 2, "audit_log": 2}
     # Kept: today's and recent quota, the pending mail and recent sent ones, a year of audit.
-    assert _counts(pg_conn) == {"quiz_quota": 3, "email_outbox": 3, "audit_log": 2}
+    assert _counts(pg_conn) == {"quiz_quota": 3, "quiz_address_quota": 4, "email_outbox": 3, "audit_log": 2}
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT address_key, day FROM quiz_address_quota ORDER BY address_key, day")
+        kept = cur.fetchall()
+    recent = [(NOW - timedelta(days=days_ago)).date() for days_ago in (30, 0)]
+    assert kept == [(key, day) for key in ("a", "b") for day in recent]
     again = prune(os.environ["DATABASE_URL"], RetentionPolicy(days=30, audit_days=365), now=NOW)
-    assert again == {"quiz_quota": 0, "email_outbox": 0, "audit_log": 0}
+    assert again == {"quiz_quota": 0, "quiz_address_quota": 0, "email_outbox": 0, "audit_log": 0}
 
 
 def test_the_command_reads_the_days_from_the_environment(pg_conn):
     _seed(pg_conn)
+    with pg_conn.cursor() as cur:  # a crowd's quota for the real today: the command keeps it
+        cur.execute(
+            "INSERT INTO quiz_address_quota (address_key, day, remaining) VALUES ('today', %s, 900)",
+            (datetime.now(UTC).date(),),
+        )
     env = {**os.environ, "RETENTION_DAYS": "2", "RETENTION_AUDIT_DAYS": "2"}
     result = subprocess.run(  # noqa: S603
         [str(VENV_BIN / "python"), "-m", "quizapp.retention"],
@@ -63,5 +81,6 @@ def test_the_command_reads_the_days_from_the_environment(pg_conn):
     )
     assert result.returncode == 0, result.stderr
     assert "retention: kept 2 days (2 for audit_log)" in result.stdout
-    # Every seeded row is dated before NOW (in the past), so only the pending mail is left.
-    assert _counts(pg_conn) == {"quiz_quota": 0, "email_outbox": 1, "audit_log": 0}
+    assert "quiz_quota 5, quiz_address_quota 8, email_outbox 4, audit_log 4" in result.stdout
+    # Every row seeded around NOW is long past: only the pending mail and today's address quota are left.
+    assert _counts(pg_conn) == {"quiz_quota": 0, "quiz_address_quota": 1, "email_outbox": 1, "audit_log": 0}

@@ -110,5 +110,9 @@ def prometheus_text() -> bytes:
     """Per-worker figures from the heartbeats; cluster-wide ones read once here."""
     app = current_app
     workers = heartbeat.live_workers(redis_conn.redis_client(app), app.config["HEARTBEAT_SECONDS"])
-    cluster = {"ai": ai_service.metrics_snapshot(), "health": detailed_health()}
+    cluster = {
+        "ai": ai_service.metrics_snapshot(),
+        "health": detailed_health(),
+        "redis_wait_replicas": redis_conn.replicas_wanted(app.config)[0],
+    }
     return metrics.render_prometheus(workers, cluster)

@@ -175,6 +175,37 @@ def redis_memory(ctx: HealthContext):
     )
 
 
+def read_redis_replication(client) -> dict:
+    """The primary's role and its replicas in state online (the ones a WAIT can count), per INFO."""
+    info = client.info("replication")
+    online = sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
+    return {"role": str(info.get("role", "")), "connected": online}
+
+
+@register_check
+def redis_replicas(ctx: HealthContext):
+    """With REDIS_WAIT_REPLICAS, a missing replica makes every durable write wait its timeout."""
+    replication = ctx.probe(
+        "redis_replication", lambda: read_redis_replication(redis_conn.redis_client(ctx.app))
+    )
+    wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
+    if not wanted or not replication or replication["connected"] >= wanted:
+        return None
+    return Alert(
+        "redis_replica_missing",
+        WARNING,
+        f"Redis ({replication['role'] or 'unknown role'}) has {replication['connected']} replica(s) online, "
+        f"REDIS_WAIT_REPLICAS wants {wanted}",
+        f"replica missing: each session write waits {timeout_ms} ms and stays on the primary alone, AI calls "
+        "pause; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
+        20,
+    )
+
+
 MAIL_BACKLOG_PENALTY, MAIL_DEAD_PENALTY = 20, 10
 
 

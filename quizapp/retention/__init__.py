@@ -1,1 +1,1 @@
-"""Data retention: prune quota rows, sent mails and old audit entries (python -m quizapp.retention)."""
+"""Data retention: prune daily quota rows, sent mails and old audit entries (python -m quizapp.retention)."""

@@ -12,6 +12,13 @@ def delete_old_quota(cur, *, cutoff_day, batch: int) -> int:
     )
 
 
+def delete_old_address_quota(cur, *, cutoff_day, batch: int) -> int:
+    # quiz_address_quota counts one UTC day per address group: same lifetime as quiz_quota.
+    return _delete_batch(
+        cur, table="quiz_address_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch
+    )
+
+
 def delete_sent_mail(cur, *, cutoff, batch: int) -> int:
     # Only mail that was sent or cancelled: pending rows and dead letters stay until resolved.
     where = sql.SQL(

@@ -17,7 +17,7 @@ BATCH = 5000
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Days to keep: quota rows and sent mail (RETENTION_DAYS), audit entries (RETENTION_AUDIT_DAYS)."""
+    """Days to keep: daily quota rows and sent mail (RETENTION_DAYS), audit entries (RETENTION_AUDIT_DAYS)."""
 
     days: int
     audit_days: int
@@ -41,6 +41,7 @@ def prune(dsn: str, policy: RetentionPolicy, now: datetime | None = None) -> dic
     try:
         deleted = {
             "quiz_quota": _drain(conn, repository.delete_old_quota, cutoff_day=cutoff.date()),
+            "quiz_address_quota": _drain(conn, repository.delete_old_address_quota, cutoff_day=cutoff.date()),
             "email_outbox": _drain(conn, repository.delete_sent_mail, cutoff=cutoff),
             "audit_log": _drain(
                 conn, repository.delete_old_audit, cutoff=now - timedelta(days=policy.audit_days)

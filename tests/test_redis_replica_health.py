@@ -1,0 +1,92 @@
+"""Fewer Redis replicas online than REDIS_WAIT_REPLICAS wants: a health warning and two gauges."""
+
+import os
+
+import pytest
+
+from devstack.processes import free_port_block, wait_for
+from devstack.redis_ha import RedisHA
+from quizapp.health import aggregate, alerts, checks, heartbeat
+from tests.test_health_cluster import OK, _worker
+from tests.test_metrics import _samples
+
+
+def _replica_alerts(wanted: int, connected: int) -> list[tuple[str, str]]:
+    ctx = alerts.HealthContext(
+        workers=[_worker()],
+        checks=OK,
+        config={"REDIS_WAIT_REPLICAS": wanted},
+        cluster={"redis_replication": {"role": "master", "connected": connected}},
+    )
+    return [(a.name, a.severity) for a in alerts.evaluate(ctx, checks=[checks.redis_replicas])]
+
+
+def test_the_check_warns_only_when_fewer_replicas_than_wanted():
+    missing = [("redis_replica_missing", "warning")]
+    assert _replica_alerts(wanted=1, connected=0) == missing
+    assert _replica_alerts(wanted=2, connected=1) == missing
+    assert _replica_alerts(wanted=1, connected=1) == []
+    assert _replica_alerts(wanted=1, connected=2) == []
+    assert _replica_alerts(wanted=0, connected=0) == []
+
+
+def _report_and_metrics(app) -> tuple[dict, dict]:
+    with app.app_context():
+        heartbeat.publish(app)
+        report = aggregate.detailed_health(fresh=True)
+    return report, _samples(app.test_client().get("/metrics").get_data(as_text=True))
+
+
+def _replica_findings(report: dict) -> list[dict]:
+    return [a for a in report["alert_details"] if a["name"] == "redis_replica_missing"]
+
+
+def test_standalone_redis_warns_when_a_replica_is_wanted(make_app):
+    # The suite's Redis is standalone: no replica ever connects.
+    report, samples = _report_and_metrics(make_app(REDIS_WAIT_REPLICAS="1"))
+    assert report["cluster"]["redis_replication"] == {"role": "master", "connected": 0}
+    (finding,) = _replica_findings(report)
+    assert finding["severity"] == "warning" and finding["penalty"] == 20
+    assert finding["message"] == "Redis (master) has 0 replica(s) online, REDIS_WAIT_REPLICAS wants 1"
+    assert (report["score"], report["status"]) == (80, "degraded"), report["findings"]
+    assert samples[("quizapp_redis_connected_replicas", ())] == 0
+    assert samples[("quizapp_redis_replicas_wanted", ())] == 1
+
+
+def test_standalone_redis_is_healthy_when_no_replica_is_wanted(make_app):
+    report, samples = _report_and_metrics(make_app(REDIS_WAIT_REPLICAS="0"))
+    assert _replica_findings(report) == []
+    assert (report["score"], report["status"]) == (100, "healthy"), report["findings"]
+    assert samples[("quizapp_redis_connected_replicas", ())] == 0
+    assert samples[("quizapp_redis_replicas_wanted", ())] == 0
+
+
+@pytest.mark.integration
+def test_a_real_replica_counts_and_its_loss_warns(make_app, tmp_path):
+    ha = RedisHA(tmp_path / "redis-ha", free_port_block(5), service=f"qr{os.getpid()}")
+    try:
+        ha.start()
+        app = make_app(
+            REDIS_SENTINELS=ha.sentinels,
+            REDIS_SENTINEL_SERVICE=ha.service,
+            REDIS_URL=f"redis://127.0.0.1:{ha.base_port}/0",
+            REDIS_WAIT_REPLICAS="1",
+        )
+        report, samples = _report_and_metrics(app)
+        assert report["cluster"]["redis_replication"] == {"role": "master", "connected": 1}
+        assert _replica_findings(report) == [] and report["status"] == "healthy", report["findings"]
+        assert samples[("quizapp_redis_connected_replicas", ())] == 1
+        ha.kill(ha.base_port + 1)
+        # The primary drops a killed replica's socket at once; a busy machine may still take a while.
+        wait_for(
+            lambda: _replica_findings(_report_and_metrics(app)[0]),
+            timeout=60,
+            what="the replica-missing warning",
+            interval=0.5,
+        )
+        report, samples = _report_and_metrics(app)
+        assert report["cluster"]["redis_replication"]["connected"] == 0
+        assert samples[("quizapp_redis_connected_replicas", ())] == 0
+        assert samples[("quizapp_redis_replicas_wanted", ())] == 1
+    finally:
+        ha.stop()
