@@ -9,7 +9,7 @@ from flask import Flask
 from . import admission, db, log_format, metrics, redis_conn, security, validation
 from .admin.auth import guard_admin_paths
 from .config import Config
-from .errors import register_error_handlers
+from .errors import QuizFlask, register_error_handlers
 from .extensions import create_redis, csrf, init_sessions
 from .security import edge, limits, ratecheck
 from .sessions import require_session_store
@@ -24,7 +24,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
         config = Config.from_env()
     settings = config.as_flask() if isinstance(config, Config) else dict(config)
 
-    app = Flask(__name__)
+    app = QuizFlask(__name__)
     app.config.update(settings)
     validation.register_converters(app)  # before blueprints: their rules name the id converters
     app.config["WTF_CSRF_ENABLED"] = settings.get("CSRF_ENABLED", True)

@@ -6,7 +6,7 @@ import logging
 
 import psycopg2
 import redis.exceptions
-from flask import current_app, g, jsonify, make_response, render_template, request
+from flask import Flask, current_app, g, jsonify, make_response, render_template, request
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -194,6 +194,16 @@ def handle_unexpected(exc):
     return render_error(
         500, "Something went wrong on our side", "We have logged the problem. Please try again."
     )
+
+
+class QuizFlask(Flask):
+    """Flask, except that a dependency outage is not logged as a crash: an exception raised outside
+    a view (a session write after the response was built) reaches `handle_exception`, which would
+    log "Exception on ..." with a traceback; handle_quiz_error logs the outage as one warning."""
+
+    def log_exception(self, exc_info) -> None:
+        if _outage_for(exc_info[1]) is None:
+            super().log_exception(exc_info)
 
 
 def register_error_handlers(app):

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE_NAME = "bizmodel.sid"
 SESSION_KEY_PREFIX = "s:"
 REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
+SAVE_FAILED_KEY = "_session_save_failed"  # on g: this request's session write met an outage
 SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -158,9 +159,12 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
             return  # never read, so never changed: nothing to write
         if not session.has_sid and not session:
             return  # a visitor with nothing to keep: no id, no key, no cookie
+        if g.get(SAVE_FAILED_KEY):
+            return  # the outage page for the write that failed: writing again would fail again
         try:
             super().save_session(app, session, response)
         except redis.exceptions.RedisError as exc:
+            g.setdefault(SAVE_FAILED_KEY, True)
             raise RedisUnavailable() from exc
 
 

@@ -1,8 +1,10 @@
 """Redis-backed sessions: cookie name and attributes, TTL in Redis, rolling refresh, outage page."""
 
+import logging
 import time
 
 import msgspec
+import redis
 
 from devstack.processes import free_port
 from tests.support.session_routes import add_session_routes
@@ -71,3 +73,26 @@ def test_redis_down_gives_friendly_503(make_app):
     assert response.status_code == 503
     # Liveness needs no Redis.
     assert client.get("/healthz").status_code == 200
+
+
+def test_a_failed_session_write_is_a_503_logged_once_without_a_crash_report(make_app, caplog, monkeypatch):
+    app = make_app(CSRF_ENABLED="false")
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: Flask's handle_exception runs
+    add_session_routes(app)
+    client = app.test_client()
+    assert client.post("/_t/remember").status_code == 200
+    writes = []
+
+    def dead_store(*args):  # Redis went away between the read and the write (a failover)
+        writes.append(args)
+        raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+    monkeypatch.setattr(app.session_interface, "fast", dead_store)
+    caplog.clear()
+    response = client.post("/_t/remember", headers={"Accept": "text/html"})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert b"session store" in response.data and b"Traceback" not in response.data
+    assert len(writes) == 1  # the outage page's own finalizing did not try the dead store again
+    unavailable = [r for r in caplog.records if r.getMessage() == "request.unavailable"]
+    assert len(unavailable) == 1 and unavailable[0].levelno == logging.WARNING
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
