@@ -32,6 +32,24 @@ def _bounds(question: Question, model_id: str) -> tuple[float, float]:
     return min(values), max(values)
 
 
+_RANGES: dict[int, tuple[Content, dict]] = {}  # id(content) -> (content, ranges): once per content
+
+
+def _score_ranges(content: Content) -> dict[str, tuple[float, float]]:
+    """Each model's lowest and highest possible raw score. They do not depend on the answers, so
+    they are summed once per content, not on every submit (they were most of a submit's CPU)."""
+    entry = _RANGES.get(id(content))
+    if entry is None or entry[0] is not content:  # a new content object (tests build several)
+        ranges = {}
+        for model in content.models:
+            bounds = [_bounds(question, model.id) for question in content.questions]
+            ranges[model.id] = (sum(low for low, _ in bounds), sum(high for _, high in bounds))
+        if len(_RANGES) >= 16:
+            _RANGES.clear()
+        entry = _RANGES[id(content)] = (content, ranges)
+    return entry[1]
+
+
 def _reason(question: Question, choice: int, delta: float) -> str:
     direction = "+" if delta > 0 else "-"
     return f"{question.text} You answered “{question.choice_label(choice)}” ({direction}{abs(delta):g})"
@@ -39,25 +57,21 @@ def _reason(question: Question, choice: int, delta: float) -> str:
 
 def score_answers(content: Content, answers: dict) -> list[ModelScore]:
     """Score every model, best first (ties keep content order). Answers must be complete and valid."""
+    ranges = _score_ranges(content)
+    deltas = [_contributions(question, answers[question.id]) for question in content.questions]
     results = []
     for model in content.models:
-        raw = low = high = 0.0
+        raw = 0.0
         moved = []
-        for position, question in enumerate(content.questions):
-            qlow, qhigh = _bounds(question, model.id)
-            low, high = low + qlow, high + qhigh
-            delta = _contributions(question, answers[question.id]).get(model.id, 0.0)
+        for position, (question, contributions) in enumerate(zip(content.questions, deltas, strict=True)):
+            delta = contributions.get(model.id, 0.0)
             raw += delta
             if delta:
-                moved.append(
-                    (
-                        -abs(delta),
-                        position,
-                        _reason(question, answers[question.id], delta),
-                    )
-                )
+                moved.append((-abs(delta), position, question, delta))
+        low, high = ranges[model.id]
         score = 50 if high == low else round(100 * (raw - low) / (high - low))
-        reasons = tuple(text for _, _, text in sorted(moved)[:MAX_REASONS]) or (NEUTRAL_REASON,)
+        top = sorted(moved, key=lambda entry: entry[:2])[:MAX_REASONS]
+        reasons = tuple(_reason(q, answers[q.id], delta) for _, _, q, delta in top) or (NEUTRAL_REASON,)
         results.append(ModelScore(model_id=model.id, score=max(0, min(100, score)), reasons=reasons))
     order = {m.id: i for i, m in enumerate(content.models)}
     return sorted(results, key=lambda s: (-s.score, order[s.model_id]))
