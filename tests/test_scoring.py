@@ -14,6 +14,7 @@ from quizapp.quiz.data import load_content
 from quizapp.quiz.scoring import (
     NEUTRAL_REASON,
     _contributions,
+    _score_ranges,
     missing_questions,
     score_answers,
     validate_answer,
@@ -69,6 +70,30 @@ def test_extreme_answers_reach_the_ends_of_the_scale():
     scores = {s.model_id: s.score for s in score_answers(CONTENT, best_for_franchise)}
     assert scores["franchise"] == 100
     assert score_answers(CONTENT, best_for_franchise)[0].model_id == "franchise"
+
+
+def _brute_force_ranges(content) -> dict:
+    ranges = {}
+    for model in content.models:
+        lows, highs = [], []
+        for question in content.questions:
+            values = [_contributions(question, c).get(model.id, 0.0) for c in question.valid_choices()]
+            lows.append(min(values))
+            highs.append(max(values))
+        ranges[model.id] = (sum(lows), sum(highs))
+    return ranges
+
+
+def test_each_content_is_scored_with_its_own_ranges(tmp_path):
+    def triple_scale_weights(raw):
+        for question in raw["questions"]:
+            if question["kind"] == "scale":
+                question["weights"] = {m: w * 3 for m, w in question["weights"].items()}
+
+    other = load_content(_broken_copy(tmp_path, triple_scale_weights))
+    assert _score_ranges(CONTENT) == _brute_force_ranges(CONTENT)
+    assert _score_ranges(other) == _brute_force_ranges(other) != _score_ranges(CONTENT)
+    assert _score_ranges(CONTENT) == _brute_force_ranges(CONTENT)  # the cache kept both apart
 
 
 @pytest.mark.parametrize(
