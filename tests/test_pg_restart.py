@@ -33,7 +33,9 @@ def test_first_request_after_restart_succeeds(make_app):
     app.extensions["db_pool"].warm()
     assert client.get("/_t/write").status_code == 200
     pg_log = os.environ.get("QUIZAPP_PG_LOG", "/dev/null")
-    _pg_ctl("-m", "fast", "-w", "restart", "-o", f"-p {os.environ['QUIZAPP_PG_PORT']}", "-l", pg_log)
+    # No -o: pg_ctl restarts with the options of the last start (postmaster.opts), its Unix socket
+    # directory (-k) included; "-o -p PORT" alone left the cluster without its socket afterwards.
+    _pg_ctl("-m", "fast", "-w", "restart", "-l", pg_log)
     accepted = time.monotonic()
     response = client.get("/_t/write")
     recovered = time.monotonic() - accepted
