@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
-
-def delete_old_quota(cur, *, cutoff_day, batch: int) -> int:
-    # quiz_quota counts one UTC day per client: once the day is past, the row only takes space.
-    return _delete_batch(
-        cur, table="quiz_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch
-    )
+DAILY_QUOTA_TABLES = ("quiz_quota", "quiz_address_quota")  # one row per person / address group a UTC day
 
 
-def delete_old_address_quota(cur, *, cutoff_day, batch: int) -> int:
-    # quiz_address_quota counts one UTC day per address group: same lifetime as quiz_quota.
-    return _delete_batch(
-        cur, table="quiz_address_quota", where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch
-    )
+def delete_old_quota(cur, *, table: str, cutoff_day, batch: int) -> int:
+    # A daily quota row counts one UTC day: once the day is past, the row only takes space.
+    return _delete_batch(cur, table=table, where=sql.SQL("day < %(cutoff)s"), cutoff=cutoff_day, batch=batch)
 
 
 def delete_sent_mail(cur, *, cutoff, batch: int) -> int:

@@ -40,8 +40,10 @@ def prune(dsn: str, policy: RetentionPolicy, now: datetime | None = None) -> dic
     conn = psycopg2.connect(dsn, application_name="quizapp-retention", connect_timeout=10)
     try:
         deleted = {
-            "quiz_quota": _drain(conn, repository.delete_old_quota, cutoff_day=cutoff.date()),
-            "quiz_address_quota": _drain(conn, repository.delete_old_address_quota, cutoff_day=cutoff.date()),
+            **{
+                table: _drain(conn, repository.delete_old_quota, table=table, cutoff_day=cutoff.date())
+                for table in repository.DAILY_QUOTA_TABLES
+            },
             "email_outbox": _drain(conn, repository.delete_sent_mail, cutoff=cutoff),
             "audit_log": _drain(
                 conn, repository.delete_old_audit, cutoff=now - timedelta(days=policy.audit_days)
