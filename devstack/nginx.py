@@ -34,8 +34,10 @@ class Nginx:
         port: int | None = None,
         host: str = "127.0.0.1",
         expected_users: int = render_nginx.DEFAULT_EXPECTED_USERS,
+        door: int | str | None = None,
     ):
         self.upstream_ports = list(upstream_ports)
+        self.door = door  # the door instance's port or "unix:/path" (visitors without a pass), or None
         self.prefix = Path(prefix)
         self.port = port or free_port()
         self.host = host
@@ -53,7 +55,11 @@ class Nginx:
 
     def render(self) -> Path:
         return render_nginx.write_standalone(
-            self.prefix, self.upstream_ports, f"{self.host}:{self.port}", expected_users=self.expected_users
+            self.prefix,
+            self.upstream_ports,
+            f"{self.host}:{self.port}",
+            expected_users=self.expected_users,
+            door=self.door,
         )
 
     def command(self, *extra: str) -> list[str]:

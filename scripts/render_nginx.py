@@ -3,6 +3,7 @@
 
 scripts/render_nginx.py --ports 8001-8004 --listen 80 --server-name quiz.example.org > quizapp.conf
 scripts/render_nginx.py --ports 8001,8002 --listen 127.0.0.1:8080 --standalone DIR  # writes DIR/nginx.conf
+scripts/render_nginx.py --ports 8001-8004 --door 8000 --listen 80 > quizapp.conf   # with a door
 scripts/render_nginx.py --ports 8001-8004 --server-name quiz.example.org \
     --tls-cert /etc/letsencrypt/live/quiz.example.org/fullchain.pem \
     --tls-key /etc/letsencrypt/live/quiz.example.org/privkey.pem > quizapp.conf   # 443 + 80 -> 443
@@ -23,6 +24,8 @@ NAMES = (
     "QUIZAPP_SERVER_NAME",
     "QUIZAPP_STATIC_ROOT",
     "QUIZAPP_ACCESS_LOG",
+    "QUIZAPP_DOOR",
+    "QUIZAPP_PAGES_UPSTREAM",
 )
 
 STANDALONE = """\
@@ -89,6 +92,46 @@ def upstream_servers(ports: list, host: str = "127.0.0.1") -> str:
     return "\n    ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses)
 
 
+# Visitors without an admission pass reach the quiz pages through the door: one small instance of
+# the same app kept nearly idle, so the waiting room answers at once while the pool is busy.
+DOOR = """
+# The door: visitors holding no admission pass (no cookie, or a waiting-room ticket) are answered
+# by this instance: the waiting room, or their first page once admitted. The pool is its backup.
+upstream quizapp_door {{
+    {door}
+    {backups}
+    keepalive 16;
+    keepalive_timeout 4s;
+    keepalive_requests 1000;
+}}
+
+# A pass in the admission cookie qa.adm ("p." admitted, "s." quiz started; itsdangerous-signed,
+# checked by the app): the pool. Anyone else ("w." waiting ticket, no cookie): the door.
+map $http_cookie $quizapp_pages_by_pass {{
+    default quizapp_door;
+    '~(^|;\\s*)qa\\.adm="?[ps]\\.' quizapp;
+}}
+
+# The operator's and the payment provider's paths never go through the door (CRITICAL_PATHS).
+map $uri $quizapp_pages {{
+    default $quizapp_pages_by_pass;
+    ~^/(api/)?admin quizapp;
+    /pay/webhook quizapp;
+    /healthz quizapp;
+    /readyz quizapp;
+}}
+"""
+
+
+def door_upstream(door, ports: list, host: str = "127.0.0.1") -> str:
+    """The door's upstream block and routing maps; every pool instance stands by as a backup."""
+    address = door if ":" in str(door) else f"{host}:{door}"
+    backups = [port if ":" in str(port) else f"{host}:{port}" for port in ports]
+    servers = {"door": f"server {address} max_fails=1 fail_timeout=2s;"}
+    servers["backups"] = "\n    ".join(f"server {b} backup;" for b in backups)
+    return DOOR.format(**servers).rstrip("\n")
+
+
 # TLS 1.2 with forward-secret AEAD suites only (TLS 1.3 suites are not configurable here).
 CIPHERS = ":".join(
     f"ECDHE-{kind}-{suite}"
@@ -127,6 +170,8 @@ def render_site(values: dict[str, str], tls: dict[str, str] | None = None) -> st
     """The site; with tls={"cert", "key", "http_listen", "acme_root"} it serves HTTPS and
     a second server block redirects plain HTTP to it."""
     text = TEMPLATE.read_text()
+    if not values["QUIZAPP_DOOR"]:
+        text = text.replace("${QUIZAPP_DOOR}\n", "")  # no door: the site exactly as without one
     for name in NAMES:
         text = text.replace("${" + name + "}", values[name])
     if tls:
@@ -137,13 +182,16 @@ def render_site(values: dict[str, str], tls: dict[str, str] | None = None) -> st
     return text
 
 
-def site_values(ports, listen, server_name="_", static_root=None, access_log="off") -> dict:
+def site_values(ports, listen, server_name="_", static_root=None, access_log="off", door=None) -> dict:
+    """The template's values; `door` (a port, "address:port" or "unix:/path.sock") adds the door."""
     return {
         "QUIZAPP_UPSTREAM_SERVERS": upstream_servers(ports),
         "QUIZAPP_LISTEN": str(listen),
         "QUIZAPP_SERVER_NAME": server_name,
         "QUIZAPP_STATIC_ROOT": str(static_root or ROOT / "quizapp" / "static"),
         "QUIZAPP_ACCESS_LOG": access_log,
+        "QUIZAPP_DOOR": door_upstream(door, ports) if door else "",
+        "QUIZAPP_PAGES_UPSTREAM": "$quizapp_pages" if door else "quizapp",
     }
 
 
@@ -155,12 +203,14 @@ def write_standalone(
     static_root=None,
     tls=None,
     expected_users: int = DEFAULT_EXPECTED_USERS,
+    door=None,
 ) -> Path:
     """Write prefix/nginx.conf (pid, logs and temp files under prefix) and return its path."""
     prefix = Path(prefix).resolve()
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    site = render_site(site_values(ports, listen, server_name, static_root, str(prefix / "access.log")), tls)
+    values = site_values(ports, listen, server_name, static_root, str(prefix / "access.log"), door=door)
+    site = render_site(values, tls)
     # As root, the workers would run as "nobody"; run them as the invoking user instead so they
     # can read the checkout and the temp dirs this script created.
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -187,6 +237,11 @@ def main(argv=None) -> int:
         default=int(os.environ.get("NGINX_EXPECTED_USERS", DEFAULT_EXPECTED_USERS)),
         help="size worker_connections and worker_rlimit_nofile for this many concurrent users",
     )
+    parser.add_argument(
+        "--door",
+        default=os.environ.get("QUIZAPP_DOOR_PORT", ""),
+        help="the door instance's port (or unix:/path.sock): visitors without a pass go there",
+    )
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (fullchain.pem)")
     parser.add_argument("--tls-key", help="... and this key; plain HTTP then redirects to HTTPS")
     parser.add_argument("--http-listen", default="80", help="with TLS: where the redirect listens")
@@ -211,10 +266,13 @@ def main(argv=None) -> int:
                 args.static_root,
                 tls,
                 expected_users=args.expected_users,
+                door=args.door or None,
             )
         )
         return 0
-    values = site_values(ports, args.listen, args.server_name, args.static_root, args.access_log)
+    values = site_values(
+        ports, args.listen, args.server_name, args.static_root, args.access_log, door=args.door or None
+    )
     sys.stdout.write(render_site(values, tls))
     return 0
 
