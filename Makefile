@@ -126,7 +126,10 @@ lint-ops: venv ## nginx -t + gixy on the template, systemd-analyze verify on the
 	@d=$$(mktemp -d) && for f in systemd/*.service systemd/*.socket systemd/*.target systemd/*.timer; do \
 		sed "s#/opt/quizapp#$(ROOT)#g; s#/etc/quizapp/quizapp.env#$$d/quizapp.env#" $$f > $$d/$${f#systemd/}; \
 		done && touch $$d/quizapp.env && ln -s quizapp@.service $$d/quizapp@8001.service && \
-		ln -s quizapp@.socket $$d/quizapp@8001.socket && systemd-analyze verify --man=no \
+		ln -s quizapp@.socket $$d/quizapp@8001.socket && mkdir $$d/quizapp@8000.service.d && \
+		sed "s#/opt/quizapp#$(ROOT)#g" systemd/quizapp-door.conf > $$d/quizapp@8000.service.d/door.conf && \
+		ln -s quizapp@.service $$d/quizapp@8000.service && ln -s quizapp@.socket $$d/quizapp@8000.socket && \
+		systemd-analyze verify --man=no $$d/quizapp@8000.service $$d/quizapp@8000.socket \
 		$$d/quizapp@8001.service $$d/quizapp@8001.socket $$d/quizapp.target $$d/quizapp-migrate.service \
 		$$d/quizapp-retention.service $$d/quizapp-retention.timer $$d/quizapp-mailer.service \
 		&& rm -rf $$d && echo "systemd: systemd-analyze verify clean"

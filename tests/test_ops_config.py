@@ -220,9 +220,15 @@ def test_systemd_units_verify_clean(tmp_path):
         # Point the units at this checkout so every ExecStart path exists for the verifier.
         text = text.replace("/opt/quizapp", str(ROOT)).replace("/etc/quizapp/quizapp.env", str(env_file))
         (tmp_path / unit).write_text(text)
-    (tmp_path / "quizapp@8001.service").symlink_to("quizapp@.service")
-    (tmp_path / "quizapp@8001.socket").symlink_to("quizapp@.socket")
+    for port in (8000, 8001):  # 8000: the door, with its drop-in (Nice=-5, one worker)
+        (tmp_path / f"quizapp@{port}.service").symlink_to("quizapp@.service")
+        (tmp_path / f"quizapp@{port}.socket").symlink_to("quizapp@.socket")
+    door = (ROOT / "systemd" / "quizapp-door.conf").read_text().replace("/opt/quizapp", str(ROOT))
+    assert "Nice=-5" in door and "--workers 1 wsgi:app" in door
+    (tmp_path / "quizapp@8000.service.d").mkdir()
+    (tmp_path / "quizapp@8000.service.d" / "door.conf").write_text(door)
     targets = [
+        "quizapp@8000.service",
         "quizapp@8001.service",
         "quizapp@8001.socket",
         "quizapp.target",
