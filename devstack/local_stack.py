@@ -67,7 +67,8 @@ def _stack(state: Path, env: dict, **options) -> Stack:
 
 def door_wanted(env: dict, door_port: int) -> bool:
     """A door only helps the waiting room: none without admission (it would get every visitor)."""
-    return door_port > 0 and env.get("ADMISSION_ENABLED", "true").strip().lower() not in ("0", "false", "no")
+    admission = env.get("ADMISSION_ENABLED", "true").strip().lower() not in ("0", "false", "no", "off")
+    return door_port > 0 and admission
 
 
 def restart_instance(args) -> int:
