@@ -68,6 +68,7 @@ class Stack:
             host=host,
             expected_users=expected_users,
             door=self.door.upstream if self.door else None,
+            app_env=self.env,
         )
 
     def _gunicorn(self, port: int, listener=None) -> Gunicorn:
