@@ -79,16 +79,9 @@ def run_events(stack: Stack, load: Load, dsn: str, settle: float) -> list[dict]:
 
     def restart_postgres():
         probe = WriteProbe(stack.url, load)
-        pg_ctl(
-            "-m",
-            "fast",
-            "-w",
-            "restart",
-            "-o",
-            f"-p {os.environ['QUIZAPP_PG_PORT']}",
-            "-l",
-            os.environ.get("QUIZAPP_PG_LOG", "/dev/null"),
-        )
+        # No -o: the restart keeps the last start's options (postmaster.opts), its Unix socket
+        # directory (-k) included; "-o -p PORT" alone left the cluster without its socket.
+        pg_ctl("-m", "fast", "-w", "restart", "-l", os.environ.get("QUIZAPP_PG_LOG", "/dev/null"))
         # pg_ctl -w returns once the server accepts connections.
         return f"first confirmed write {probe.first_write(time.time())} s after PG accepted connections"
 
