@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 KEEP_IDLE = 64  # at most this many connections kept between calls; more go back to the pool
-POOL_SHARE = 8  # ... and at most 1/8 of the pool's connections (three callers share one client)
+POOL_SHARE = 8  # ... and at most 1/8 of the pool's connections (a few callers share one client)
 
 
 class FastCaller:
