@@ -14,6 +14,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+import box_cpu
 import plateau
 import redis
 from environment import STATE, reset_data
@@ -138,10 +139,16 @@ def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str
         cmd, env=env, cwd=ROOT, stdout=open(STATE / f"locust-{tag}.log", "wb"), stderr=subprocess.STDOUT
     )
     cpu_samples = []
+    window_start = window_end = None  # the whole box's CPU when the measured window opens and closes
     while proc.poll() is None:
         time.sleep(2)
         cpu_samples.append(_cpu_seconds(proc.pid))
-        if time.monotonic() - started > seconds + ramp + 120:
+        running = time.monotonic() - started
+        if window_start is None and running >= ramp:
+            window_start = box_cpu.snapshot()
+        elif window_start is not None and running <= seconds + ramp:
+            window_end = box_cpu.snapshot()
+        if running > seconds + ramp + 120:
             proc.kill()
     elapsed = time.monotonic() - started
     cpu = cpu_samples[-1] if cpu_samples else 0
@@ -150,6 +157,7 @@ def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str
         "elapsed": elapsed,
         "ramp": ramp,
         "cpu_pct": round(100 * cpu / max(elapsed, 1)),
+        "box_cpu": box_cpu.usage(window_start, window_end) if window_end else {},
     }
 
 
@@ -293,6 +301,7 @@ def run_step(
         "rss_mb_per_worker": rss_mb(stack.worker_pids()),
         "pool_waits": int(_find(after, "waited") - _find(before, "waited")),
         "locust_cpu_pct": run["cpu_pct"],
+        "box_cpu": run["box_cpu"],
         "integrity": {} if twin else integrity(dsn, every_row, quota),
         "ai_metrics": {
             k: ai_counter(after, k) - ai_counter(before, k)

@@ -69,7 +69,41 @@ def _plateau_steps(steps: list[dict]) -> list[str]:
         "started / refused",
         "knee step?",
     ]
-    return ["## Steps", "", *_table(header, (_plateau_row(s) for s in steps)), ""]
+    return ["## Steps", "", *_table(header, (_plateau_row(s) for s in steps)), "", *box_cpu_section(steps)]
+
+
+def box_cpu_section(steps: list[dict]) -> list[str]:
+    """Cores each process group used in each step's measured window (bench/box_cpu.py)."""
+    measured = [s for s in steps if s.get("box_cpu")]
+    if not measured:
+        return []
+    groups = sorted({g for s in measured for g in s["box_cpu"]["cores"]})
+    header = ["phase", "users", "delivered req/s", *groups, "busy / idle cores", "app CPU ms per request"]
+    rows = []
+    for s in measured:
+        cores = s["box_cpu"]["cores"]
+        app_ms = 1000 * cores.get("app", 0) / max(s.get("delivered_rps", 0), 1e-9)
+        rows.append(
+            [
+                s.get("phase", ""),
+                s["users"],
+                f"{s.get('delivered_rps', 0):.0f}",
+                *(f"{cores.get(g, 0):.2f}" for g in groups),
+                f"{s['box_cpu']['busy_cores']:.2f} / {s['box_cpu']['idle_cores']:.2f}",
+                f"{app_ms:.1f}",
+            ]
+        )
+    return [
+        "### Where the box's CPU went (cores, measured window)",
+        "",
+        "Each process group's CPU time over the step's measured window (`bench/box_cpu.py`, from "
+        "`/proc`), in cores; `app` is every gunicorn process (the twin's in twin steps), `other` is "
+        "whatever else ran on the box. App CPU per request divides the app's cores by the delivered "
+        "request rate.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
 def _plateau_row(s: dict) -> list:

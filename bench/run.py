@@ -30,7 +30,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one 20 s step for CI")
     parser.add_argument("--no-report", action="store_true")
-    parser.add_argument("--report-only", action="store_true", help="re-render from var/bench/steps.json")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render from the last full run's var/bench/steps.json"
+    )
     args = parser.parse_args(argv)
     quick = os.environ.get("BENCH_QUICK") == "1"
     if args.smoke:
@@ -74,7 +76,9 @@ def main(argv=None) -> int:
     # The smoke has no think time so that whole quizzes complete within its 20 s.
     classes = ["FastQuizTaker", "AdminPoller"] if args.smoke else ["QuizTaker", "AdminPoller", "Abuser"]
     common = {"dsn": dsn, "redis_url": redis_url, "env": env, "quota": quota, "classes": classes}
-    results = _run_steps(Stack(instances, workers, env), steps, seconds, common)
+    # Quick and smoke steps go to their own file: --report-only re-renders the last full run.
+    saved_as = STATE / ("steps-smoke.json" if args.smoke else "steps-quick.json")
+    results = _run_steps(Stack(instances, workers, env), steps, seconds, common, saved_as)
     if args.smoke:
         return _smoke_verdict(results[0])
     if args.no_report:
@@ -82,7 +86,7 @@ def main(argv=None) -> int:
     return write_report(results, quick, instances, workers, fake_latency, fake_rpm, env)
 
 
-def _run_steps(stack: Stack, steps: list[int], seconds: int, common: dict) -> list[dict]:
+def _run_steps(stack: Stack, steps: list[int], seconds: int, common: dict, saved_as: Path) -> list[dict]:
     """One step per user count on one stack; every step on disk as it ends."""
     results = []
     try:
@@ -91,7 +95,7 @@ def _run_steps(stack: Stack, steps: list[int], seconds: int, common: dict) -> li
             step = run_step(stack, users, seconds, **common)
             results.append(step)
             print(json.dumps(step, default=str))
-            (STATE / "steps.json").write_text(json.dumps(results, indent=2, default=str))
+            saved_as.write_text(json.dumps(results, indent=2, default=str))
     finally:
         stack.stop()
     return results
