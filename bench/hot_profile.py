@@ -216,7 +216,7 @@ def count_calls(client, prepared, count: int) -> float:
     return pstats.Stats(profiler).total_calls / count
 
 
-def profiled(client, prepared, count: int, top: int, restrict: str = "") -> str:
+def profiled(client, prepared, count: int, top: int, restrict="", sort_keys=("tottime", "cumtime")) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
     run(client, prepared, count)
@@ -226,8 +226,12 @@ def profiled(client, prepared, count: int, top: int, restrict: str = "") -> str:
     if restrict:  # inclusive time of the frames whose file matches, e.g. "quizapp"
         stats.sort_stats("cumtime").print_stats(restrict, top)
         return out.getvalue()
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumtime").print_stats(top)
+    stats.strip_dirs()
+    for key in sort_keys:
+        if key.startswith("callers:"):  # who calls the frames matching the pattern, e.g. callers:__get__
+            stats.sort_stats("ncalls").print_callers(key.split(":", 1)[1])
+        else:
+            stats.sort_stats(key).print_stats(top)
     return out.getvalue()
 
 
@@ -237,6 +241,7 @@ def main() -> None:
     parser.add_argument("--routes", default="healthz,landing,question,answer,poll,result")
     parser.add_argument("--profile", action="store_true", help="also run each route under cProfile")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--sort", default="tottime,cumtime", help="with --profile: pstats orders")
     parser.add_argument("--restrict", default="", help="with --profile: only frames whose path matches")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose quizapp to import")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per route")
@@ -265,7 +270,7 @@ def main() -> None:
         for name in args.routes.split(","):
             client, prepared = routes[name]
             print(f"\n==== {name}: cProfile, {args.n} requests")
-            print(profiled(client, prepared, args.n, args.top, args.restrict))
+            print(profiled(client, prepared, args.n, args.top, args.restrict, args.sort.split(",")))
 
 
 if __name__ == "__main__":
