@@ -220,7 +220,8 @@ class QuizFlask(Flask):
         except TypeError:  # an unhashable callable: ask Flask every time
             return super().ensure_sync(func)
         sync = super().ensure_sync(func)
-        if len(self._sync_functions) < _MAX_SYNC_FUNCTIONS:
+        # A closure may be made per request (copy_current_request_context): never keep one alive.
+        if getattr(func, "__closure__", None) is None and len(self._sync_functions) < _MAX_SYNC_FUNCTIONS:
             self._sync_functions[func] = sync
         return sync
 
