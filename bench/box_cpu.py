@@ -44,18 +44,35 @@ def snapshot() -> dict:
         processes[entry] = (_group(entry), (int(fields[11]) + int(fields[12])) / TICK)
     with open("/proc/stat") as handle:
         values = [int(v) for v in handle.readline().split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return {"processes": processes, "total": sum(values[:8]) / TICK, "idle": idle / TICK}
+    # user nice system idle iowait irq softirq steal: interrupts and steal belong to no process
+    return {
+        "processes": processes,
+        "total": sum(values[:8]) / TICK,
+        "idle": (values[3] + values[4]) / TICK,
+        "interrupts": (values[5] + values[6]) / TICK,
+        "steal": values[7] / TICK,
+    }
 
 
 def usage(before: dict, after: dict) -> dict:
-    """Cores used per group between two snapshots (processes gone by `after` are not counted),
-    the box's busy cores and its idle cores."""
+    """Cores used per group between two snapshots, the box's busy and idle cores, the kernel's
+    interrupt work (the loopback network's softirqs among it), the hypervisor's steal, and what no
+    live process accounts for (processes that ended within the window, e.g. other jobs' short ones)."""
     wall = max(after["total"] - before["total"], 1e-9) / (os.cpu_count() or 1)
     groups: dict[str, float] = {}
     for pid, (group, seconds) in after["processes"].items():
         start = before["processes"].get(pid, (group, 0.0))[1]
         groups[group] = groups.get(group, 0.0) + max(seconds - start, 0.0)
     cores = {group: round(seconds / wall, 2) for group, seconds in sorted(groups.items()) if seconds > 0}
-    idle = round((after["idle"] - before["idle"]) / wall, 2)
-    return {"cores": cores, "idle_cores": idle, "busy_cores": round((os.cpu_count() or 1) - idle, 2)}
+    idle = (after["idle"] - before["idle"]) / wall
+    busy = (os.cpu_count() or 1) - idle
+    kernel = {key: (after.get(key, 0) - before.get(key, 0)) / wall for key in ("interrupts", "steal")}
+    unaccounted = max(busy - sum(groups.values()) / wall - sum(kernel.values()), 0.0)
+    return {
+        "cores": cores,
+        "idle_cores": round(idle, 2),
+        "busy_cores": round(busy, 2),
+        "interrupt_cores": round(kernel["interrupts"], 2),
+        "steal_cores": round(kernel["steal"], 2),
+        "unaccounted_cores": round(unaccounted, 2),
+    }

@@ -78,10 +78,19 @@ def box_cpu_section(steps: list[dict]) -> list[str]:
     if not measured:
         return []
     groups = sorted({g for s in measured for g in s["box_cpu"]["cores"]})
-    header = ["phase", "users", "delivered req/s", *groups, "busy / idle cores", "app CPU ms per request"]
+    header = [
+        "phase",
+        "users",
+        "delivered req/s",
+        *groups,
+        "interrupts / steal / ended processes",
+        "busy / idle cores",
+        "app CPU ms per request",
+    ]
     rows = []
     for s in measured:
-        cores = s["box_cpu"]["cores"]
+        box = s["box_cpu"]
+        cores = box["cores"]
         app_ms = 1000 * cores.get("app", 0) / max(s.get("delivered_rps", 0), 1e-9)
         rows.append(
             [
@@ -89,7 +98,9 @@ def box_cpu_section(steps: list[dict]) -> list[str]:
                 s["users"],
                 f"{s.get('delivered_rps', 0):.0f}",
                 *(f"{cores.get(g, 0):.2f}" for g in groups),
-                f"{s['box_cpu']['busy_cores']:.2f} / {s['box_cpu']['idle_cores']:.2f}",
+                f"{box.get('interrupt_cores', 0):.2f} / {box.get('steal_cores', 0):.2f} / "
+                f"{box.get('unaccounted_cores', 0):.2f}",
+                f"{box['busy_cores']:.2f} / {box['idle_cores']:.2f}",
                 f"{app_ms:.1f}",
             ]
         )
@@ -98,8 +109,9 @@ def box_cpu_section(steps: list[dict]) -> list[str]:
         "",
         "Each process group's CPU time over the step's measured window (`bench/box_cpu.py`, from "
         "`/proc`), in cores; `app` is every gunicorn process (the twin's in twin steps), `other` is "
-        "whatever else ran on the box. App CPU per request divides the app's cores by the delivered "
-        "request rate.",
+        "whatever else ran on the box. Interrupts (the loopback network's softirqs) and the "
+        'hypervisor\'s steal belong to no process; "ended processes" is busy time no live process '
+        "accounts for. App CPU per request divides the app's cores by the delivered request rate.",
         "",
         *_table(header, rows),
         "",

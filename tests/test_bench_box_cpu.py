@@ -40,12 +40,23 @@ def test_a_busy_process_is_charged_to_its_group():
 
 def test_usage_sums_each_group_over_the_window():
     box_cpu = load_box_cpu()
-    before = {"processes": {"1": ("app", 10.0), "2": ("redis", 1.0)}, "total": 0.0, "idle": 0.0}
-    after = {
+    cpus = box_cpu.os.cpu_count() or 1
+    before = {
+        "processes": {"1": ("app", 10.0), "2": ("redis", 1.0), "4": ("other", 7.0)},
+        "total": 0.0,
+        "idle": 0.0,
+        "interrupts": 1.0,
+        "steal": 0.0,
+    }
+    after = {  # process 4 ended within the window; 3 started in it
         "processes": {"1": ("app", 13.0), "2": ("redis", 1.5), "3": ("locust", 0.5)},
-        "total": 4.0 * (box_cpu.os.cpu_count() or 1),  # 4 s of wall time on every core
+        "total": 4.0 * cpus,  # 4 s of wall time on every core
         "idle": 2.0,
+        "interrupts": 1.4,
+        "steal": 0.2,
     }
     usage = box_cpu.usage(before, after)
     assert usage["cores"] == {"app": 0.75, "locust": 0.12, "redis": 0.12}
-    assert usage["idle_cores"] == 0.5
+    assert usage["idle_cores"] == 0.5 and usage["busy_cores"] == cpus - 0.5
+    assert (usage["interrupt_cores"], usage["steal_cores"]) == (0.1, 0.05)
+    assert usage["unaccounted_cores"] == round(cpus - 0.5 - 1.0 - 0.15, 2)
