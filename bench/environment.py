@@ -73,10 +73,26 @@ def reset_data(dsn: str, redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
 
+def door_wanted() -> bool:
+    """BENCH_DOOR=1 (default): the app's stacks get the door instance; 0 compares without it."""
+    return os.environ.get("BENCH_DOOR", "1") == "1"
+
+
 class Stack(LocalStack):
     """`make stack` driven with the bench's own database, Redis db, ports and state dir (var/bench/NAME)."""
 
     def __init__(
-        self, instances: int, workers: int, env: dict, *, app="wsgi:app", expected_users=1000, name="stack"
+        self,
+        instances: int,
+        workers: int,
+        env: dict,
+        *,
+        app="wsgi:app",
+        expected_users=1000,
+        name="stack",
+        door: bool | None = None,
     ):
-        super().__init__(STATE / name, instances, workers, env, app=app, expected_users=expected_users)
+        door = door_wanted() if door is None else door
+        super().__init__(
+            STATE / name, instances, workers, env, app=app, expected_users=expected_users, door=door
+        )

@@ -169,8 +169,9 @@ def run_all(
     common = {"dsn": dsn, "redis_url": redis_url, "env": env, "quota": quota, "classes": classes}
     results = []
 
+    # No door for the twin: it sets no admission cookie, so the door would get every request.
     twin = bench.Stack(
-        instances, workers, env, app="bench.twin_app:app", expected_users=expected, name="twin"
+        instances, workers, env, app="bench.twin_app:app", expected_users=expected, name="twin", door=False
     )
     try:
         twin.start()

@@ -184,13 +184,20 @@ def _prose(heading: str, text: str) -> list[str]:
     return [heading, "", text, ""]
 
 
+DOOR_NOTE = (
+    ", plus the door (one more instance, 1 worker, nice -5) that answers visitors holding no "
+    "admission pass (the waiting room; BENCH_DOOR=0 runs without it)"
+)
+
+
 def _intro(result: dict) -> list[str]:
     return _prose(
         "# Benchmarks",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make bench`"
         f"{' (BENCH_QUICK=1)' if result['quick'] else ''} on this machine "
         f"({result['machine']}). Topology: nginx (least_conn) → {result['instances']} gunicorn "
-        f"instances × {result['workers']} gevent worker(s) → Postgres 15 + Redis, fake OpenAI with "
+        f"instances × {result['workers']} gevent worker(s)"
+        f"{DOOR_NOTE if result.get('door') else ''} → Postgres 15 + Redis, fake OpenAI with "
         f"{result['fake_latency']} s latency and its own {result['fake_rpm']}/min limit. Locust runs on the "
         "same 2 cores; every simulated user binds its own source address in 127.1.0.0/16, so per-IP "
         "limits see distinct clients. Page latency is nginx's `$request_time` for quiz-taker pages "

@@ -2,6 +2,7 @@
 
 python bench/run.py                # the plateau: twin knee, app knee, 2x/4x the knee, classroom
 BENCH_QUICK=1 python bench/run.py  # two short steps, under 5 minutes
+BENCH_DOOR=0 python bench/run.py   # without the door instance (default 1: with it), to compare
 python bench/run.py --smoke        # one 20 s step, asserts 0 5xx and exact integrity (CI)
 """
 
@@ -19,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 # plateau.py drives the steps through this module: bench.Stack, bench.run_step, bench.STATE.
-from environment import STATE, Stack, app_env, bench_urls, ensure_database
+from environment import STATE, Stack, app_env, bench_urls, door_wanted, ensure_database
 from integrity import normalise_integrity
 from load_step import run_step
 
@@ -154,6 +155,7 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
         "machine": f"{os.cpu_count()} cores",
         "instances": instances,
         "workers": workers,
+        "door": door_wanted(),
         "fake_latency": fake_latency,
         "fake_rpm": fake_rpm,
         "steps": results,

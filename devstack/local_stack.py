@@ -1,9 +1,11 @@
 """`make stack`: the whole topology on this machine, kept running after this command returns.
 
   python -m devstack.local_stack start [--instances 4] [--base-port 8001 | --ports 8001,8002] [--port 8080]
+      [--door-port 8000 | --door-port 0]
   python -m devstack.local_stack stop | status | restart-instance --instance-port P
 (scripts/stack.py is the same command.) nginx -> N gunicorn instances (devstack.stack.Stack) -> local
-Postgres and Redis; with STACK_PGBOUNCER=1 through PgBouncer (transaction pooling), with
+Postgres and Redis, plus the door (one more instance, 1 worker, niced; STACK_DOOR_PORT=0: none) for
+visitors without an admission pass; with STACK_PGBOUNCER=1 through PgBouncer (transaction pooling), with
 STACK_REDIS_HA=1 on a Redis primary, a replica and three Sentinels (docs/scale-out.md). Without
 OPENAI_API_KEY, devstack.fake_openai stands in for the AI provider. Pids, logs and the rendered
 nginx.conf live in var/stack/ (or --state-dir); `LocalStack` drives it from Python (the bench).
@@ -28,7 +30,7 @@ from devstack.nginx import render_nginx
 from devstack.pgbouncer import PgBouncer
 from devstack.processes import ROOT, free_port, process_exists, wait_http
 from devstack.redis_ha import RedisHA
-from devstack.stack import Stack
+from devstack.stack import DOOR_NICE, Stack
 
 # Stopped after the instances that use them.
 SHARED = ("fake", "pgbouncer", "redis-", "sentinel-")
@@ -58,8 +60,15 @@ def _stack(state: Path, env: dict, **options) -> Stack:
         access_log=env.get("GUNICORN_ACCESS_LOG", "-"),
         defaults={},
         unix_sockets=env.get("STACK_UNIX_SOCKETS", "1") == "1",
+        door_nice=int(env.get("STACK_DOOR_NICE", DOOR_NICE)),
         **options,
     )
+
+
+def door_wanted(env: dict, door_port: int) -> bool:
+    """A door only helps the waiting room: none without admission (it would get every visitor)."""
+    admission = env.get("ADMISSION_ENABLED", "true").strip().lower() not in ("0", "false", "no", "off")
+    return door_port > 0 and admission
 
 
 def restart_instance(args) -> int:
@@ -67,14 +76,17 @@ def restart_instance(args) -> int:
     state = Path(args.state_dir).resolve()
     info = json.loads((state / "stack.json").read_text())
     port = args.instance_port
-    if port not in info["ports"]:
+    door = port == info.get("door_port")
+    if port not in info["ports"] and not door:
         raise SystemExit(f"stack: {port} is not one of this stack's instances {info['ports']}")
-    if f"gunicorn-{port}" in _running(state):
+    name = f"door-{port}" if door else f"gunicorn-{port}"
+    if name in _running(state):
         raise SystemExit(f"stack: the instance on {port} is still running")
-    instance = _stack(state, {**os.environ, **info["instance_env"]}, ports=[port]).instances[0]
+    stack = _stack(state, {**os.environ, **info["instance_env"]}, ports=[port])
+    instance = stack.door_gunicorn(port, nice=stack.door_nice) if door else stack.instances[0]
     instance.start(timeout=60)
-    (state / f"gunicorn-{port}.pid").write_text(str(instance.proc.pid))
-    print(f"stack: restarted gunicorn-{port} (pid {instance.proc.pid})")
+    (state / f"{name}.pid").write_text(str(instance.proc.pid))
+    print(f"stack: restarted {name} (pid {instance.proc.pid})")
     return 0
 
 
@@ -123,24 +135,36 @@ def _start(args) -> int:
             OPENAI_BASE_URL=fake.base_url,
         )
         env.update(overrides)
+    door = door_wanted(env, args.door_port)
     stack = _stack(
-        state, env, ports=ports, nginx_port=args.port, host=args.host, expected_users=args.expected_users
+        state,
+        env,
+        ports=ports,
+        nginx_port=args.port,
+        host=args.host,
+        expected_users=args.expected_users,
+        door=door,
+        door_port=args.door_port if door else None,
     )
     for instance in stack.instances:
         _write_pid(state, f"gunicorn-{instance.port}", instance.launch().proc)
+    if stack.door:
+        _write_pid(state, f"door-{stack.door.port}", stack.door.launch().proc)
     # The mailer drains email_outbox (to SMTP_URL, or .eml files under var/mail without it).
     _write_pid(state, "mailer", start_mailer(state, "mailer", env))
-    for instance in stack.instances:
+    for instance in stack.servers:
         instance.wait_ready(timeout=60)
     stack.nginx.render()
     stack.nginx.check()
     _write_pid(state, "nginx", stack.nginx.start().proc)
     wait_http(f"http://127.0.0.1:{args.port}/healthz", timeout=15, proc=stack.nginx.proc)
     info = {"url": f"http://{args.host}:{args.port}/", "ports": ports, "instance_env": overrides}
+    info["door_port"] = stack.door.port if stack.door else None
     (state / "stack.json").write_text(json.dumps(info))
+    door_note = f", the door on {stack.door.port}" if stack.door else ""
     print(
         f"quizapp stack: http://{args.host}:{args.port}/  (nginx least_conn over "
-        f"{len(ports)} instances on {','.join(map(str, ports))}; `make stack-stop` stops it)"
+        f"{len(ports)} instances on {','.join(map(str, ports))}{door_note}; `make stack-stop` stops it)"
     )
     return 0
 
@@ -217,6 +241,12 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--workers", type=int, default=int(env.get("STACK_WORKERS", 1)))
     parser.add_argument(
+        "--door-port",
+        type=int,
+        default=int(env.get("STACK_DOOR_PORT", 8000)),
+        help="the door instance (visitors without an admission pass); 0: no door",
+    )
+    parser.add_argument(
         "--fake-openai-port",
         type=int,
         default=int(env.get("STACK_FAKE_OPENAI_PORT", 8900)),
@@ -241,9 +271,18 @@ class LocalStack:
     stopped by the pids it keeps there."""
 
     def __init__(
-        self, state: Path, instances: int, workers: int, env: dict, *, app="wsgi:app", expected_users=1000
+        self,
+        state: Path,
+        instances: int,
+        workers: int,
+        env: dict,
+        *,
+        app="wsgi:app",
+        expected_users=1000,
+        door=False,
     ):
         self.instances = instances
+        self.door_port = free_port() if door else 0
         self.workers = workers
         self.app = app
         self.expected_users = expected_users
@@ -271,8 +310,10 @@ class LocalStack:
 
     def start(self) -> None:
         self.stop()
-        ports = ",".join(str(p) for p in distinct_ports(self.instances, avoid={self.port, self.fake_port}))
+        avoid = {self.port, self.fake_port, self.door_port}
+        ports = ",".join(str(p) for p in distinct_ports(self.instances, avoid=avoid))
         options = ["--ports", ports, "--port", str(self.port), "--workers", str(self.workers)]
+        options += ["--door-port", str(self.door_port)]
         options += ["--fake-openai-port", str(self.fake_port), "--app", self.app]
         self.run("start", *options, "--expected-users", str(self.expected_users))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -34,8 +35,14 @@ class Nginx:
         port: int | None = None,
         host: str = "127.0.0.1",
         expected_users: int = render_nginx.DEFAULT_EXPECTED_USERS,
+        door: int | str | None = None,
+        app_env: dict | None = None,
     ):
         self.upstream_ports = list(upstream_ports)
+        # The edge pre-filter follows the app's limits: the instances' environment (with this
+        # process's own beneath it), as an operator renders it from the app's env file.
+        self.visitor_limit = render_nginx.edge_visitor_limit({**os.environ, **(app_env or {})})
+        self.door = door  # the door instance's port or "unix:/path" (visitors without a pass), or None
         self.prefix = Path(prefix)
         self.port = port or free_port()
         self.host = host
@@ -53,7 +60,12 @@ class Nginx:
 
     def render(self) -> Path:
         return render_nginx.write_standalone(
-            self.prefix, self.upstream_ports, f"{self.host}:{self.port}", expected_users=self.expected_users
+            self.prefix,
+            self.upstream_ports,
+            f"{self.host}:{self.port}",
+            expected_users=self.expected_users,
+            door=self.door,
+            visitor_limit=self.visitor_limit,
         )
 
     def command(self, *extra: str) -> list[str]:

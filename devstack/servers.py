@@ -23,8 +23,10 @@ class Gunicorn:
         extra_args=(),
         host="127.0.0.1",
         unix_socket=None,
+        nice=0,
     ):
         self.host = host
+        self.nice = nice  # e.g. -5: the door runs ahead of busy workers (root only; else a warning)
         self.unix_socket = unix_socket  # also listen here (nginx's upstream), besides the port
         self.port = port or free_port()
         self.app_path = app_path
@@ -48,7 +50,10 @@ class Gunicorn:
         # BENCH_ROUTE_CPU=1: the same settings plus per-route CPU accounting (bench/route_cpu.py)
         routes = self.env.get("BENCH_ROUTE_CPU") == "1"
         config = ROOT / ("bench/route_cpu.conf.py" if routes else "gunicorn.conf.py")
+        # nice execs gunicorn (same pid); without the privilege it warns and runs it unchanged.
+        niced = ["nice", "-n", str(self.nice)] if self.nice else []
         return [
+            *niced,
             str(VENV_BIN / "gunicorn"),
             "-c",
             str(config),

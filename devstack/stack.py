@@ -18,8 +18,12 @@ UNIX_PATH_MAX = 100  # sun_path holds 107 bytes; a deeper state directory keeps 
 TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_GRACEFUL_TIMEOUT": "10"}
 
 
+DOOR_NICE = -5  # the door's niceness: scheduled ahead of the busy pool on a loaded box
+
+
 class Stack:
-    """N gunicorn instances (each `workers` gevent workers) behind one nginx, all on loopback."""
+    """N gunicorn instances (each `workers` gevent workers) behind one nginx, all on loopback;
+    with `door`, one more instance (1 worker) answers visitors who hold no admission pass."""
 
     # Keyword settings with defaults, alike in shape to PgBouncer's and RedisHA's: each its own knobs.
     def __init__(
@@ -39,6 +43,9 @@ class Stack:
         access_log: str = "-",
         defaults: dict | None = None,
         unix_sockets: bool = False,
+        door: bool = False,
+        door_port: int | None = None,
+        door_nice: int = DOOR_NICE,
     ):
         self.tmp_path = Path(tmp_path)
         # nginx reaches each instance over a Unix socket (the instance keeps its port for probes):
@@ -52,12 +59,16 @@ class Stack:
         self.env = {**(TEST_ENV if defaults is None else defaults), **(env or {})}
         ports = ports or [free_port() for _ in range(instances)]
         self.instances = [self._gunicorn(port) for port in ports]
+        self.door_nice = door_nice
+        self.door = self.door_gunicorn(door_port or free_port(), nice=door_nice) if door else None
         self.nginx = Nginx(
             [g.upstream for g in self.instances],
             self.tmp_path / "nginx",
             port=nginx_port,
             host=host,
             expected_users=expected_users,
+            door=self.door.upstream if self.door else None,
+            app_env=self.env,
         )
 
     def _gunicorn(self, port: int, listener=None) -> Gunicorn:
@@ -79,15 +90,30 @@ class Stack:
             kwargs["unix_socket"] = socket
         return Gunicorn(self.app_path, **kwargs)
 
+    def door_gunicorn(self, port: int, nice: int = DOOR_NICE) -> Gunicorn:
+        """The door: the same app, one worker, plain gunicorn (a Unix socket like the pool's)."""
+        env = {**self.env, "INSTANCE_NAME": f"{self.instance_prefix}-door-{port}"}
+        env["GUNICORN_ACCESS_LOG"] = self.access_log
+        socket = (self.tmp_path / f"gunicorn-door-{port}.sock").resolve()
+        unix = socket if self.unix_sockets and len(str(socket)) < UNIX_PATH_MAX else None
+        return Gunicorn(
+            self.app_path, workers=1, env=env, port=port, log_dir=self.tmp_path, unix_socket=unix, nice=nice
+        )
+
     @property
     def url(self) -> str:
         return self.nginx.url
 
+    @property
+    def servers(self) -> list[Gunicorn]:
+        """Every gunicorn instance: the pool, then the door if there is one."""
+        return [*self.instances, *([self.door] if self.door else [])]
+
     def start(self, timeout=START_TIMEOUT) -> Stack:
         """Launch every instance, wait until each answers /healthz, then nginx in front of them."""
-        for instance in self.instances:
+        for instance in self.servers:
             instance.launch()
-        for instance in self.instances:
+        for instance in self.servers:
             instance.wait_ready(timeout)
         self.nginx.render()
         self.nginx.check()
@@ -104,7 +130,7 @@ class Stack:
 
     def stop(self) -> None:
         self.nginx.stop()
-        for instance in self.instances:
+        for instance in self.servers:
             instance.stop()
             if isinstance(instance, SocketActivatedGunicorn):
                 instance.close_listener()

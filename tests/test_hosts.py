@@ -81,7 +81,7 @@ def test_quizzes_walk_across_both_hosts_and_one_host_dies(
         )
         for i in range(2)
     ]
-    nginx = Nginx([f"{app.address}:{app.port}" for app in apps], tmp_path / "nginx")
+    nginx = Nginx([f"{app.address}:{app.port}" for app in apps], tmp_path / "nginx", app_env=env)
     try:
         gevent.joinall([gevent.spawn(app.start) for app in apps], raise_error=True)
         nginx.start()

@@ -169,6 +169,27 @@ def test_gixy_finds_nothing(rendered_nginx, tmp_path):
         assert result.stdout.strip() == "[]", result.stdout
 
 
+def test_the_door_is_optional_and_checked(tmp_path):
+    without = render_nginx.render_site(render_nginx.site_values([8001, 8002], 80))
+    assert "quizapp_door" not in without and "proxy_pass http://$" not in without  # exactly as before
+    conf = render_nginx.write_standalone(tmp_path, [8001, 8002], "127.0.0.1:8080", door=8000)
+    text = conf.read_text()
+    door = re.search(r"upstream quizapp_door \{(.*?)\}", text, re.DOTALL).group(1)
+    assert re.findall(r"server (127\.0\.0\.1:\d+)( backup)?", door) == [
+        ("127.0.0.1:8000", ""),
+        ("127.0.0.1:8001", " backup"),
+        ("127.0.0.1:8002", " backup"),
+    ]
+    assert text.count("proxy_pass http://quizapp;") == 2  # /metrics and /api/health/: the pool
+    command = [NGINX, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)]
+    assert subprocess.run(command, capture_output=True, timeout=30, check=False).returncode == 0
+    # $quizapp_pages always names one of the two upstream groups: no DNS, so no resolver needed
+    # (gixy cannot follow a map with two values and asks for one).
+    gixy = [str(VENV_BIN / "gixy"), "-f", "json", "--skips", "missing_resolver", str(conf)]
+    result = subprocess.run(gixy, capture_output=True, text=True, timeout=60, check=False)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
 def test_nginx_balances_and_never_replays_posts(rendered_nginx):
     conf = rendered_nginx.read_text()
     upstream = re.search(r"upstream quizapp \{(.*?)\}", conf, re.DOTALL).group(1)
@@ -199,9 +220,15 @@ def test_systemd_units_verify_clean(tmp_path):
         # Point the units at this checkout so every ExecStart path exists for the verifier.
         text = text.replace("/opt/quizapp", str(ROOT)).replace("/etc/quizapp/quizapp.env", str(env_file))
         (tmp_path / unit).write_text(text)
-    (tmp_path / "quizapp@8001.service").symlink_to("quizapp@.service")
-    (tmp_path / "quizapp@8001.socket").symlink_to("quizapp@.socket")
+    for port in (8000, 8001):  # 8000: the door, with its drop-in (Nice=-5, one worker)
+        (tmp_path / f"quizapp@{port}.service").symlink_to("quizapp@.service")
+        (tmp_path / f"quizapp@{port}.socket").symlink_to("quizapp@.socket")
+    door = (ROOT / "systemd" / "quizapp-door.conf").read_text().replace("/opt/quizapp", str(ROOT))
+    assert "Nice=-5" in door and "--workers 1 wsgi:app" in door
+    (tmp_path / "quizapp@8000.service.d").mkdir()
+    (tmp_path / "quizapp@8000.service.d" / "door.conf").write_text(door)
     targets = [
+        "quizapp@8000.service",
         "quizapp@8001.service",
         "quizapp@8001.socket",
         "quizapp.target",

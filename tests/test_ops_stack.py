@@ -34,10 +34,11 @@ def _wait_for_log(stack, needle: str, timeout: float = 10.0) -> str:
 @pytest.fixture
 def stack(tmp_path):
     ports = [free_port(), free_port()]
-    nginx_port = free_port()
+    nginx_port, door_port = free_port(), free_port()
     env = {**os.environ, "RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5"}
     options = ["--state-dir", str(tmp_path / "stack"), "--ports", ",".join(map(str, ports))]
     options += ["--port", str(nginx_port), "--fake-openai-port", str(free_port())]
+    options += ["--door-port", str(door_port)]
 
     def run_stack(action: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(ROOT / "scripts" / "stack.py"), action, *options]
@@ -49,6 +50,7 @@ def stack(tmp_path):
         yield {
             "url": f"http://127.0.0.1:{nginx_port}",
             "ports": ports,
+            "door_port": door_port,
             "state": tmp_path / "stack",
             "stdout": started.stdout,
         }
@@ -96,4 +98,5 @@ def test_stack_serves_the_app_static_files_and_metrics_through_nginx(stack, app)
     metrics = session.get(url + "/metrics", timeout=10)
     assert metrics.status_code == 200 and "quizapp_http_requests_total" in metrics.text
     health = session.get(url + "/api/health/detailed", timeout=10).json()
-    assert sorted(health["instances"]) == sorted(f"stack-{p}" for p in stack["ports"])
+    door = f"stack-door-{stack['door_port']}"  # the door instance heartbeats like the others
+    assert sorted(health["instances"]) == sorted([*(f"stack-{p}" for p in stack["ports"]), door])

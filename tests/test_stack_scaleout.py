@@ -26,7 +26,7 @@ def test_stack_starts_and_stops_pgbouncer_and_sentinel(tmp_path):
     nginx_port = free_port()
     script = [sys.executable, str(ROOT / "scripts" / "stack.py")]
     options = ["--state-dir", str(state), "--ports", str(free_port()), "--port", str(nginx_port)]
-    options += ["--fake-openai-port", str(free_port())]
+    options += ["--fake-openai-port", str(free_port()), "--door-port", "0"]
     started = subprocess.run(
         [*script, "start", *options], env=env, capture_output=True, text=True, timeout=180
     )

@@ -1,0 +1,115 @@
+"""The door through real nginx and gunicorn: visitors without a pass reach the door instance,
+pass holders and infrastructure paths the pool, and with the door stopped the pool answers all."""
+
+import re
+import uuid
+
+import pytest
+import requests
+
+from devstack.processes import wait_for
+from devstack.stack import Stack
+from quizapp.admission.repository import STATE_KEY
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+JSON = {"Accept": "application/json"}
+CRITICAL = [
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/health/detailed"),
+    ("GET", "/admin/login"),
+    ("GET", "/api/admin/health"),
+    ("POST", "/pay/webhook"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, migrated_database):
+    env = {
+        "ADMISSION_CAPACITY": "1000",
+        "ADMISSION_PACE_PER_SECOND": "off",  # the capacity rule alone
+        "CSRF_ENABLED": "false",
+        "TRUSTED_PROXY_HOPS": "1",
+    }
+    with Stack(
+        tmp_path_factory.mktemp("door"), instances=1, env=env, socket_activated=False, door=True
+    ) as running:
+        yield running
+
+
+def _served_by(stack, session, method="GET", path="/", headers=None):
+    """(response, "door" | "pool" | "nginx"): who answered, from nginx's access log (up=...)."""
+    rid = uuid.uuid4().hex
+    response = session.request(
+        method,
+        stack.url + path,
+        headers={"X-Request-ID": rid, **(headers or {})},
+        timeout=60,
+        allow_redirects=False,
+    )
+    line = wait_for(
+        lambda: next((x for x in stack.nginx.access_log().splitlines() if f"rid={rid} " in x), None),
+        timeout=30,
+        what=f"the access line of {method} {path}",
+    )
+    tried = re.search(r" up=(.*) adm=", line).group(1)  # "door:port, pool:port" after a failover
+    names = {
+        f"127.0.0.1:{stack.door.port}": "door",
+        f"127.0.0.1:{stack.instances[0].port}": "pool",
+        "-": "nginx",
+    }
+    return response, " ".join(names.get(u, u) for u in tried.split(", "))
+
+
+def _admission_cookie(response) -> str:
+    """The qa.adm value exactly as it went over the wire (nginx matches the raw Cookie header)."""
+    found = re.search(r"qa\.adm=([^;]*)", response.headers.get("Set-Cookie", ""))
+    return found.group(1) if found else ""
+
+
+def test_newcomers_meet_the_door_and_pass_holders_the_pool(stack):
+    visitor = requests.Session()
+    first, who = _served_by(stack, visitor)
+    assert (first.status_code, who) == (200, "door")
+    assert re.fullmatch(r"p\.\d+\.\d+\.[\w-]+", _admission_cookie(first))  # unquoted, as nginx's map expects
+    again, who = _served_by(stack, visitor)
+    assert (again.status_code, who) == (200, "pool")
+    started, who = _served_by(stack, visitor, "POST", "/start")
+    assert (started.status_code, who) == (303, "pool")
+    assert _admission_cookie(started).startswith("s.")
+    question, who = _served_by(stack, visitor, "GET", started.headers["Location"])
+    assert (question.status_code, who) == (200, "pool")
+
+
+def test_a_waiting_ticket_is_answered_by_the_door(stack, redis_client):
+    redis_client.hset(STATE_KEY, "capacity", 1)
+    admitted, who = _served_by(stack, requests.Session())
+    assert (admitted.status_code, who) == (200, "door")
+    waiting = requests.Session()
+    for _ in range(2):  # the first answer hands out the ticket, the refresh carries it
+        answer, who = _served_by(stack, waiting, headers=JSON)
+        assert (answer.status_code, who) == (503, "door")
+        assert answer.json()["position"] == 1 and "Retry-After" in answer.headers
+        assert waiting.cookies["qa.adm"].startswith("w.")
+
+
+def test_infrastructure_and_operator_paths_never_go_through_the_door(stack):
+    for method, path in CRITICAL:
+        _, who = _served_by(stack, requests.Session(), method, path)
+        assert who == "pool", (method, path)
+
+
+def test_with_the_door_stopped_the_pool_answers_everyone(stack):
+    stack.door.stop()
+    try:
+        for _ in range(3):
+            visitor = requests.Session()
+            first, who = _served_by(stack, visitor)
+            assert first.status_code == 200 and who.endswith("pool"), who
+            again, who = _served_by(stack, visitor)
+            assert (again.status_code, who) == (200, "pool")
+    finally:
+        stack.door.start()
+    # Back in nginx's rotation once its fail_timeout (2 s) has passed.
+    wait_for(lambda: _served_by(stack, requests.Session())[1] == "door", timeout=60, what="the door back")
