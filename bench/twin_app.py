@@ -21,6 +21,7 @@ from quizapp.config import ROOT  # noqa: E402
 from quizapp.pages.views import bp as pages  # noqa: E402  the real favicon, legal pages, operator globals
 from quizapp.quiz import service  # noqa: E402
 from quizapp.quiz.data import load_content  # noqa: E402
+from quizapp.quiz.pages import model_card  # noqa: E402  the result page's model cards, as the app
 from quizapp.quiz.scoring import score_answers  # noqa: E402
 from quizapp.security.edge import ROUTE_HEADER, route_pattern  # noqa: E402
 
@@ -28,6 +29,7 @@ app = Flask("quizapp", root_path=str(ROOT / "quizapp"))  # the real templates/ a
 app.secret_key = secrets.token_hex(32)  # flash() on the email form only
 CONTENT = load_content(str(ROOT / "quizapp" / "quiz" / "content.yaml"))
 app.extensions["quiz_content"] = CONTENT
+app.add_template_global(model_card)
 ANSWERS = {q.id: 0 for q in CONTENT.questions}
 # As long as a real Flask-WTF token (one per session), so every page weighs the same.
 CSRF_TOKEN = secrets.token_urlsafe(66)[:91]

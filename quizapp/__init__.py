@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from . import admission, db, log_format, metrics, redis_conn, security, validation
+from . import admission, db, links, log_format, metrics, redis_conn, security, validation
 from .admin.auth import guard_admin_paths
 from .config import Config
 from .errors import QuizFlask, register_error_handlers
@@ -33,6 +33,7 @@ def create_app(config: Config | dict | None = None) -> Flask:
     app.extensions["db_pool"] = db.create_pool(app.config)
     init_sessions(app, redis_conn.redis_client(app))
     csrf.init_app(app)
+    links.init_app(app)  # templates' url_for: fixed links built once per worker
     register_error_handlers(app)
     metrics.init_app(app)  # per-worker status/latency counters for health and /metrics
     _register_blueprints(app)

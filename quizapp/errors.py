@@ -196,6 +196,9 @@ def handle_unexpected(exc):
     )
 
 
+_MAX_SYNC_FUNCTIONS = 1024  # hooks, views and error handlers: a few dozen in this app
+
+
 class QuizFlask(Flask):
     """Flask, except that a dependency outage is not logged as a crash: an exception raised outside
     a view (a session write after the response was built) reaches `handle_exception`, which would
@@ -204,6 +207,23 @@ class QuizFlask(Flask):
     def log_exception(self, exc_info) -> None:
         if _outage_for(exc_info[1]) is None:
             super().log_exception(exc_info)
+
+    def ensure_sync(self, func):
+        """Flask asks this for every hook and view of every request (14 a page, each an `inspect`
+        call); the answer for a function never changes, so remember it."""
+        try:
+            return self._sync_functions[func]
+        except AttributeError:
+            self._sync_functions = {}
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable callable: ask Flask every time
+            return super().ensure_sync(func)
+        sync = super().ensure_sync(func)
+        # A closure may be made per request (copy_current_request_context): never keep one alive.
+        if getattr(func, "__closure__", None) is None and len(self._sync_functions) < _MAX_SYNC_FUNCTIONS:
+            self._sync_functions[func] = sync
+        return sync
 
 
 def register_error_handlers(app):

@@ -1,8 +1,9 @@
-"""Absolute links for mail and provider redirects, and the buyer-only report link (signed, revocable)."""
+"""Links: absolute ones for mail and provider redirects, the buyer-only report link (signed,
+revocable), and the fixed ones every page template repeats."""
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app, has_request_context, request, url_for
 
 from .signing import read_token, sign_token
 
@@ -15,6 +16,29 @@ def absolute_url(endpoint: str, **values) -> str:
     if base:
         return base + url_for(endpoint, **values)
     return url_for(endpoint, _external=True, **values)
+
+
+FIXED_URLS_KEY = "links.fixed_urls"
+_MAX_FIXED_URLS = 256
+
+
+def template_url_for(endpoint: str, **values) -> str:
+    """url_for for templates: a link that names no id (the stylesheet, the footer's pages) is the
+    same on every page, so it is built once per worker and script root; others as url_for does."""
+    if values.keys() - {"filename"} or not has_request_context():  # an id, _external, a mail
+        return url_for(endpoint, **values)
+    cache = current_app.extensions.setdefault(FIXED_URLS_KEY, {})
+    key = (endpoint, values.get("filename"), request.script_root)
+    url = cache.get(key)
+    if url is None:
+        url = url_for(endpoint, **values)
+        if len(cache) < _MAX_FIXED_URLS:
+            cache[key] = url
+    return url
+
+
+def init_app(app) -> None:
+    app.jinja_env.globals["url_for"] = template_url_for
 
 
 def report_link_token(*, public_id: str, link_version: int) -> str:

@@ -134,11 +134,14 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
             return
         super().regenerate(session)
 
+    @staticmethod
+    def _refresh_due(app, session) -> bool:
+        refreshed = session.get(REFRESHED_AT_KEY, 0)
+        return time.time() - refreshed >= app.config["SESSION_REFRESH_SECONDS"]
+
     def should_set_storage(self, app, session) -> bool:
-        if not session.modified:
-            refreshed = session.get(REFRESHED_AT_KEY, 0)
-            if time.time() - refreshed < app.config["SESSION_REFRESH_SECONDS"]:
-                return False
+        if not session.modified and not self._refresh_due(app, session):
+            return False
         session[REFRESHED_AT_KEY] = int(time.time())  # marks it modified: the cookie is renewed too
         return True
 
@@ -161,6 +164,13 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
             return  # a visitor with nothing to keep: no id, no key, no cookie
         if g.get(SAVE_FAILED_KEY):
             return  # the outage page for the write that failed: writing again would fail again
+        accessed = session.accessed  # as the view left it (the checks below read the session)
+        if not session.modified and session and not self._refresh_due(app, session):
+            # Most page views: read, unchanged, refreshed recently. Flask-Session would work out
+            # the cookie's name, domain, path and store key before deciding the same.
+            if accessed:
+                response.vary.add("Cookie")
+            return
         try:
             super().save_session(app, session, response)
         except redis.exceptions.RedisError as exc:

@@ -80,8 +80,15 @@ def read_cookie() -> tuple[str, int, int] | None:
     raw = request.cookies.get(COOKIE_NAME)
     if not raw:
         return None
+    return _verified_cookie(current_app.config["SECRET_KEY"], raw)
+
+
+# A visitor sends the same cookie on every page until it is renewed, and each request reads it
+# twice (admit, then flag): check its signature once per worker. Expiry is checked by the callers.
+@functools.lru_cache(maxsize=8192)
+def _verified_cookie(secret_key: str, raw: str) -> tuple[str, int, int] | None:
     try:
-        value = _signer().unsign(raw).decode()
+        value = _signer_for(secret_key).unsign(raw).decode()
         kind, ticket, *rest = value.split(".")
         return kind, int(ticket), int(rest[0]) if rest else 0
     except (BadSignature, ValueError, IndexError, UnicodeDecodeError):

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 
+from ..redis_fast import FastCaller
 from .lua import LUA_NOW, as_text
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class JobStore:
 
     def __init__(self, redis_client, ttl_seconds: int, secret: str, fallback_ttl_seconds: int | None = None):
         self.redis = redis_client
+        self.fast = FastCaller(redis_client)  # the poll's read, on the lean path (redis_fast.py)
         self.ttl = ttl_seconds
         # A fallback is kept only briefly: the next visit after it expires asks the AI again.
         self.fallback_ttl = min(ttl_seconds, fallback_ttl_seconds or ttl_seconds)
@@ -213,9 +215,11 @@ class JobStore:
         return self.fallback_ttl if state == FALLBACK else self.ttl
 
     def read(self, subject_id: str) -> dict | None:
-        raw = self.redis.hgetall(job_key(subject_id))
+        raw = self.fast("HGETALL", job_key(subject_id))
         if not raw:
             return None
+        if isinstance(raw, list):  # RESP2's flat [field, value, ...]; RESP3 gives a map
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
         job = {as_text(k): as_text(v) for k, v in raw.items()}
         for name in ("enqueued_at", "deadline", "finished_at"):
             if name in job:
@@ -225,7 +229,7 @@ class JobStore:
         return job
 
     def position(self, subject_id: str) -> int | None:
-        rank = self.redis.zrank(QUEUE_KEY, subject_id)
+        rank = self.fast("ZRANK", QUEUE_KEY, subject_id)  # polled while queued: the lean path too
         return None if rank is None else int(rank) + 1
 
     def queued_subjects(self) -> list[str]:

@@ -66,13 +66,26 @@ class Content:
     models: tuple
 
     def question(self, question_id: str) -> Question | None:
-        return next((q for q in self.questions if q.id == question_id), None)
+        return self._questions_by_id.get(question_id)
 
     def model(self, model_id: str) -> BusinessModel | None:
-        return next((m for m in self.models if m.id == model_id), None)
+        return self._models_by_id.get(model_id)
 
     def index_of(self, question_id: str) -> int:
-        return next(i for i, q in enumerate(self.questions) if q.id == question_id)
+        return self._question_index[question_id]
+
+    # Every page looks questions and models up by id: index them once (the content is immutable).
+    @functools.cached_property
+    def _questions_by_id(self) -> dict[str, Question]:
+        return {q.id: q for q in self.questions}
+
+    @functools.cached_property
+    def _models_by_id(self) -> dict[str, BusinessModel]:
+        return {m.id: m for m in self.models}
+
+    @functools.cached_property
+    def _question_index(self) -> dict[str, int]:
+        return {q.id: i for i, q in enumerate(self.questions)}
 
     @functools.cached_property
     def fingerprint(self) -> str:

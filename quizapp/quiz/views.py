@@ -19,7 +19,7 @@ from ..errors import BadRequest
 from ..mail import service as mail_service
 from . import service
 from .data import load_content
-from .pages import cached_page
+from .pages import cached_page, model_card
 
 bp = Blueprint("quiz", __name__)
 
@@ -131,6 +131,9 @@ def revoke_links(public_id):
     service.revoke_report_links(session, public_id)
     flash("Done: the report links we emailed no longer open this report. This browser still can.", "ok")
     return redirect(url_for("quiz.report", public_id=public_id), 303)
+
+
+bp.add_app_template_global(model_card)
 
 
 @bp.app_context_processor

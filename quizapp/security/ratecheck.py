@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CHECKER_KEY = "quizapp.limit_checker"
 SCRIPT = (Path(__file__).with_name("limit_check.lua")).read_text()
 PROBE_PAUSE_MAX = 8.0  # seconds between attempts to use Redis again while on the fallback
+INPUTS_CACHE_SIZE = 8192  # (page limits, person, address) combinations kept per worker
 
 
 class LimitChecker:
@@ -60,6 +61,7 @@ class LimitChecker:
             self.call = FastCaller(self.client)
         self.probe_at = 0.0
         self.probe_pause = 1.0
+        self._inputs: dict[tuple, tuple] = {}
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -69,6 +71,24 @@ class LimitChecker:
             return current, current + "/-1"
         plain = f"{self.storage_prefix}:{key}"
         return plain, plain
+
+    def _script_inputs(self, entries: tuple[Entry, ...], person_key: str, address_key: str):
+        """The counters' keys and (group, amount, expiry) figures of the entries: the same for a
+        person's every view of a page, so built once per worker and (entries, person, address)."""
+        # The entries tuples live as long as the rules (resolved once per endpoint and method);
+        # the cached value holds its tuple, so a reused id() can never match a stale entry.
+        cache_key = (id(entries), person_key, address_key)
+        found = self._inputs.get(cache_key)
+        if found is not None and found[0] is entries:
+            return found[1], found[2]
+        keys, args = [], []
+        for entry in entries:
+            keys.extend(self._storage_keys(entry.key(person_key if entry.per_person else address_key)))
+            args.extend((entry.group, entry.item.amount, entry.item.get_expiry()))
+        if len(self._inputs) >= INPUTS_CACHE_SIZE:
+            self._inputs.clear()  # a crude bound: refilling costs what building did
+        self._inputs[cache_key] = (entries, keys, args)
+        return keys, args
 
     # --- the check --------------------------------------------------------------------------
 
@@ -87,10 +107,8 @@ class LimitChecker:
         if self.limiter._storage_dead and time.monotonic() < self.probe_at:
             self._check_on_fallback(entries, current, mode, person_key, address_key)
             return
-        keys, args = [session_key], [mode, "s" if self.sliding else "f", "1"]
-        for entry in entries:
-            keys.extend(self._storage_keys(entry.key(person_key if entry.per_person else address_key)))
-            args.extend((entry.group, entry.item.amount, entry.item.get_expiry()))
+        limit_keys, limit_args = self._script_inputs(entries, person_key, address_key)
+        keys, args = [session_key, *limit_keys], [mode, "s" if self.sliding else "f", "1", *limit_args]
         try:
             blob, refused, figure, remaining = self._run_script(keys, args)
         except redis.exceptions.RedisError:
