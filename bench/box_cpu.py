@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# First match wins: a process's command line decides its group.
+# First match wins: a process's program (the start of its command line) decides its group.
 GROUPS = (
     ("locust", "locust"),
     ("gunicorn", "app"),
@@ -21,12 +21,16 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _group(pid: str) -> str:
+    """The group named by the program, not by any argument: the first three words of the command
+    line ("nginx: worker process", "python -m gunicorn", ".venv/bin/python .venv/bin/locust"), so a
+    shell whose arguments merely mention "nginx" or "gunicorn" stays in "other"."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:3]
     except OSError:
         return "other"
+    program = " ".join(word.decode(errors="replace").rsplit("/", 1)[-1] for word in argv)
     for needle, group in GROUPS:
-        if needle in cmdline:
+        if needle in program:
             return group
     return "other"
 
