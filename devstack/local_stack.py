@@ -30,7 +30,7 @@ from devstack.nginx import render_nginx
 from devstack.pgbouncer import PgBouncer
 from devstack.processes import ROOT, free_port, process_exists, wait_http
 from devstack.redis_ha import RedisHA
-from devstack.stack import DOOR_NICE, Stack
+from devstack.stack import DOOR_NICE, EDGE_NICE, Stack
 
 # Stopped after the instances that use them.
 SHARED = ("fake", "pgbouncer", "redis-", "sentinel-")
@@ -61,6 +61,7 @@ def _stack(state: Path, env: dict, **options) -> Stack:
         defaults={},
         unix_sockets=env.get("STACK_UNIX_SOCKETS", "1") == "1",
         door_nice=int(env.get("STACK_DOOR_NICE", DOOR_NICE)),
+        edge_nice=int(env.get("STACK_EDGE_NICE", EDGE_NICE)),
         **options,
     )
 

@@ -19,6 +19,7 @@ TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_
 
 
 DOOR_NICE = -5  # the door's niceness: scheduled ahead of the busy pool on a loaded box
+EDGE_NICE = -5  # nginx's: every answer, the waiting room's too, passes through it twice
 
 
 class Stack:
@@ -46,6 +47,7 @@ class Stack:
         door: bool = False,
         door_port: int | None = None,
         door_nice: int = DOOR_NICE,
+        edge_nice: int = 0,
     ):
         self.tmp_path = Path(tmp_path)
         # nginx reaches each instance over a Unix socket (the instance keeps its port for probes):
@@ -69,6 +71,7 @@ class Stack:
             expected_users=expected_users,
             door=self.door.upstream if self.door else None,
             app_env=self.env,
+            nice=edge_nice,
         )
 
     def _gunicorn(self, port: int, listener=None) -> Gunicorn:
