@@ -33,6 +33,7 @@ VARIANTS = {
     "door": (True, -5, -5),
     "door-nice0": (True, 0, 0),
     "door-only": (True, -5, 0),
+    "door-10": (True, -10, -10),
 }
 
 
