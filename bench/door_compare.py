@@ -25,9 +25,8 @@ from door_timing import CpuWaits  # noqa: E402
 from environment import STATE, Stack, app_env, bench_urls, ensure_database  # noqa: E402
 from load_step import run_step  # noqa: E402
 
-from devstack.processes import rank_session  # noqa: E402
-
-# name -> (door, the door's niceness, nginx's and Redis's): each a session's niceness (rank_session)
+# name -> (door, the door's niceness, nginx's and the local Redis's): each a session's niceness
+# (devstack.processes.rank_session; STACK_DOOR_NICE, STACK_EDGE_NICE)
 VARIANTS = {
     "off": (False, 0, 0),
     "door": (True, -5, -5),
@@ -37,17 +36,13 @@ VARIANTS = {
 }
 
 
-def rank_redis(redis_url: str, nice: int) -> int | None:
-    """Redis's session niceness, as the deploy guide's CPUWeight does for redis-server.service."""
-    pid = int(redis.Redis.from_url(redis_url).info("server")["process_id"])
-    rank_session(pid, nice)
-    return pid
+def redis_pid(redis_url: str) -> int:
+    return int(redis.Redis.from_url(redis_url).info("server")["process_id"])
 
 
 def run_variant(name: str, env: dict, common: dict, users: int, seconds: int, capacity: int) -> dict:
     door, nice, edge_nice = VARIANTS[name]
     stack_env = {**env, "STACK_DOOR_NICE": str(nice), "STACK_EDGE_NICE": str(edge_nice)}
-    redis_pid = rank_redis(common["redis_url"], edge_nice)
     stack = Stack(
         int(os.environ.get("BENCH_INSTANCES", len(os.sched_getaffinity(0)))),
         1,
@@ -62,7 +57,8 @@ def run_variant(name: str, env: dict, common: dict, users: int, seconds: int, ca
         offset = log.stat().st_size if log.exists() else 0
         ramp = users / max(1.0, users / float(os.environ["BENCH_RAMP_SECONDS"]))
         # The window opens after the ramp and the step's own set-up (data reset, a health read).
-        waits = CpuWaits(door_timing.stack_processes(stack.state, redis_pid), ramp + 3, seconds - 5).start()
+        processes = door_timing.stack_processes(stack.state, redis_pid(common["redis_url"]))
+        waits = CpuWaits(processes, opens_after=ramp + 3, seconds=seconds - 5).start()
         step = run_step(stack, users, seconds, **common, tag=f"door-{name}-{users}", capacity=capacity)
         timings = door_timing.answer_timings(log, offset)
         cpu_waits = waits.figures()
