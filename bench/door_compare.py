@@ -2,9 +2,10 @@
 
 python bench/door_compare.py   # DOOR_COMPARE_USERS=1500 DOOR_COMPARE_CAPACITY=750 (2x the knee),
                                # DOOR_COMPARE_SECONDS=60, DOOR_COMPARE_ROUNDS=2,
-                               # DOOR_COMPARE_VARIANTS=off,door,door-nice0
+                               # DOOR_COMPARE_VARIANTS=off,door,door-nice0 (also door-5, door-only)
 Each round runs every variant once, in order, on a fresh stack, so a busy neighbour on the shared
-box weighs on all of them alike. Prints one JSON line per run and a table at the end.
+box weighs on all of them alike. Prints one JSON line per run, a table at the end, and where the
+waiting room's answers spent their time: nginx's times and each process's waits for a core.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from door_timing import CpuWaits  # noqa: E402
 from environment import STATE, Stack, app_env, bench_urls, ensure_database  # noqa: E402
 from load_step import run_step  # noqa: E402
 
+from devstack.stack import DOOR_NICE, EDGE_NICE  # noqa: E402
+
 # name -> (door, the door's niceness, nginx's and the local Redis's): each a session's niceness
 # (devstack.processes.rank_session; STACK_DOOR_NICE, STACK_EDGE_NICE)
 VARIANTS = {
     "off": (False, 0, 0),
-    "door": (True, -5, -5),
-    "door-nice0": (True, 0, 0),
-    "door-only": (True, -5, 0),
-    "door-10": (True, -10, -10),
+    "door": (True, DOOR_NICE, EDGE_NICE),  # as make stack and the bench run it
+    "door-5": (True, -5, -5),
+    "door-nice0": (True, 0, 0),  # as before rank_session: nice(1) ranked the door against nothing
+    "door-only": (True, DOOR_NICE, 0),
 }
 
 

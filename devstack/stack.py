@@ -18,8 +18,8 @@ UNIX_PATH_MAX = 100  # sun_path holds 107 bytes; a deeper state directory keeps 
 TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_GRACEFUL_TIMEOUT": "10"}
 
 
-DOOR_NICE = -5  # the door's niceness: scheduled ahead of the busy pool on a loaded box
-EDGE_NICE = -5  # nginx's: every answer, the waiting room's too, passes through it twice
+DOOR_NICE = -10  # the door's session niceness (rank_session): ahead of the busy pool on a loaded box
+EDGE_NICE = -10  # nginx's and the local Redis's: every answer, the waiting room's too, waits for both
 
 
 class Stack:
