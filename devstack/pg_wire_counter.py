@@ -75,9 +75,9 @@ class PgWireCounter:
                 data = source.recv(_CHUNK)
                 if not data:
                     break
-                sink.sendall(data)
-                if from_client:
+                if from_client:  # recorded before Postgres can answer it: no race with take()
                     buffer, started = self._parse(buffer + data, started)
+                sink.sendall(data)
         except OSError:
             pass
         finally:

@@ -28,7 +28,6 @@ def walk(app, counter: PgWireCounter) -> dict[str, list[str]]:
     def step(name, send, wanted):
         counter.take()
         response = send()
-        time.sleep(0.05)  # the proxy's pump threads have relayed the last message
         seen[name] = counter.take()
         assert response.status_code == wanted, (name, response.status_code, response.data[:300])
         return response
