@@ -16,8 +16,9 @@ from devstack.quiz_walk import answer_all
 ROUTES = ("submit", "submit_again", "result", "email", "checkout", "webhook", "receipt", "readyz")
 
 
-def walk(app, counter: PgWireCounter) -> dict[str, list[str]]:
-    """The Query texts each route sent (the app's DATABASE_URL must go through counter)."""
+def walk(app, counter: PgWireCounter) -> tuple[dict[str, list[str]], str]:
+    """The Query texts each route sent (the app's DATABASE_URL must go through counter), and the
+    public id of the result it made."""
     from quizapp.payments.providers import completed_event, sign_payload, webhook_secret
 
     client = app.test_client()
@@ -51,4 +52,4 @@ def walk(app, counter: PgWireCounter) -> dict[str, list[str]]:
     step("webhook", lambda: client.post("/pay/webhook", data=payload, headers=headers), 200)
     step("receipt", lambda: client.get(f"/pay/receipt/{public_id}"), 200)
     step("readyz", lambda: client.get("/readyz"), 200)
-    return seen
+    return seen, public_id

@@ -147,7 +147,7 @@ def test_a_lost_connection_is_retried_unless_the_commit_was_in_flight(pool, pg_c
 
 def test_round_trips_per_route(make_app, counter):
     app = make_app(DATABASE_URL=counter.url(counter.direct_url), DB_POOL_MIN=0, RATELIMIT_ENABLED="false")
-    seen = walk(app, counter)
+    seen, _ = walk(app, counter)
     assert {route: len(queries) for route, queries in seen.items()} == {
         "submit": 4,  # BEGIN with the attempt's INSERT, the two quota upserts, COMMIT
         "submit_again": 3,  # the INSERT finds the attempt, the SELECT reads it, COMMIT
