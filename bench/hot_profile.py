@@ -2,6 +2,7 @@
 
     set -a; . var/services.env; set +a
     python bench/hot_profile.py [-n 1000] [--rounds 5] [--routes question,answer] [--profile] [--code DIR]
+                                [--psycogreen]
 
 One quiz is started, answered and submitted through the app itself; then each route runs N times
 (after a warm-up), timed by process CPU, and again under cProfile with --profile (top frames by
@@ -245,7 +246,16 @@ def main() -> None:
     parser.add_argument("--restrict", default="", help="with --profile: only frames whose path matches")
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose quizapp to import")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per route")
+    parser.add_argument(
+        "--psycogreen",
+        action="store_true",
+        help="patch psycopg2 as wsgi.py does: each Postgres round trip is a gevent wait, as in gunicorn",
+    )
     args = parser.parse_args()
+    if args.psycogreen:
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
     code = args.code.resolve()
     sys.path.insert(0, str(code))
     os.chdir(code)
@@ -255,7 +265,7 @@ def main() -> None:
     app = build_app()
     routes = prepare(app)
     gc.freeze()  # as gunicorn.conf.py does after boot
-    print(f"code: {code}  n={args.n}  rounds={args.rounds}")
+    print(f"code: {code}  n={args.n}  rounds={args.rounds}  psycogreen={args.psycogreen}")
     # On a shared box a round's CPU time swings with the neighbours (caches, steal): the best round
     # is the steadiest figure for comparing code; the calls per request (cProfile) are exact.
     print(f"{'route':10} {'best CPU µs':>11} {'median CPU':>11} {'median wall':>12} {'calls/req':>10}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import select
@@ -13,8 +14,10 @@ import gevent
 import gevent.lock
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 from flask import current_app
+from psycopg2 import sql
 
 from .errors import DatabaseUnavailable, PoolExhausted
 
@@ -29,6 +32,14 @@ class ConnectionLost(psycopg2.OperationalError):
     def __init__(self, during_commit: bool):
         super().__init__("database connection lost")
         self.during_commit = during_commit
+
+
+class TransactionAborted(psycopg2.DatabaseError):
+    """COMMIT answered ROLLBACK: a statement failed earlier and its error was swallowed."""
+
+
+class SecondStatementInRead(psycopg2.ProgrammingError):
+    """run_read's function sent a second statement: its one-statement transaction had already ended."""
 
 
 class ConnectionPool:
@@ -55,11 +66,16 @@ class ConnectionPool:
         self.connect_timeout = connect_timeout
         # Per transaction, not per connection: behind PgBouncer in transaction pooling mode a
         # server connection serves many clients, so no session-level setting may be relied on.
-        self.transaction_settings = (
+        # Sent in front of the first statement, in its round trip (no '%': parameters interpolate
+        # over the whole text). A read is one statement in its own implicit transaction, read-only.
+        timeouts = (
             f"SET LOCAL statement_timeout = {int(statement_timeout_ms)};"
             f" SET LOCAL lock_timeout = {int(lock_timeout_ms)};"
-            f" SET LOCAL idle_in_transaction_session_timeout = {int(idle_tx_timeout_ms)}"
         )
+        self.transaction_opening = (
+            f"BEGIN; {timeouts} SET LOCAL idle_in_transaction_session_timeout = {int(idle_tx_timeout_ms)}; "
+        )
+        self.read_opening = f"{timeouts} SET LOCAL transaction_read_only = on; "
         self.connect_kwargs = dict(connect_kwargs or {})
         self._idle = collections.deque()
         self._slots = gevent.lock.BoundedSemaphore(maxconn)
@@ -77,6 +93,8 @@ class ConnectionPool:
             keepalives_idle=30,
             **self.connect_kwargs,
         )
+        # No implicit BEGIN round trip: transaction() sends BEGIN with the first statement.
+        conn.autocommit = True
         self._stats["opened"] += 1
         return conn
 
@@ -184,33 +202,115 @@ def current_pool() -> ConnectionPool:
     return current_app.extensions["db_pool"]
 
 
+class _OpeningCursor:
+    """Mixed into a cursor class: the transaction's opening text rides with the first statement."""
+
+    opening = None  # still to send: BEGIN and the SET LOCALs, or the read's SET LOCALs
+    one_statement = False  # run_read: the statement's implicit transaction ends with it
+    sent = 0
+
+    def execute(self, query, vars=None):
+        if self.one_statement and self.sent:
+            raise SecondStatementInRead("run_read allows one statement; use run_in_transaction")
+        if self.opening is not None:
+            query = _opened(self.opening, query, self)
+            self.opening = None
+        self.sent += 1
+        return super().execute(query, vars)
+
+    def _open_alone(self):
+        """Other entry points (executemany, copy, callproc) get the opening in a round trip of its own."""
+        if self.one_statement:
+            raise SecondStatementInRead("run_read allows one execute() only")
+        if self.opening is not None:
+            super().execute(self.opening)
+            self.opening = None
+            self.sent += 1
+
+    def executemany(self, query, vars_list):
+        self._open_alone()
+        return super().executemany(query, vars_list)
+
+    def callproc(self, procname, parameters=None):
+        self._open_alone()
+        return super().callproc(procname, parameters)
+
+    def copy_expert(self, sql, file, size=8192):
+        self._open_alone()
+        return super().copy_expert(sql, file, size)
+
+    def copy_from(self, *args, **kwargs):
+        self._open_alone()
+        return super().copy_from(*args, **kwargs)
+
+    def copy_to(self, *args, **kwargs):
+        self._open_alone()
+        return super().copy_to(*args, **kwargs)
+
+
+@functools.cache
+def _opening_cursor(cursor_factory):
+    return type(f"Opening{cursor_factory.__name__}", (_OpeningCursor, cursor_factory), {})
+
+
+def _opened(opening: str, query, cur):
+    if isinstance(query, bytes):
+        return opening.encode() + query
+    if isinstance(query, sql.Composable):
+        query = query.as_string(cur)
+    return opening + query
+
+
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+
+
 @contextmanager
-def transaction(pool: ConnectionPool | None = None, cursor_factory=psycopg2.extras.RealDictCursor):
-    """One unit of work: commit on success, roll back on any error, return the connection."""
+def transaction(
+    pool: ConnectionPool | None = None, cursor_factory=psycopg2.extras.RealDictCursor, *, read=False
+):
+    """One unit of work: commit on success, roll back on any error, return the connection.
+
+    Round trips: BEGIN and the timeouts go with the first statement, then one per statement and one
+    COMMIT (none at all when nothing was executed). With read=True (see run_read): one statement,
+    read-only, its own implicit transaction: one round trip in all."""
     pool = pool or current_pool()
     conn = pool.acquire()
     broken = False
     committing = False
     try:
         try:
-            with conn.cursor(cursor_factory=cursor_factory) as cur:
-                cur.execute(pool.transaction_settings)
+            with conn.cursor(cursor_factory=_opening_cursor(cursor_factory)) as cur:
+                cur.opening = pool.read_opening if read else pool.transaction_opening
+                cur.one_statement = read
                 yield cur
-            committing = True
-            conn.commit()
+                if cur.sent and not read:
+                    committing = True
+                    cur.execute("COMMIT")
+                    if cur.statusmessage != "COMMIT":
+                        raise TransactionAborted(f"COMMIT answered {cur.statusmessage}")
         except BaseException as exc:
             if _is_disconnect(exc, conn):
                 broken = True
+                # A read's outcome does not matter: it is read-only (the server enforces it).
                 raise ConnectionLost(during_commit=committing) from exc
-            try:
-                conn.rollback()
-            except psycopg2.Error:
-                broken = True
+            if conn.info.transaction_status != _IDLE:
+                broken = not _rolled_back(conn)
             raise
+        if conn.info.transaction_status != _IDLE:  # never hand on a connection inside a transaction
+            broken = not _rolled_back(conn)
     finally:
         if broken:
             pool.discard_idle()
         pool.release(conn, discard=broken)
+
+
+def _rolled_back(conn) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK")
+        return True
+    except psycopg2.Error:
+        return False
 
 
 def _retryable(exc) -> bool:
@@ -222,11 +322,21 @@ def _retryable(exc) -> bool:
 def run_in_transaction(fn, *args, pool=None, retries=None, **kwargs):
     """Call fn(cur, *args, **kwargs) in a transaction; retry serialization/deadlock/lost-connection
     failures a bounded number of times, with jittered backoff."""
+    return _run_with_retries(fn, args, kwargs, pool=pool, retries=retries, read=False)
+
+
+def run_read(fn, *args, pool=None, retries=None, **kwargs):
+    """run_in_transaction for a function that sends ONE read-only statement: one round trip (the
+    server refuses a write in it; a second statement raises SecondStatementInRead)."""
+    return _run_with_retries(fn, args, kwargs, pool=pool, retries=retries, read=True)
+
+
+def _run_with_retries(fn, args, kwargs, *, pool, retries, read):
     pool = pool or current_pool()
     attempts = retries or pool.tx_retries
     for attempt in range(1, attempts + 1):
         try:
-            with transaction(pool) as cur:
+            with transaction(pool, read=read) as cur:
                 return fn(cur, *args, **kwargs)
         except Exception as exc:
             if not _retryable(exc):

@@ -27,6 +27,11 @@ def test_pgbouncer_refuses_session_options_so_the_pool_sends_none(bouncer):
         psycopg2.connect(bouncer.url(), options="-c statement_timeout=1000")
 
 
+def _show(cur, name):
+    cur.execute("SELECT current_setting(%(name)s) AS value", {"name": name})
+    return cur.fetchone()["value"]
+
+
 def test_timeouts_are_per_transaction_and_never_leak_to_the_next_client(bouncer):
     strict = db.ConnectionPool(bouncer.url(), minconn=0, maxconn=4, statement_timeout_ms=150)
     relaxed = db.ConnectionPool(bouncer.url(), minconn=0, maxconn=4, lock_timeout_ms=7000)
@@ -34,6 +39,13 @@ def test_timeouts_are_per_transaction_and_never_leak_to_the_next_client(bouncer)
         with pytest.raises(psycopg2.errors.QueryCanceled):
             with db.transaction(strict) as cur:
                 cur.execute("SELECT pg_sleep(2)")
+        with pytest.raises(psycopg2.errors.QueryCanceled):  # a read: its timeouts ride with it
+            db.run_read(lambda cur: cur.execute("SELECT pg_sleep(2)"), pool=strict)
+        for _ in range(6):  # a read's read-only flag and timeouts end with it
+            assert db.run_read(_show, "statement_timeout", pool=relaxed) == "30s"
+            with db.transaction(relaxed) as cur:
+                cur.execute("SHOW transaction_read_only")
+                assert cur.fetchone()["transaction_read_only"] == "off"
         for _ in range(6):  # whichever server connection PgBouncer hands out
             with db.transaction(relaxed) as cur:
                 cur.execute("SHOW statement_timeout")

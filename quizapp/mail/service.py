@@ -154,4 +154,4 @@ def queue_receipt(cur, *, attempt, email, amount_cents, currency, reference, pai
 
 def outbox_figures() -> dict:
     """For health: mail due for over 5 minutes (the mailer is stuck or SMTP is down) and dead letters."""
-    return db.run_in_transaction(repository.outbox_figures, backlog_after_seconds=300)
+    return db.run_read(repository.outbox_figures, backlog_after_seconds=300)

@@ -35,7 +35,7 @@ def _provider():
 
 
 def _owned_attempt(session, public_id: str) -> dict:
-    attempt = db.run_in_transaction(quiz_repository.attempt_by_public_id, public_id or "")
+    attempt = db.run_read(quiz_repository.attempt_by_public_id, public_id or "")
     if attempt is None:
         raise NotFound("We could not find that result.")
     if not access.owns(session, attempt):
@@ -88,7 +88,7 @@ def receive_webhook(payload: bytes, signature: str | None) -> str:
 
 def refund_payment(payment_id: int, *, actor: str) -> bool:
     """Refund a second payment through the provider; on failure it waits for the admin's refund action."""
-    payment = db.run_in_transaction(repository.payment, payment_id)
+    payment = db.run_read(repository.payment, payment_id)
     if payment is None:
         raise NotFound("No such payment.")
     if payment["status"] not in ("refund_pending", "refund_failed"):
@@ -121,12 +121,12 @@ def refund_payment(payment_id: int, *, actor: str) -> bool:
 
 def receipt_page(session, public_id: str, link_token: str | None) -> dict:
     """The receipt for the buyer (session or mailed link); None when this visitor may not see it."""
-    attempt = db.run_in_transaction(quiz_repository.attempt_by_public_id, public_id or "")
+    attempt = db.run_read(quiz_repository.attempt_by_public_id, public_id or "")
     if attempt is None:
         raise NotFound("We could not find that result.")
     if not access.may_read_report(session, attempt, link_token):
         raise Forbidden("This receipt belongs to the buyer of the report.")
-    payment = db.run_in_transaction(repository.kept_payment, attempt["id"])
+    payment = db.run_read(repository.kept_payment, attempt["id"])
     if payment is None:
         raise NotFound("We could not find the payment for this report.")
     return {"attempt": attempt, "payment": payment, "link_key": link_token}
@@ -134,16 +134,16 @@ def receipt_page(session, public_id: str, link_token: str | None) -> dict:
 
 def payments_attention() -> list[dict]:
     """Second payments whose refund is pending or failed: the admin page lists them with a refund button."""
-    return db.run_in_transaction(repository.payments_needing_refund)
+    return db.run_read(repository.payments_needing_refund)
 
 
 def payment_figures() -> dict:
     """For health: webhook mismatches (24 h) and payments waiting for a refund."""
-    return db.run_in_transaction(repository.payment_figures)
+    return db.run_read(repository.payment_figures)
 
 
 def offline_checkout_page(session_id: str) -> dict:
-    row = db.run_in_transaction(repository.checkout_session, session_id)
+    row = db.run_read(repository.checkout_session, session_id)
     if row is None or row["provider"] != "test":
         raise NotFound("We could not find that checkout.")
     return row

@@ -84,23 +84,18 @@ def take_address_quota(cur, *, address_key, day, daily_quota):
 
 
 def _take_daily(cur, *, table, key_column, key, day, daily_quota):
-    """Both daily quotas: the row is created once per (key, day); the conditional UPDATE is the atomic
-    decrement. The names come from the two callers above, composed by psycopg2.sql (never input)."""
-    names = {"table": sql.Identifier(table), "key_column": sql.Identifier(key_column)}
-    values = {"key": key, "day": day, "quota": daily_quota}
+    """Both daily quotas, in one statement (one round trip): the row is created once per (key, day)
+    already decremented, later takes decrement it while it stays above 0. The names come from the two
+    callers above, composed by psycopg2.sql (never input)."""
+    # ON CONFLICT DO UPDATE: concurrent takes serialise on the row; each sees the one before it.
     cur.execute(
         sql.SQL(
-            "INSERT INTO {table} ({key_column}, day, remaining) VALUES (%(key)s, %(day)s, %(quota)s)"
-            " ON CONFLICT ({key_column}, day) DO NOTHING"
-        ).format(**names),
-        values,
-    )
-    cur.execute(
-        sql.SQL(
-            "UPDATE {table} SET remaining = remaining - 1"
-            " WHERE {key_column} = %(key)s AND day = %(day)s AND remaining > 0 RETURNING remaining"
-        ).format(**names),
-        values,
+            "INSERT INTO {table} AS q ({key_column}, day, remaining)"
+            " SELECT %(key)s, %(day)s, %(quota)s - 1 WHERE %(quota)s > 0"
+            " ON CONFLICT ({key_column}, day) DO UPDATE SET remaining = q.remaining - 1"
+            " WHERE q.remaining > 0 RETURNING q.remaining"
+        ).format(table=sql.Identifier(table), key_column=sql.Identifier(key_column)),
+        {"key": key, "day": day, "quota": daily_quota},
     )
     row = cur.fetchone()
     return None if row is None else row["remaining"]

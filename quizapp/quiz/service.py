@@ -226,7 +226,7 @@ def _record_attempt(cur, *, attempt_key, answers, scores, started_at, quota: Dai
 def load_attempt(public_id: str) -> dict:
     if not public_id or len(public_id) > 64:
         raise NotFound("We could not find that result.")
-    row = db.run_in_transaction(repository.attempt_by_public_id, public_id)
+    row = db.run_read(repository.attempt_by_public_id, public_id)
     if row is None:
         raise NotFound("We could not find that result.")
     return row
