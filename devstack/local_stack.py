@@ -24,13 +24,15 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
+
 from devstack.fake_openai import FakeOpenAIProcess
 from devstack.mail import start_mailer
 from devstack.nginx import render_nginx
 from devstack.pgbouncer import PgBouncer
-from devstack.processes import ROOT, free_port, process_exists, wait_http
+from devstack.processes import ROOT, free_port, process_exists, rank_session, wait_http
 from devstack.redis_ha import RedisHA
-from devstack.stack import DOOR_NICE, Stack
+from devstack.stack import DOOR_NICE, EDGE_NICE, Stack
 
 # Stopped after the instances that use them.
 SHARED = ("fake", "pgbouncer", "redis-", "sentinel-")
@@ -61,6 +63,7 @@ def _stack(state: Path, env: dict, **options) -> Stack:
         defaults={},
         unix_sockets=env.get("STACK_UNIX_SOCKETS", "1") == "1",
         door_nice=int(env.get("STACK_DOOR_NICE", DOOR_NICE)),
+        edge_nice=int(env.get("STACK_EDGE_NICE", EDGE_NICE)),
         **options,
     )
 
@@ -122,6 +125,7 @@ def _start(args) -> int:
     }
     _start_shared_services(args, state, overrides)
     env = {**os.environ, **overrides}
+    _rank_local_redis(env.get("REDIS_URL", ""), int(env.get("STACK_EDGE_NICE", EDGE_NICE)))
     if not env.get("OPENAI_API_KEY"):
         fake = FakeOpenAIProcess(
             args.fake_openai_port,
@@ -171,6 +175,17 @@ def _start(args) -> int:
 
 def _write_pid(state: Path, name: str, proc: subprocess.Popen) -> None:
     (state / f"{name}.pid").write_text(str(proc.pid))
+
+
+def _rank_local_redis(redis_url: str, nice: int) -> None:
+    """Rank the local Redis (make services) as nginx is ranked: every page, the waiting room's
+    too, waits for one round trip. Left as it is when Redis is not on this machine or we may not."""
+    try:
+        pid = int(redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["process_id"])
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return
+    if process_exists(pid):
+        rank_session(pid, nice)
 
 
 def _start_shared_services(args, state: Path, overrides: dict) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from devstack.processes import ROOT, free_port, stop_process, wait_port
+from devstack.processes import ROOT, free_port, rank_session, stop_process, wait_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -37,6 +37,7 @@ class Nginx:
         expected_users: int = render_nginx.DEFAULT_EXPECTED_USERS,
         door: int | str | None = None,
         app_env: dict | None = None,
+        nice: int = 0,
     ):
         self.upstream_ports = list(upstream_ports)
         # The edge pre-filter follows the app's limits: the instances' environment (with this
@@ -47,6 +48,7 @@ class Nginx:
         self.port = port or free_port()
         self.host = host
         self.expected_users = expected_users
+        self.nice = nice  # its session's niceness (rank_session): ahead of busy workers on a loaded box
         self.proc: subprocess.Popen | None = None
 
     # port, proc, url: what every local server here has (FakeOpenAIProcess, Gunicorn), not shared logic.
@@ -95,6 +97,8 @@ class Nginx:
                 stderr=stderr,
                 start_new_session=True,
             )
+        if self.nice:
+            rank_session(self.proc.pid, self.nice)
         wait_port(self.port, proc=self.proc)
         return self
 

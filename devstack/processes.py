@@ -108,6 +108,21 @@ def stop_process(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: flo
         proc.wait(timeout=5)
 
 
+def rank_session(pid: int, nice: int) -> bool:
+    """Give the session of a process we started (each runs in its own) the niceness `nice`
+    against every other session on the box; False when the kernel or our privilege says no.
+
+    With autogroup scheduling on (kernel.sched_autogroup_enabled=1, the default of Debian's and
+    Ubuntu's kernels), CFS shares the CPU between sessions first: nice(1) then ranks a process
+    only among its own session's processes and does nothing against a busy neighbour. The
+    session's own niceness, /proc/PID/autogroup, is what ranks it against the others."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+        return True
+    except OSError:  # no autogroup (sched_autogroup off or absent), or no privilege to go below 0
+        return False
+
+
 def spawn_logged(
     command: list[str], log_path: Path, env: dict | None = None, cwd: Path = ROOT, **popen_kwargs
 ) -> subprocess.Popen:

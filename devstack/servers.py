@@ -7,7 +7,16 @@ import socket
 import subprocess
 from pathlib import Path
 
-from devstack.processes import ROOT, START_TIMEOUT, VENV_BIN, free_port, spawn_logged, stop_process, wait_http
+from devstack.processes import (
+    ROOT,
+    START_TIMEOUT,
+    VENV_BIN,
+    free_port,
+    rank_session,
+    spawn_logged,
+    stop_process,
+    wait_http,
+)
 
 
 class Gunicorn:
@@ -69,6 +78,8 @@ class Gunicorn:
             self.env["GUNICORN_BIND"] += f",unix:{self.unix_socket}"
         self.env["GUNICORN_WORKERS"] = str(self.workers)
         self.proc = spawn_logged(self.command(), self.log_path, env=self.env)
+        if self.nice:
+            rank_session(self.proc.pid, self.nice)  # its own session: nice alone ranks it among itself
         return self
 
     def wait_ready(self, timeout=START_TIMEOUT) -> Gunicorn:

@@ -18,7 +18,8 @@ UNIX_PATH_MAX = 100  # sun_path holds 107 bytes; a deeper state directory keeps 
 TEST_ENV = {"RATELIMIT_ENABLED": "false", "HEARTBEAT_SECONDS": "0.5", "GUNICORN_GRACEFUL_TIMEOUT": "10"}
 
 
-DOOR_NICE = -5  # the door's niceness: scheduled ahead of the busy pool on a loaded box
+DOOR_NICE = -10  # the door's session niceness (rank_session): ahead of the busy pool on a loaded box
+EDGE_NICE = -10  # nginx's and the local Redis's: every answer, the waiting room's too, waits for both
 
 
 class Stack:
@@ -46,6 +47,7 @@ class Stack:
         door: bool = False,
         door_port: int | None = None,
         door_nice: int = DOOR_NICE,
+        edge_nice: int = 0,
     ):
         self.tmp_path = Path(tmp_path)
         # nginx reaches each instance over a Unix socket (the instance keeps its port for probes):
@@ -69,6 +71,7 @@ class Stack:
             expected_users=expected_users,
             door=self.door.upstream if self.door else None,
             app_env=self.env,
+            nice=edge_nice,
         )
 
     def _gunicorn(self, port: int, listener=None) -> Gunicorn:

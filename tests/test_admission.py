@@ -155,8 +155,8 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
     from quizapp.admission import service
     from quizapp.admission.repository import Decision
 
-    def answer(position, rate_milli):
-        decision = Decision(False, 9, position, 400, 2, 2, rate_milli)
+    def answer(position, rate_milli, ticket=0):
+        decision = Decision(False, ticket, position, 400, 2, 2, rate_milli)
         return service.waiting_answer(decision)
 
     with small_app.app_context():
@@ -168,8 +168,13 @@ def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
         assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
         unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
         assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
-        paced = service.waiting_answer(Decision(False, 9, 10, 400, 2, 2, 2000, 500))  # 0.5/s pace
+        paced = service.waiting_answer(Decision(False, 0, 10, 400, 2, 2, 2000, 500))  # 0.5/s pace
         assert (paced.estimated_wait_s, paced.refresh_s) == (20, 16)  # nobody comes in faster than it
+        # Visitors told the same interval at once come back spread out, by ticket (no bursts):
+        # later by up to a fifth (at least 3 distinct seconds), or earlier at the cap.
+        assert {answer(10, 2000, ticket=t).refresh_s for t in range(100, 110)} == {5, 6, 7}
+        assert {answer(200, 2000, ticket=t).refresh_s for t in range(100, 117)} == set(range(80, 97))
+        assert {answer(2000, 2000, ticket=t).refresh_s for t in range(100, 125)} == set(range(96, 121))
 
 
 def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):

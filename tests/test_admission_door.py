@@ -1,14 +1,16 @@
 """The door through real nginx and gunicorn: visitors without a pass reach the door instance,
 pass holders and infrastructure paths the pool, and with the door stopped the pool answers all."""
 
+import os
 import re
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
 
 from devstack.processes import wait_for
-from devstack.stack import Stack
+from devstack.stack import DOOR_NICE, Stack
 from quizapp.admission.repository import STATE_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,6 +94,21 @@ def test_a_waiting_ticket_is_answered_by_the_door(stack, redis_client):
         assert (answer.status_code, who) == (503, "door")
         assert answer.json()["position"] == 1 and "Retry-After" in answer.headers
         assert waiting.cookies["qa.adm"].startswith("w.")
+
+
+def _session_nice(pid: int) -> str:
+    return Path(f"/proc/{pid}/autogroup").read_text().split()[-1]  # "/autogroup-123 nice -5"
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists() or os.geteuid() != 0,
+    reason="no session autogroups here, or no privilege to rank one below 0",
+)
+def test_the_door_is_ranked_ahead_across_sessions(stack):
+    # Each instance runs in a session of its own: nice(1) alone would rank the door only against
+    # its own master. Its session's autogroup carries the niceness instead (rank_session).
+    assert _session_nice(stack.door.proc.pid) == str(DOOR_NICE)
+    assert _session_nice(stack.instances[0].proc.pid) == "0"
 
 
 def test_infrastructure_and_operator_paths_never_go_through_the_door(stack):

@@ -165,7 +165,14 @@ def test_paid_jobs_jump_the_queue(ai_app, fake_openai):
         # The free job at the back pays: it moves ahead of every free job, behind earlier payers.
         promoted = service.request_analysis("free-3", synthetic_inputs("f3"), "u3", paid=True)
         assert promoted.position == 2
-        assert service.analysis_status("free-1").position == 3
+        store = get_runtime().store
+        sent, real = [], store.fast
+        store.fast = type("Counting", (), {"evalsha": lambda _, *a: sent.append(a) or real.evalsha(*a)})()
+        try:
+            assert service.analysis_status("free-1").position == 3
+        finally:
+            store.fast = real
+        assert len(sent) == 1  # a queued job's poll: its fields and its rank in one round trip
     assert wait_final(app, "free-3").state == "done"
     with app.app_context():
         assert service.analysis_status("paid-0").state == "done"

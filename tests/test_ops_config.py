@@ -220,11 +220,14 @@ def test_systemd_units_verify_clean(tmp_path):
         # Point the units at this checkout so every ExecStart path exists for the verifier.
         text = text.replace("/opt/quizapp", str(ROOT)).replace("/etc/quizapp/quizapp.env", str(env_file))
         (tmp_path / unit).write_text(text)
-    for port in (8000, 8001):  # 8000: the door, with its drop-in (Nice=-5, one worker)
+    for port in (8000, 8001):  # 8000: the door, with its drop-in (CPUWeight, one worker)
         (tmp_path / f"quizapp@{port}.service").symlink_to("quizapp@.service")
         (tmp_path / f"quizapp@{port}.socket").symlink_to("quizapp@.socket")
     door = (ROOT / "systemd" / "quizapp-door.conf").read_text().replace("/opt/quizapp", str(ROOT))
-    assert "Nice=-5" in door and "--workers 1 wsgi:app" in door
+    assert "CPUWeight=1000" in door and "--workers 1 wsgi:app" in door
+    # nginx's and Redis's drop-in: a CPU weight, as the door's (Nice alone ranks within a session)
+    edge = (ROOT / "systemd" / "quizapp-edge-priority.conf").read_text()
+    assert "[Service]" in edge and "CPUWeight=1000" in edge
     (tmp_path / "quizapp@8000.service.d").mkdir()
     (tmp_path / "quizapp@8000.service.d" / "door.conf").write_text(door)
     targets = [

@@ -33,6 +33,7 @@ PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: on
 PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
 REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
 REFRESH_MAX_SECONDS = 120  # so a capacity raise (or a faster turnover) is noticed within 2 minutes
+REFRESH_SPREAD_PERCENT = 20  # refreshes spread by ticket over this share of the interval: no bursts
 NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
 
@@ -204,7 +205,7 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
         admit_rate = min(admit_rate, decision.pace_milli / 1000)
     estimated = math.ceil(decision.position / admit_rate)
     early = max(config["ADMISSION_REFRESH_MIN_SECONDS"], int(estimated * REFRESH_SHARE))
-    refresh = min(REFRESH_MAX_SECONDS, early)
+    refresh = spread_refresh(min(REFRESH_MAX_SECONDS, early), ticket=decision.ticket)
     return WaitingAnswer(
         ticket=decision.ticket,
         position=decision.position,
@@ -212,6 +213,19 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
         estimated_wait_s=estimated,
         refresh_s=refresh,
     )
+
+
+def spread_refresh(refresh: int, *, ticket: int) -> int:
+    """The refresh interval, offset by the ticket over a fifth of it (at least 3 distinct seconds).
+
+    Visitors who arrive together are told the same interval and would come back in the same
+    second, and again after that: a burst the door answers one after another (its p99 under
+    overload). Consecutive tickets spread them out. Later, not earlier, except at the cap, which
+    stays the latest a capacity raise goes unnoticed; never under the minimum either way.
+    """
+    spread = max(2, refresh * REFRESH_SPREAD_PERCENT // 100)
+    offset = max(ticket, 0) % (spread + 1)
+    return refresh + offset if refresh + spread <= REFRESH_MAX_SECONDS else refresh - offset
 
 
 def busy_answer() -> WaitingAnswer:

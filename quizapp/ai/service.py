@@ -140,17 +140,17 @@ def analysis_status(subject_id: str):
     if not enabled() or not SUBJECT_ID.match(subject_id or ""):
         return None
     rt = get_runtime()
-    job = rt.store.read(subject_id)
+    job, position = rt.store.read_polled(subject_id)
     if job is None:
         return None
     state = job.get("state", "")
     if state in ("queued", "running") and time.time() > job["deadline"] + LATE_GRACE_SECONDS:
         # Its worker died or is stuck: the reader finishes it, exactly once cluster-wide.
         rt.queue.finish_fallback(subject_id, inputs=job.get("inputs"), reason="deadline")
-        job = rt.store.read(subject_id) or job
+        again, position = rt.store.read_polled(subject_id)
+        job = again or job
         state = job.get("state", "")
     if state == "queued":
-        position = rt.store.position(subject_id)
         return AnalysisStatus(state="queued", position=position, eta_seconds=_eta(rt, position or 1))
     if state == "running":
         return AnalysisStatus(state="running", message=messages.RUNNING_MESSAGE)

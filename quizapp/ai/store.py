@@ -109,6 +109,16 @@ return 1
 )
 
 
+# KEYS: job, queue. ARGV: subject. The poll's one round trip: the job's fields and, while it is
+# queued, its rank (-1 otherwise); false when there is no such job.
+POLL = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
+local rank = redis.call('ZRANK', KEYS[2], ARGV[1])
+return {fields, rank or -1}
+"""
+
+
 class JobStore:
     """Create, start, finish and read analysis jobs; every transition is one atomic script."""
 
@@ -123,6 +133,7 @@ class JobStore:
         self._start = redis_client.register_script(START)
         self._promote = redis_client.register_script(PROMOTE)
         self._finish = redis_client.register_script(FINISH)
+        self._poll = redis_client.register_script(POLL)
 
     def enqueue(
         self,
@@ -215,7 +226,18 @@ class JobStore:
         return self.fallback_ttl if state == FALLBACK else self.ttl
 
     def read(self, subject_id: str) -> dict | None:
-        raw = self.fast("HGETALL", job_key(subject_id))
+        return self._job(self.fast("HGETALL", job_key(subject_id)))
+
+    def read_polled(self, subject_id: str) -> tuple[dict | None, int | None]:
+        """The job and its queue position (None unless queued) in one round trip: the poll's read."""
+        reply = self.fast.evalsha(self._poll, [job_key(subject_id), QUEUE_KEY], [subject_id])
+        if not reply:
+            return None, None
+        fields, rank = reply
+        return self._job(fields), (None if int(rank) < 0 else int(rank) + 1)
+
+    @staticmethod
+    def _job(raw) -> dict | None:
         if not raw:
             return None
         if isinstance(raw, list):  # RESP2's flat [field, value, ...]; RESP3 gives a map
@@ -227,10 +249,6 @@ class JobStore:
         job["fallback"] = job.get("fallback") == "1"
         job["inputs"] = json.loads(job["inputs"]) if job.get("inputs") else None
         return job
-
-    def position(self, subject_id: str) -> int | None:
-        rank = self.fast("ZRANK", QUEUE_KEY, subject_id)  # polled while queued: the lean path too
-        return None if rank is None else int(rank) + 1
 
     def queued_subjects(self) -> list[str]:
         return [as_text(s) for s in self.redis.zrange(QUEUE_KEY, 0, -1)]

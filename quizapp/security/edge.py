@@ -126,7 +126,10 @@ def _log_request(response) -> None:
     duration_ms = round(seconds * 1000, 1) if g.get("request_started") else None
     # gunicorn's access log already has every request with its id and duration; the app's own
     # line is for what needs attention (errors, slow answers) unless REQUEST_LOG_ALL is set.
-    notable = response.status_code >= 400 or (duration_ms or 0) >= SLOW_REQUEST_MS
+    # The waiting room's 503s (X-Admission) are the expected answer under overload, counted by the
+    # metrics and nginx's log: a line each would cost the door a write per answer when it is busiest.
+    expected = "X-Admission" in response.headers
+    notable = (response.status_code >= 400 and not expected) or (duration_ms or 0) >= SLOW_REQUEST_MS
     level = logging.INFO if notable or current_app.config["REQUEST_LOG_ALL"] else logging.DEBUG
     if not log.isEnabledFor(level):
         return
