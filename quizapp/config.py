@@ -174,7 +174,7 @@ class Config:
 
     # Admission control and the waiting room (quizapp/admission)
     ADMISSION_ENABLED: bool = True
-    ADMISSION_MAX_IN_FLIGHT: int = _setting(32, minimum=1, maximum=10000)
+    ADMISSION_MAX_IN_FLIGHT: int = _setting(128, minimum=1, maximum=10000)
     ADMISSION_QUEUE_TIMEOUT_MS: int = _setting(2000, minimum=0)
     ADMISSION_CAPACITY: int = _setting(2000, minimum=1)
     ADMISSION_VISIT_SECONDS: int = _setting(120, minimum=1)

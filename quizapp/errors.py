@@ -10,6 +10,8 @@ from flask import Flask, current_app, g, jsonify, make_response, render_template
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .request_form import QuizRequest
+
 log = logging.getLogger(__name__)
 
 
@@ -203,6 +205,8 @@ class QuizFlask(Flask):
     """Flask, except that a dependency outage is not logged as a crash: an exception raised outside
     a view (a session write after the response was built) reaches `handle_exception`, which would
     log "Exception on ..." with a traceback; handle_quiz_error logs the outage as one warning."""
+
+    request_class = QuizRequest  # small urlencoded forms parsed in one call (request_form.py)
 
     def log_exception(self, exc_info) -> None:
         if _outage_for(exc_info[1]) is None:

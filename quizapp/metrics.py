@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import Counter
 
@@ -34,7 +35,7 @@ class WorkerCounters:
     def observe(self, status: int, seconds: float) -> None:
         self.by_status[str(status)] += 1
         self.duration_sum += seconds
-        index = next((i for i, le in enumerate(LATENCY_BUCKETS) if seconds <= le), -1)
+        index = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # the first bound >= seconds; past all: +Inf
         self.bucket_counts[index] += 1
         self.window["requests"] += 1
         if 400 <= status < 500:

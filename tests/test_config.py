@@ -21,6 +21,7 @@ def test_defaults_are_the_documented_ones(tmp_path):
     assert cfg.RATELIMIT_STRATEGY == "sliding-window-counter"
     assert (cfg.QUIZ_DAILY_QUOTA, cfg.QUIZ_ADDRESS_DAILY_QUOTA) == (20, 1000)
     assert (cfg.ADMISSION_PACE_PER_SECOND, cfg.ADMISSION_PACE_BURST_SECONDS) == (-1.0, 5)  # auto
+    assert cfg.ADMISSION_MAX_IN_FLIGHT == 128  # README, "Why 128"
 
 
 @pytest.mark.parametrize("value, expected", [("auto", -1.0), ("OFF", 0.0), ("2.5", 2.5)])

@@ -51,3 +51,14 @@ def test_promtool_accepts_the_exposition(app, client):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == b""
+
+
+def test_latency_lands_in_the_first_bucket_whose_bound_it_does_not_exceed():
+    from quizapp.metrics import LATENCY_BUCKETS, WorkerCounters
+
+    counters = WorkerCounters()
+    for seconds in (0.0, 0.005, 0.0051, 10.0, 10.5):
+        counters.observe(200, seconds)
+    buckets = counters.snapshot()["latency_buckets"]
+    assert len(buckets) == len(LATENCY_BUCKETS) + 1
+    assert (buckets[0], buckets[1], buckets[-2], buckets[-1]) == (2, 1, 1, 1)  # +Inf last

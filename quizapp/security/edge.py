@@ -103,7 +103,10 @@ def add_security_headers(response):
         added.append(("X-Request-ID", request_id))
     # The access logs (gunicorn's, nginx's) write this instead of the path; nginx hides it.
     added.append((ROUTE_HEADER, route_pattern()))
-    response.headers.extend(added)  # one call: each header set separately cost a list scan
+    # Every value here is ours and already clean (constants, a request id that matched
+    # _SANE_REQUEST_ID, a rule pattern): Headers.extend would check each name and value for
+    # newlines again (two calls a header, ~12 µs a response), so append to its list directly.
+    response.headers._list.extend(added)
     _log_request(response)
     return response
 
