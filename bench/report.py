@@ -185,7 +185,7 @@ def _prose(heading: str, text: str) -> list[str]:
 
 
 DOOR_NOTE = (
-    ", plus the door (one more instance, 1 worker, nice -5) that answers visitors holding no "
+    ", plus the door (one more instance, 1 worker) that answers visitors holding no "
     "admission pass (the waiting room; BENCH_DOOR=0 runs without it)"
 )
 
@@ -198,7 +198,13 @@ def _intro(result: dict) -> list[str]:
         f"({result['machine']}). Topology: nginx (least_conn) → {result['instances']} gunicorn "
         f"instances × {result['workers']} gevent worker(s)"
         f"{DOOR_NOTE if result.get('door') else ''} → Postgres 15 + Redis, fake OpenAI with "
-        f"{result['fake_latency']} s latency and its own {result['fake_rpm']}/min limit. Locust runs on the "
+        f"{result['fake_latency']} s latency and its own {result['fake_rpm']}/min limit. "
+        "Scheduling, as an operator would set it (each process runs in a session of its own, and "
+        "the kernel shares the CPU between sessions first): the door's, nginx's and Redis's "
+        f"sessions are ranked {result.get('edge_nice', -10)} (STACK_DOOR_NICE, STACK_EDGE_NICE), "
+        f"the app pool's 0, and locust's {result.get('locust_nice', 0)} (BENCH_LOCUST_NICE: the "
+        "load generator is a guest on the box it "
+        "measures, for the twin as for the app). Locust runs on the "
         "same 2 cores; every simulated user binds its own source address in 127.1.0.0/16, so per-IP "
         "limits see distinct clients. Page latency is nginx's `$request_time` for quiz-taker pages "
         "(server side); `client p99` is what locust saw, including its own queueing. 4xx and 5xx count "

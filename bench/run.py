@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 # plateau.py drives the steps through this module: bench.Stack, bench.run_step, bench.STATE.
 from environment import STATE, Stack, app_env, bench_urls, door_wanted, ensure_database
 from integrity import normalise_integrity
-from load_step import run_step
+from load_step import LOCUST_NICE, run_step
+
+from devstack.stack import EDGE_NICE
 
 __all__ = ["STATE", "Stack", "main", "run_step"]
 
@@ -156,6 +158,8 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
         "instances": instances,
         "workers": workers,
         "door": door_wanted(),
+        "edge_nice": int(os.environ.get("STACK_EDGE_NICE", EDGE_NICE)),
+        "locust_nice": LOCUST_NICE,
         "fake_latency": fake_latency,
         "fake_rpm": fake_rpm,
         "steps": results,
