@@ -128,7 +128,8 @@ def _log_request(response) -> None:
     # line is for what needs attention (errors, slow answers) unless REQUEST_LOG_ALL is set.
     # The waiting room's 503s (X-Admission) are the expected answer under overload, counted by the
     # metrics and nginx's log: a line each would cost the door a write per answer when it is busiest.
-    expected = "X-Admission" in response.headers
+    # (The address-wide "refused" 429 is still logged, as every other refusal is.)
+    expected = response.headers.get("X-Admission") in ("wait", "busy")
     notable = (response.status_code >= 400 and not expected) or (duration_ms or 0) >= SLOW_REQUEST_MS
     level = logging.INFO if notable or current_app.config["REQUEST_LOG_ALL"] else logging.DEBUG
     if not log.isEnabledFor(level):
