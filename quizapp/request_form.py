@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl
 import werkzeug.urls  # noqa: F401  registers the "werkzeug.url_quote" codec error handler used below
 from flask import Request, current_app
 from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import parse_cookie
+from werkzeug.utils import cached_property
 
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # Every form of the app is a few fields; a bigger body (or none announced) takes werkzeug's path.
@@ -22,6 +24,12 @@ class QuizRequest(Request):
     The result is werkzeug's own: the same parse_qsl call on the same bytes, an empty form for a
     body that is not UTF-8, 400 for a body shorter than its Content-Length.
     """
+
+    @cached_property
+    def cookies(self):
+        """werkzeug's, from the one HTTP_COOKIE a WSGI server passes (EnvironHeaders.getlist walks
+        every key of the environ to find it)."""
+        return parse_cookie(self.environ.get("HTTP_COOKIE", ""), cls=self.dict_storage_class)
 
     def _load_form_data(self) -> None:
         if "form" in self.__dict__:

@@ -169,13 +169,22 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
             # Most page views: read, unchanged, refreshed recently. Flask-Session would work out
             # the cookie's name, domain, path and store key before deciding the same.
             if accessed:
-                response.vary.add("Cookie")
+                _vary_on_cookie(response)
             return
         try:
             super().save_session(app, session, response)
         except redis.exceptions.RedisError as exc:
             g.setdefault(SAVE_FAILED_KEY, True)
             raise RedisUnavailable() from exc
+
+
+def _vary_on_cookie(response) -> None:
+    """response.vary.add("Cookie"), without parsing and re-serialising a Vary header that is not there."""
+    headers = response.headers
+    if "Vary" in headers:
+        response.vary.add("Cookie")
+    else:
+        headers._list.append(("Vary", "Cookie"))  # a constant: nothing to check for newlines
 
 
 def init_sessions(app, client: redis.Redis) -> None:
@@ -195,14 +204,15 @@ def init_sessions(app, client: redis.Redis) -> None:
 
 def require_session_store() -> None:
     """Pipeline step: read the session now if the limits check did not, or answer 503 if Redis is down."""
-    if not getattr(session, "pending", False):
+    current = session._get_current_object()
+    if not getattr(current, "pending", False):
         return
     if is_infrastructure(request.path):
         return  # probes, metrics and static files never need the session: leave it unread
     if g.get("session_store_failed"):
         raise RedisUnavailable()
     try:
-        session.fill(current_app.session_interface.read_stored(session.sid))
+        current.fill(current_app.session_interface.read_stored(current.sid))
     except redis.exceptions.RedisError as exc:
         log.warning("session.redis_unavailable")
         raise RedisUnavailable() from exc

@@ -16,7 +16,7 @@ import logging
 import time
 
 import redis.exceptions
-from flask import current_app, g
+from flask import current_app, g, request
 
 from .. import redis_conn
 from . import service
@@ -66,13 +66,16 @@ def admission_shedding_load(ctx):
 
 def begin_request():
     """Admit the request (possibly after waiting for a slot) or answer from the waiting room."""
-    config = current_app.config
+    app = current_app._get_current_object()
+    config = app.config
     if not config["ADMISSION_ENABLED"]:
         return None
     from .views import too_many_arrivals, waiting_room
 
-    cookie = service.read_cookie()
-    priority = service.classify(cookie)
+    state = g._get_current_object()
+    req = request._get_current_object()
+    cookie = state.admission_read = service.read_cookie(req)  # finish_response reads it from here
+    priority = service.classify(cookie, req.path)
     if priority == Priority.NEW:
         ticket = cookie[1] if cookie and cookie[0] == "w" else None
         try:
@@ -83,25 +86,26 @@ def begin_request():
         if decision is not None and decision.refused:
             return too_many_arrivals()
         if decision is not None and not decision.admitted:
-            g.admission_cookie = service.cookie_value("w", decision.ticket)
+            state.admission_cookie = service.cookie_value("w", decision.ticket)
             return waiting_room(service.waiting_answer(decision))
         if decision is not None:
             expiry = int(time.time()) + config["ADMISSION_PASS_SECONDS"]
-            g.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
+            state.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
         priority = Priority.ADMITTED
     timeout = config["ADMISSION_QUEUE_TIMEOUT_MS"] / 1000
     started = priority == Priority.STARTED
     # A started quiz waits longer for a slot, ahead of everyone else, then runs anyway.
-    if not service.gate().enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
+    if not service.gate(app).enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
         return waiting_room(service.busy_answer(), kind="busy")
-    g.admission_priority = priority
+    state.admission_priority = priority
     return None
 
 
 def finish_response(response):
-    value = g.pop("admission_cookie", None)
-    if value is None and g.get("admission_priority") is not None:
-        cookie = service.read_cookie()
+    state = g._get_current_object()
+    value = state.pop("admission_cookie", None)
+    if value is None and getattr(state, "admission_priority", None) is not None:
+        cookie = getattr(state, "admission_read", None)  # begin_request read it
         if service.started_flag_due(cookie):
             # The session says a quiz is started: flag it in the cookie, so later requests know it
             # cheaply; the first time, the visitor's slot is confirmed for the whole visit.

@@ -76,9 +76,9 @@ def _signer() -> Signer:
     return _signer_for(current_app.config["SECRET_KEY"])
 
 
-def read_cookie() -> tuple[str, int, int] | None:
-    """(kind, ticket, expiry) from a well-signed admission cookie, else None."""
-    raw = request.cookies.get(COOKIE_NAME)
+def read_cookie(req=None) -> tuple[str, int, int] | None:
+    """(kind, ticket, expiry) from a well-signed admission cookie, else None (req: the request)."""
+    raw = (req or request).cookies.get(COOKIE_NAME)
     if not raw:
         return None
     return _verified_cookie(current_app.config["SECRET_KEY"], raw)
@@ -101,9 +101,10 @@ def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
     return _signer().sign(payload).decode()
 
 
-def classify(cookie) -> Priority:
+def classify(cookie, path: str | None = None) -> Priority:
     """Cheap: the path and the signed cookie (no session read: the limits step does that later)."""
-    path = request.path
+    if path is None:
+        path = request.path
     if is_infrastructure(path) or path in CRITICAL_PATHS or path.startswith(CRITICAL_PREFIXES):
         return Priority.CRITICAL
     if cookie and cookie[2] > time.time():
@@ -134,7 +135,8 @@ def end_visit() -> None:
 
 def started_flag_due(cookie) -> bool:
     """Whether this response should (re)flag a started quiz: only if the session is already loaded."""
-    if getattr(session, "pending", False) or not session.get("quiz"):
+    current = session._get_current_object()
+    if getattr(current, "pending", False) or not current.get("quiz"):
         return False
     if not cookie or cookie[0] != "s":
         return True

@@ -22,10 +22,11 @@ def cached_page(template: str, key: tuple, **context) -> str:
     """
     cache = current_app.extensions.setdefault(CACHE_KEY, {})
     full_key = (template, request.script_root, *key)
-    html = cache.get(full_key)
-    if html is None:
-        html = cache[full_key] = render_template(template, csrf_token=lambda: _TOKEN_SLOT, **context)
-    return html.replace(_TOKEN_SLOT, csrf.token())
+    parts = cache.get(full_key)
+    if parts is None:  # the page cut at each token slot: joined with the token per request
+        html = render_template(template, csrf_token=lambda: _TOKEN_SLOT, **context)
+        parts = cache[full_key] = tuple(html.split(_TOKEN_SLOT))
+    return csrf.token().join(parts)
 
 
 def model_card(m: dict, *, detail: bool, level: int, hide_name: bool = False) -> Markup:

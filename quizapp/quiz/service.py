@@ -112,8 +112,16 @@ def question_page(session, question_id: str) -> QuestionPage:
         number=index + 1,
         total=len(quiz.questions),
         previous_id=quiz.questions[index - 1].id if index else None,
-        selected=answers_of(session).get(question_id),
+        selected=_answer_at(quiz, _state(session).get("a") or "", index),
     )
+
+
+def _answer_at(quiz: Content, packed: str, index: int) -> int | None:
+    """answers_of(session).get(question_id) for one question, without unpacking all the others."""
+    version, _, digits = packed.partition(":")
+    if version != quiz.fingerprint or len(digits) != len(quiz.questions) or digits[index] == "-":
+        return None
+    return int(digits[index])
 
 
 def record_answer(session, question_id: str, form, content_length: int | None) -> str | None:

@@ -50,15 +50,16 @@ def start():
 
 @bp.route("/q/<question_id:question_id>", methods=["GET", "POST"])
 def question(question_id):
-    if request.method == "GET":
+    req, current = request._get_current_object(), session._get_current_object()  # the hot path
+    if req.method == "GET":
         try:
-            page = service.question_page(session, question_id)
+            page = service.question_page(current, question_id)
         except service.InvalidAnswer as exc:
             return _question_error(exc, fallback=True)
         key = (question_id, page.selected)  # all the page shows besides the static content
         return cached_page("quiz/question.html", key, page=page, error=None)
     try:
-        following = service.record_answer(session, question_id, request.form, request.content_length)
+        following = service.record_answer(current, question_id, req.form, req.content_length)
     except service.InvalidAnswer as exc:
         return _question_error(exc, question_id=question_id)
     if following is None:

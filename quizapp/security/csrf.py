@@ -60,34 +60,34 @@ class DoubleSubmitCSRF:
 
     def token(self) -> str:
         """The form token for this visitor (one HMAC per request; a new nonce if they have none)."""
-        cached = g.get("csrf_form_token")
+        state = g._get_current_object()
+        cached = getattr(state, "csrf_form_token", None)
         if cached is not None:
             return cached
         nonce = request.cookies.get(COOKIE_NAME, "")
         if not _NONCE.match(nonce):
             nonce = secrets.token_urlsafe(16)
-            g.csrf_new_nonce = nonce  # set_cookie sends it with the response
-        g.csrf_form_token = self._sign(nonce)
-        return g.csrf_form_token
+            state.csrf_new_nonce = nonce  # set_cookie sends it with the response
+        token = state.csrf_form_token = self._sign(nonce)
+        return token
 
-    def _is_exempt(self) -> bool:
-        if request.blueprint in self._exempt_blueprints:
+    def _is_exempt(self, req) -> bool:
+        if req.blueprint in self._exempt_blueprints:
             return True
-        view = current_app.view_functions.get(request.endpoint or "")
+        view = current_app.view_functions.get(req.endpoint or "")
         return view is not None and f"{view.__module__}.{view.__name__}" in self._exempt_views
 
     def protect(self) -> None:
         """Pipeline step: refuse an unsafe request whose token does not match its cookie."""
-        if request.method in SAFE_METHODS or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        req = request._get_current_object()
+        if req.method in SAFE_METHODS or not current_app.config.get("WTF_CSRF_ENABLED", True):
             return
-        if self._is_exempt():
+        if self._is_exempt(req):
             return
-        sent = request.form.get(FORM_FIELD) or next(
-            (request.headers[h] for h in HEADERS if h in request.headers), ""
-        )
+        sent = req.form.get(FORM_FIELD) or next((req.headers[h] for h in HEADERS if h in req.headers), "")
         if not sent:
             raise CSRFError("The CSRF token is missing.")
-        nonce = request.cookies.get(COOKIE_NAME, "")
+        nonce = req.cookies.get(COOKIE_NAME, "")
         if not _NONCE.match(nonce) or not hmac.compare_digest(sent, self._sign(nonce)):
             raise CSRFError("The CSRF token does not match.")
 

@@ -58,13 +58,17 @@ def content_security_policy(config) -> str:
 def start_request() -> None:
     """Pipeline step: start the request's one timer, name it (keep nginx's id when it is a plain
     token) and refuse oversized bodies."""
-    g.request_started = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else _new_request_id()
+    state = g._get_current_object()  # each proxy lookup costs a context-variable walk: one each
+    state.request_started = time.perf_counter()
+    environ = request._get_current_object().environ
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")  # the header X-Request-ID, as WSGI names it
+    state.request_id = incoming if _SANE_REQUEST_ID.match(incoming) else _new_request_id()
     # Werkzeug only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse it up front.
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge()
+    if "CONTENT_LENGTH" in environ:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        length = request.content_length
+        if limit and length is not None and length > limit:
+            raise RequestEntityTooLarge()
 
 
 # A random per-process prefix and a counter: unique ids without a getrandom call per request.
@@ -95,18 +99,31 @@ def install(app) -> None:
 
 def add_security_headers(response):
     """After step: security headers, the request id, and the log line for notable requests."""
-    added = [*current_app.extensions["quizapp.security_headers"]]  # no view sets any of these
-    if request.is_secure:
+    app = current_app._get_current_object()
+    state = g._get_current_object()
+    req = request._get_current_object()
+    added = [*app.extensions["quizapp.security_headers"]]  # no view sets any of these
+    if req.is_secure:
         added.append(("Strict-Transport-Security", HSTS))
-    request_id = g.get("request_id")
+    request_id = getattr(state, "request_id", None)
     if request_id:
         added.append(("X-Request-ID", request_id))
     # The access logs (gunicorn's, nginx's) write this instead of the path; nginx hides it.
-    added.append((ROUTE_HEADER, route_pattern()))
+    rule = req.url_rule
+    added.append((ROUTE_HEADER, rule.rule if rule is not None else "-"))
     # Every value here is ours and already clean (constants, a request id that matched
     # _SANE_REQUEST_ID, a rule pattern): Headers.extend would check each name and value for
     # newlines again (two calls a header, ~12 µs a response), so append to its list directly.
     response.headers._list.extend(added)
+    started = getattr(state, "request_started", None)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    if (
+        response.status_code < 400
+        and seconds * 1000 < SLOW_REQUEST_MS
+        and not app.config["REQUEST_LOG_ALL"]
+        and not log.isEnabledFor(logging.DEBUG)
+    ):
+        return response  # most requests: nothing to log (gunicorn's access log has them)
     _log_request(response)
     return response
 

@@ -255,12 +255,13 @@ def _storage_dead(limiter: Limiter) -> bool:
 
 def log_storage_transition(response):
     """After step: one log line when limits move to the in-memory fallback and one when they are back."""
-    limiter = current_app.extensions.get(LIMITER_KEY)
+    extensions = current_app.extensions
+    limiter = extensions.get(LIMITER_KEY)
     if limiter is None:
         return response
     dead = _storage_dead(limiter)
-    if dead != current_app.extensions["quizapp.limiter_storage_dead"]:
-        current_app.extensions["quizapp.limiter_storage_dead"] = dead
+    if dead != extensions["quizapp.limiter_storage_dead"]:
+        extensions["quizapp.limiter_storage_dead"] = dead
         if dead:
             log.warning("ratelimit.storage_fallback", extra={"storage": "memory-fallback"})
         else:

@@ -7,6 +7,7 @@ and Redis is probed again with a growing pause, as Flask-Limiter itself does.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -92,15 +93,15 @@ class LimitChecker:
 
     # --- the check --------------------------------------------------------------------------
 
-    def check(self, entries: tuple[Entry, ...]) -> None:
+    def check(self, entries: tuple[Entry, ...], req=None) -> None:
         current = session._get_current_object()
         pending = getattr(current, "pending", False)
-        address_key = "a:" + address_group(request.remote_addr, self.ipv6_prefix)
+        address_key = _address_key(address_group((req or request).remote_addr, self.ipv6_prefix))
         if pending and self.same_store:
-            mode, session_key = "k", current_app.session_interface.store_key(current.sid)
+            mode, session_key = "k", current.store.store_key(current.sid)
         else:
             mode, session_key = ("1" if self._has_session(current) else "0"), ""
-        person_key = "" if mode == "0" else "p:" + _digest(current.sid)
+        person_key = "" if mode == "0" else _person_key(current.sid)
         if self.client is None:
             self._check_locally(entries, mode == "1", person_key, address_key, self.limiter.limiter)
             return
@@ -119,7 +120,7 @@ class LimitChecker:
             self.limiter._storage_dead = False
             self.probe_pause = 1.0
         if mode == "k":
-            current.fill(current_app.session_interface.decode(blob))
+            current.fill(current.store.decode(blob))
         if refused:
             entry = entries[refused - 1]
             raise RateLimited(amount=entry.item.amount, retry_after=math.ceil(figure / 1000))
@@ -168,9 +169,15 @@ class LimitChecker:
             strategy.hit(entry.item, *identifiers)
 
 
-def _digest(sid: str) -> str:
+@functools.lru_cache(maxsize=INPUTS_CACHE_SIZE)  # a person's every page view: hashed once per worker
+def _person_key(sid: str) -> str:
     # The session id itself never appears in a counter's name.
-    return hashlib.blake2b(sid.encode(), digest_size=12).hexdigest()
+    return "p:" + hashlib.blake2b(sid.encode(), digest_size=12).hexdigest()
+
+
+@functools.lru_cache(maxsize=INPUTS_CACHE_SIZE)
+def _address_key(group: str) -> str:
+    return "a:" + group
 
 
 def init_app(app) -> None:
@@ -182,8 +189,11 @@ def init_app(app) -> None:
 def check_request_limits() -> None:
     """Pipeline step: refuse a request over any of its limits (429); prefetch the session."""
     checker: LimitChecker | None = current_app.extensions.get(CHECKER_KEY)
-    if checker is None or is_exempt_path(request.path):
+    if checker is None:
         return
-    entries = checker.rules.entries_for(request.endpoint, request.method)
+    req = request._get_current_object()
+    if is_exempt_path(req.path):
+        return
+    entries = checker.rules.entries_for(req.endpoint, req.method)
     if entries:
-        checker.check(entries)
+        checker.check(entries, req)
