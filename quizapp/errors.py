@@ -11,6 +11,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .request_form import QuizRequest
+from .responses import QuizResponse
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ class QuizFlask(Flask):
     log "Exception on ..." with a traceback; handle_quiz_error logs the outage as one warning."""
 
     request_class = QuizRequest  # small urlencoded forms parsed in one call (request_form.py)
+    response_class = QuizResponse  # headers copied out without a second check (responses.py)
 
     def log_exception(self, exc_info) -> None:
         if _outage_for(exc_info[1]) is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from urllib.parse import parse_qsl
 
@@ -14,6 +15,8 @@ from werkzeug.utils import cached_property
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # Every form of the app is a few fields; a bigger body (or none announced) takes werkzeug's path.
 FAST_FORM_MAX_BYTES = 16 * 1024
+PARSED_COOKIES_CACHE_SIZE = 4096  # Cookie headers kept parsed per worker (~1 KB each at most)
+PARSED_COOKIES_MAX_CHARS = 1024  # a longer header (not one of ours) is parsed every time
 
 
 class QuizRequest(Request):
@@ -28,8 +31,11 @@ class QuizRequest(Request):
     @cached_property
     def cookies(self):
         """werkzeug's, from the one HTTP_COOKIE a WSGI server passes (EnvironHeaders.getlist walks
-        every key of the environ to find it)."""
-        return parse_cookie(self.environ.get("HTTP_COOKIE", ""), cls=self.dict_storage_class)
+        every key of the environ to find it), parsed once per worker for each header a visitor sends."""
+        raw = self.environ.get("HTTP_COOKIE", "")
+        if len(raw) > PARSED_COOKIES_MAX_CHARS:
+            return parse_cookie(raw, cls=self.dict_storage_class)
+        return _parsed_cookies(raw, self.dict_storage_class)
 
     def _load_form_data(self) -> None:
         if "form" in self.__dict__:
@@ -59,6 +65,13 @@ class QuizRequest(Request):
             from flask.debughelpers import attach_enctype_error_multidict
 
             attach_enctype_error_multidict(self)  # as flask.Request does in debug mode
+
+
+# A visitor sends the same Cookie header on page after page (it changes when a cookie is renewed);
+# the parsed form is an immutable mapping, so one per header can be shared by its requests.
+@functools.lru_cache(maxsize=PARSED_COOKIES_CACHE_SIZE)
+def _parsed_cookies(raw: str, storage_class):
+    return parse_cookie(raw, cls=storage_class)
 
 
 def _current_app():

@@ -157,6 +157,29 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
             self.client, store_id, value, ex=ttl, replicas=replicas, timeout_ms=timeout_ms
         )
 
+    def _save_kept(self, app, session, response) -> None:
+        """Flask-Session's save_session for a session with data, step for step, with the Vary header
+        added without parsing it twice and the cookie's settings read straight from the config."""
+        if session.accessed:
+            _vary_on_cookie(response)
+        if not self.should_set_storage(app, session):
+            return
+        self._upsert_session(app.permanent_session_lifetime, session, self.key_prefix + session.sid)
+        if not self.should_set_cookie(app, session):
+            return
+        config = app.config
+        response.set_cookie(
+            key=config["SESSION_COOKIE_NAME"],
+            value=session.sid,
+            expires=self.get_expiration_time(app, session),
+            httponly=config["SESSION_COOKIE_HTTPONLY"],
+            domain=config["SESSION_COOKIE_DOMAIN"],
+            path=config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"],
+            secure=config["SESSION_COOKIE_SECURE"],
+            samesite=config["SESSION_COOKIE_SAMESITE"],
+        )
+        _vary_on_cookie(response)
+
     def save_session(self, app, session, response):
         if getattr(session, "pending", False):
             return  # never read, so never changed: nothing to write
@@ -172,19 +195,22 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
                 _vary_on_cookie(response)
             return
         try:
-            super().save_session(app, session, response)
+            if session and not self.use_signer:
+                self._save_kept(app, session, response)
+            else:  # an emptied session (its key and cookie deleted): Flask-Session's own path
+                super().save_session(app, session, response)
         except redis.exceptions.RedisError as exc:
             g.setdefault(SAVE_FAILED_KEY, True)
             raise RedisUnavailable() from exc
 
 
 def _vary_on_cookie(response) -> None:
-    """response.vary.add("Cookie"), without parsing and re-serialising a Vary header that is not there."""
-    headers = response.headers
-    if "Vary" in headers:
+    """response.vary.add("Cookie"), without parsing and re-serialising a Vary header of ours."""
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers._list.append(("Vary", "Cookie"))  # a constant: nothing to check for newlines
+    elif vary != "Cookie":  # HeaderSet.add leaves a header that has it as it is
         response.vary.add("Cookie")
-    else:
-        headers._list.append(("Vary", "Cookie"))  # a constant: nothing to check for newlines
 
 
 def init_sessions(app, client: redis.Redis) -> None:

@@ -70,13 +70,13 @@ def begin_request():
     config = app.config
     if not config["ADMISSION_ENABLED"]:
         return None
-    from .views import too_many_arrivals, waiting_room
-
     state = g._get_current_object()
     req = request._get_current_object()
     cookie = state.admission_read = service.read_cookie(req)  # finish_response reads it from here
     priority = service.classify(cookie, req.path)
     if priority == Priority.NEW:
+        from .views import too_many_arrivals, waiting_room  # here: most requests never answer
+
         ticket = cookie[1] if cookie and cookie[0] == "w" else None
         try:
             decision = service.ask_cluster(ticket, first_contact=cookie is None)
@@ -96,6 +96,8 @@ def begin_request():
     started = priority == Priority.STARTED
     # A started quiz waits longer for a slot, ahead of everyone else, then runs anyway.
     if not service.gate(app).enter(priority, timeout * (4 if started else 1), admit_on_timeout=started):
+        from .views import waiting_room
+
         return waiting_room(service.busy_answer(), kind="busy")
     state.admission_priority = priority
     return None

@@ -64,7 +64,23 @@ def question(question_id):
         return _question_error(exc, question_id=question_id)
     if following is None:
         return redirect(url_for("quiz.review"), 303)
-    return redirect(url_for("quiz.question", question_id=following), 303)
+    return redirect(_question_url(following, req.script_root), 303)
+
+
+QUESTION_URLS_KEY = "quiz.question_urls"
+QUESTION_URLS_MAX = 1024  # the content's questions, for the few script roots a deployment has
+
+
+def _question_url(question_id: str, script_root: str) -> str:
+    """url_for("quiz.question", question_id=...), built once per worker for each question of the
+    content (the answer POST's redirect: werkzeug's URL builder is ~30 calls a link)."""
+    cache = current_app.extensions.setdefault(QUESTION_URLS_KEY, {})
+    url = cache.get((script_root, question_id))
+    if url is None:
+        url = url_for("quiz.question", question_id=question_id)
+        if len(cache) < QUESTION_URLS_MAX:
+            cache[(script_root, question_id)] = url
+    return url
 
 
 def _question_error(exc, question_id=None, fallback=False):
