@@ -64,7 +64,7 @@ def init_app(app: Flask) -> None:
 
 def count_response(response):
     """After step: count the response by status and by the request's one timer (edge.start_request)."""
-    started = getattr(g._get_current_object(), "request_started", None)
+    started = g._get_current_object().get("request_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
     current_app.extensions["worker_metrics"].observe(response.status_code, elapsed)
     return response

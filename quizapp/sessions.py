@@ -77,9 +77,16 @@ class LazyRedisSession(RedisSession):
             self.fill(self.store.read_stored(self.sid))
 
 
+def _has_data(self) -> bool:
+    """ServerSideSession.__bool__ (anything stored besides "_permanent"), without copying the data
+    into a new dict as that one does, on every truth test of the session."""
+    size = dict.__len__(self)
+    return size > 1 or (size == 1 and not dict.__contains__(self, "_permanent"))
+
+
 def _reading_first(name: str):
     """The dict method `name`, reading the stored data before it runs (one definition for all)."""
-    method = getattr(RedisSession, name)
+    method = _has_data if name == "__bool__" else getattr(RedisSession, name)
 
     def read_then_call(self, *args, **kwargs):
         self._ensure()
@@ -206,7 +213,8 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
 
 def _vary_on_cookie(response) -> None:
     """response.vary.add("Cookie"), without parsing and re-serialising a Vary header of ours."""
-    vary = response.headers.get("Vary")
+    # Headers.get raises and catches a KeyError when the header is missing, as it mostly is.
+    vary = next((value for name, value in response.headers._list if name.lower() == "vary"), None)
     if vary is None:
         response.headers._list.append(("Vary", "Cookie"))  # a constant: nothing to check for newlines
     elif vary != "Cookie":  # HeaderSet.add leaves a header that has it as it is

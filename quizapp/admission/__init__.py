@@ -106,8 +106,8 @@ def begin_request():
 def finish_response(response):
     state = g._get_current_object()
     value = state.pop("admission_cookie", None)
-    if value is None and getattr(state, "admission_priority", None) is not None:
-        cookie = getattr(state, "admission_read", None)  # begin_request read it
+    if value is None and state.get("admission_priority") is not None:
+        cookie = state.get("admission_read")  # begin_request read it
         if service.started_flag_due(cookie):
             # The session says a quiz is started: flag it in the cookie, so later requests know it
             # cheaply; the first time, the visitor's slot is confirmed for the whole visit.

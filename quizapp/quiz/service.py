@@ -137,13 +137,13 @@ def record_answer(session, question_id: str, form, content_length: int | None) -
     choice = validate_answer(page.question, values[0]) if len(values) == 1 else None
     if choice is None:
         raise InvalidAnswer("That answer is not one of the choices. Please choose again.")
+    quiz = content()
     state = dict(_state(session))
-    answers = {**answers_of(session), question_id: choice}
-    state["a"] = content().pack_answers(answers)
+    answers = {**quiz.unpack_answers(state.get("a") or ""), question_id: choice}
+    state["a"] = quiz.pack_answers(answers)
     if state.pop("r", None):  # changing a submitted answer makes a new attempt, not the old result
         state["k"] = secrets.token_urlsafe(16)
     session[QUIZ_KEY] = state
-    quiz = content()
     following = quiz.questions[page.number :] + quiz.questions[: page.number]
     return next((q.id for q in following if q.id not in answers), None)
 

@@ -61,7 +61,7 @@ class DoubleSubmitCSRF:
     def token(self) -> str:
         """The form token for this visitor (one HMAC per request; a new nonce if they have none)."""
         state = g._get_current_object()
-        cached = getattr(state, "csrf_form_token", None)
+        cached = state.get("csrf_form_token")
         if cached is not None:
             return cached
         nonce = request.cookies.get(COOKIE_NAME, "")

@@ -105,7 +105,7 @@ def add_security_headers(response):
     added = [*app.extensions["quizapp.security_headers"]]  # no view sets any of these
     if req.is_secure:
         added.append(("Strict-Transport-Security", HSTS))
-    request_id = getattr(state, "request_id", None)
+    request_id = state.get("request_id")
     if request_id:
         added.append(("X-Request-ID", request_id))
     # The access logs (gunicorn's, nginx's) write this instead of the path; nginx hides it.
@@ -115,7 +115,7 @@ def add_security_headers(response):
     # _SANE_REQUEST_ID, a rule pattern): Headers.extend would check each name and value for
     # newlines again (two calls a header, ~12 µs a response), so append to its list directly.
     response.headers._list.extend(added)
-    started = getattr(state, "request_started", None)
+    started = state.get("request_started")
     seconds = time.perf_counter() - started if started is not None else 0.0
     if (
         response.status_code < 400
