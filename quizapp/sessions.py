@@ -27,19 +27,14 @@ SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short R
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class LazyRedisSession(RedisSession):
-    """A session whose stored data is fetched on first use, or handed over by the limits check.
+class ReadRedisSession(RedisSession):
+    """A session whose stored data is in hand (read, or nothing to read): the plain dict methods.
 
-    Until then it holds only the id from the cookie; a request that never looks at the session
-    (health checks, static files, the landing page of a new visitor) costs no Redis read.
+    Its id is made only when something asks for it, i.e. when the session is stored.
     """
 
-    store = None  # the session interface, while the stored data has not been read
+    store = None  # the session interface, while the stored data has not been read (LazyRedisSession)
     _sid = None
-
-    def __init__(self, *args, store=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.store = store
 
     @property
     def sid(self) -> str:
@@ -60,6 +55,12 @@ class LazyRedisSession(RedisSession):
     def pending(self) -> bool:
         return self.store is not None
 
+    def __bool__(self) -> bool:
+        """ServerSideSession.__bool__ (anything stored besides "_permanent"), without copying the
+        data into a new dict as that one does, on every truth test of the session."""
+        size = dict.__len__(self)
+        return size > 1 or (size == 1 and not dict.__contains__(self, "_permanent"))
+
     def fill(self, data: dict | None) -> None:
         """Take the stored data (None: nothing stored, so a fresh id, never the client's choice)."""
         store, self.store = self.store, None
@@ -71,22 +72,30 @@ class LazyRedisSession(RedisSession):
             self.sid = None  # a fresh id when one is needed, never the one the client sent
             self.permanent = store.permanent
         self.modified = False
+        # From here on the data is in hand: the plain methods, without a read check on each call.
+        self.__class__ = ReadRedisSession
+
+
+class LazyRedisSession(ReadRedisSession):
+    """A session whose stored data is fetched on first use, or handed over by the limits check.
+
+    Until then it holds only the id from the cookie; a request that never looks at the session
+    (health checks, static files, the landing page of a new visitor) costs no Redis read. Once
+    read, it is a ReadRedisSession.
+    """
+
+    def __init__(self, *args, store=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.store = store
 
     def _ensure(self) -> None:
         if self.store is not None:
             self.fill(self.store.read_stored(self.sid))
 
 
-def _has_data(self) -> bool:
-    """ServerSideSession.__bool__ (anything stored besides "_permanent"), without copying the data
-    into a new dict as that one does, on every truth test of the session."""
-    size = dict.__len__(self)
-    return size > 1 or (size == 1 and not dict.__contains__(self, "_permanent"))
-
-
 def _reading_first(name: str):
     """The dict method `name`, reading the stored data before it runs (one definition for all)."""
-    method = _has_data if name == "__bool__" else getattr(RedisSession, name)
+    method = getattr(ReadRedisSession, name)
 
     def read_then_call(self, *args, **kwargs):
         self._ensure()
@@ -126,7 +135,7 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         sid = request.cookies.get(app.config["SESSION_COOKIE_NAME"], "")
         if _SANE_SID.match(sid):
             return self.session_class(sid=sid, store=self)
-        return self.session_class(sid=None, permanent=self.permanent)
+        return ReadRedisSession(sid=None, permanent=self.permanent)  # nothing stored to read
 
     def read_stored(self, sid: str) -> dict | None:
         """One GET: the stored data, or None (also used when the limits check could not prefetch)."""
