@@ -68,7 +68,7 @@ class DoubleSubmitCSRF:
         if not _NONCE.match(nonce):
             nonce = secrets.token_urlsafe(16)
             state.csrf_new_nonce = nonce  # set_cookie sends it with the response
-        token = state.csrf_form_token = self._sign(nonce)
+        token = state.csrf_form_token = _signature(current_app.extensions["csrf_key"], nonce)
         return token
 
     def _is_exempt(self, req) -> bool:
@@ -94,7 +94,7 @@ class DoubleSubmitCSRF:
     @staticmethod
     def set_cookie(response):
         """After step: send the nonce a token was made from, when the visitor had none."""
-        nonce = g.get("csrf_new_nonce")
+        nonce = g._get_current_object().get("csrf_new_nonce")
         if nonce:
             config = current_app.config
             response.set_cookie(

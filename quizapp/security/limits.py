@@ -239,7 +239,7 @@ def handle_rate_limited(exc):
 
 def add_rate_limit_headers(response):
     """After step: X-RateLimit-* on successes too, when RATELIMIT_HEADERS_ON_SUCCESS is set."""
-    figures = g.get("rate_limit_figures")
+    figures = g._get_current_object().get("rate_limit_figures")
     if figures and "X-RateLimit-Limit" not in response.headers:
         amount, remaining, reset = figures
         response.headers["X-RateLimit-Limit"] = str(amount)
