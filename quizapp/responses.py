@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Response
 from werkzeug.datastructures import Headers
 from werkzeug.urls import iri_to_uri
@@ -32,9 +34,20 @@ class QuizResponse(Response):
             elif ikey == "content-length":
                 content_length = value
         if location is not None:
-            headers["Location"] = iri_to_uri(location)
+            headers["Location"] = _uri(location)
         if content_location is not None:
-            headers["Content-Location"] = iri_to_uri(content_location)
+            headers["Content-Location"] = _uri(content_location)
         if self.automatically_set_content_length and self.is_sequence and content_length is None:
             headers["Content-Length"] = str(sum(len(x) for x in self.iter_encoded()))
         return headers
+
+
+def _uri(location: str) -> str:
+    """iri_to_uri, remembered for a plain path (the app's redirects go to a few dozen pages); a
+    location with a query (a report link's key, a checkout id) is quoted each time, never kept."""
+    return iri_to_uri(location) if "?" in location else _path_uri(location)
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_uri(location: str) -> str:
+    return iri_to_uri(location)

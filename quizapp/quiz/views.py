@@ -16,6 +16,7 @@ from flask import (
 
 from .. import admission, validation
 from ..errors import BadRequest
+from ..links import template_url_for as fixed_url
 from ..mail import service as mail_service
 from . import service
 from .data import load_content
@@ -63,7 +64,7 @@ def question(question_id):
     except service.InvalidAnswer as exc:
         return _question_error(exc, question_id=question_id)
     if following is None:
-        return redirect(url_for("quiz.review"), 303)
+        return redirect(fixed_url("quiz.review"), 303)
     return redirect(_question_url(following, req.script_root), 303)
 
 
