@@ -266,3 +266,9 @@ def test_the_door_sends_an_admitted_ticket_holder_on_with_a_307_in_one_round_tri
     redis_client.hset(STATE_KEY, "capacity", 10)
     again = holder.post("/start")  # a form post is sent on as it was: 307 keeps method and body
     assert (again.status_code, again.headers["Location"]) == (307, "/start")
+    redis_client.hset(STATE_KEY, "capacity", 3)
+    lured = door.test_client()
+    assert lured.get("/").status_code == 503
+    redis_client.hset(STATE_KEY, "capacity", 10)
+    offsite = lured.get("/", environ_overrides={"PATH_INFO": "//evil.example/x"})
+    assert offsite.headers["Location"] == "/evil.example/x"  # never "//evil.example": another site

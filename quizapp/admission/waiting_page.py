@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 from flask import current_app, render_template, request
-from markupsafe import Markup, escape
+from markupsafe import escape
 
 TEMPLATE = "admission/waiting.html"
 HOLES = ("refresh_s", "refresh_url", "position", "of_queue", "wait")
-_MARK = "\x00"  # never in a rendered page: Jinja escapes nothing of it, the template holds none
+_MARK = "\x00"  # never in a rendered page: the template holds none, and escaping leaves it alone
 CACHE_KEY = "admission.waiting_page"
 
 
@@ -26,7 +26,7 @@ def _pieces() -> list[str]:
     cache = current_app.extensions.setdefault(CACHE_KEY, {})
     pieces = cache.get(request.script_root)
     if pieces is None:
-        marks = {name: Markup(f"{_MARK}{name}{_MARK}") for name in HOLES}
+        marks = {name: f"{_MARK}{name}{_MARK}" for name in HOLES}  # autoescape leaves them as they are
         pieces = render_template(TEMPLATE, **marks).split(_MARK)
         unknown = set(pieces[1::2]) - set(HOLES)
         if unknown or len(pieces) % 2 == 0:
