@@ -75,7 +75,7 @@ def begin_request():
     cookie = state.admission_read = service.read_cookie(req)  # finish_response reads it from here
     priority = service.classify(cookie, req.path)
     if priority == Priority.NEW:
-        from .views import too_many_arrivals, waiting_room  # here: most requests never answer
+        from .views import on_to_the_pool, too_many_arrivals, waiting_room  # most requests skip this
 
         ticket = cookie[1] if cookie and cookie[0] == "w" else None
         try:
@@ -91,6 +91,8 @@ def begin_request():
         if decision is not None:
             expiry = int(time.time()) + config["ADMISSION_PASS_SECONDS"]
             state.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
+            if config["ADMISSION_DOOR"] and cookie is not None:  # it keeps cookies: no redirect loop
+                return on_to_the_pool()
         priority = Priority.ADMITTED
     timeout = config["ADMISSION_QUEUE_TIMEOUT_MS"] / 1000
     started = priority == Priority.STARTED
