@@ -11,6 +11,8 @@ mkdir -p "$VAR"
 offset=$(( $(printf '%s' "$ROOT" | cksum | cut -d' ' -f1) % 700 ))
 PG_PORT="${QUIZAPP_PG_PORT:-$((25100 + offset))}"
 REDIS_PORT="${QUIZAPP_REDIS_PORT:-$((26100 + offset))}"
+LOCAL_DB="postgresql://postgres@127.0.0.1:$PG_PORT/quizapp"
+LOCAL_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
 PG_BIN="${QUIZAPP_PG_BIN:-$(dirname "$(command -v pg_ctl || echo /usr/local/bin/pg_ctl)")}"
 REDIS_DIR="$VAR/redis"
 CHECKOUT_ID="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
@@ -143,19 +145,20 @@ stop_redis() {
 }
 
 write_env() {
-  # Only what the caller did not set: an operator's DATABASE_URL / REDIS_URL always wins.
+  # Only what the caller did not set: an operator's DATABASE_URL / REDIS_URL always wins. URLs equal
+  # to the local ones came from this file (a recipe that loaded it ran `make services` again): kept.
   {
     echo "# written by scripts/services.sh"
-    if [ -z "${DATABASE_URL:-}" ]; then
-      echo "DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/quizapp"
+    if [ -z "${DATABASE_URL:-}" ] || [ "$DATABASE_URL" = "$LOCAL_DB" ]; then
+      echo "DATABASE_URL=$LOCAL_DB"
       echo "TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/quizapp_test"
       echo "QUIZAPP_PGDATA=$(cat "$VAR/pgdata.path")"
       echo "QUIZAPP_PG_PORT=$PG_PORT"
       echo "QUIZAPP_PG_LOG=$(cat "$VAR/pglog.path")"
       echo "QUIZAPP_PG_SOCKET_DIR=$(cat "$VAR/pgsocket.path")"
     fi
-    if [ -z "${REDIS_URL:-}" ]; then
-      echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    if [ -z "${REDIS_URL:-}" ] || [ "$REDIS_URL" = "$LOCAL_REDIS" ]; then
+      echo "REDIS_URL=$LOCAL_REDIS"
       echo "TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1"
       echo "QUIZAPP_REDIS_PORT=$REDIS_PORT"
       # The same Redis over its Unix socket (make stack and make bench use it), when it has one.
@@ -166,8 +169,8 @@ write_env() {
 
 case "${1:-}" in
   start)
-    [ -n "${DATABASE_URL:-}" ] || start_postgres
-    [ -n "${REDIS_URL:-}" ] || start_redis
+    { [ -n "${DATABASE_URL:-}" ] && [ "$DATABASE_URL" != "$LOCAL_DB" ]; } || start_postgres
+    { [ -n "${REDIS_URL:-}" ] && [ "$REDIS_URL" != "$LOCAL_REDIS" ]; } || start_redis
     write_env
     ;;
   stop)
