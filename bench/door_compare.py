@@ -2,7 +2,9 @@
 
 python bench/door_compare.py   # DOOR_COMPARE_USERS=1500 DOOR_COMPARE_CAPACITY=750 (2x the knee),
                                # DOOR_COMPARE_SECONDS=60, DOOR_COMPARE_ROUNDS=2,
-                               # DOOR_COMPARE_VARIANTS=off,door,door-nice0 (also door-5, door-only)
+                               # DOOR_COMPARE_VARIANTS=off,door,door-nice0 (also door-5, door-only;
+                               # NAME@base: every instance runs the code tree DOOR_COMPARE_BASE,
+                               # e.g. an export of main, for an A/B of code: door@base,door)
 Each round runs every variant once, in order, on a fresh stack, so a busy neighbour on the shared
 box weighs on all of them alike. Prints one JSON line per run, a table at the end, and where the
 waiting room's answers spent their time: nginx's times and each process's waits for a core.
@@ -44,14 +46,18 @@ def redis_pid(redis_url: str) -> int:
 
 
 def run_variant(name: str, env: dict, common: dict, users: int, seconds: int, capacity: int) -> dict:
-    door, nice, edge_nice = VARIANTS[name]
+    """One run; "NAME@base" runs every instance from the code tree DOOR_COMPARE_BASE (e.g. main's)."""
+    variant, _, base = name.partition("@")
+    door, nice, edge_nice = VARIANTS[variant]
     stack_env = {**env, "STACK_DOOR_NICE": str(nice), "STACK_EDGE_NICE": str(edge_nice)}
+    if base:  # gunicorn changes to that directory first: its wsgi and quizapp are imported
+        stack_env["GUNICORN_CMD_ARGS"] = f"--chdir {os.environ['DOOR_COMPARE_BASE']}"
     stack = Stack(
         int(os.environ.get("BENCH_INSTANCES", len(os.sched_getaffinity(0)))),
         1,
         stack_env,
         expected_users=users,
-        name=f"door-compare-{name}",
+        name=f"door-compare-{variant}",
         door=door,
     )
     try:
@@ -65,6 +71,7 @@ def run_variant(name: str, env: dict, common: dict, users: int, seconds: int, ca
         step = run_step(stack, users, seconds, **common, tag=f"door-{name}-{users}", capacity=capacity)
         timings = door_timing.answer_timings(log, offset)
         cpu_waits = waits.figures()
+        door_cpu = waits.door_cpu_per_answer(log, offset, door_port=stack.door_port)
     finally:
         stack.stop()
     return {
@@ -80,6 +87,9 @@ def run_variant(name: str, env: dict, common: dict, users: int, seconds: int, ca
         "status_5xx": step["status_5xx"],
         "started_refused": step["started_refused"],
         "locust_cpu_pct": step["locust_cpu_pct"],
+        # The door's CPU per answer in the measured window (us), and its answers there by kind.
+        "door_cpu_us": door_cpu.get("us"),
+        "door_answers": {k: v for k, v in door_cpu.items() if k != "us"},
         # Every waiting-room answer of the run (the ramp too): nginx's times, its own share apart.
         "timings": timings,
         "cpu_waits": cpu_waits,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 # The access line of nginx/quizapp.conf.template: total (rt), upstream (urt), connect (uct) and
@@ -15,6 +17,24 @@ LINE = re.compile(
     r"uct=(\S+) uht=(\S+) up=.* adm=(\S+)"
 )
 ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser: ignores Retry-After, counted apart
+
+
+# Who answered (up=) and what (adm=: wait, busy, admit, refused, or "-" for a page), and when.
+DOOR_LINE = re.compile(r"^\S+ \[([^\]]+)\] .* up=(.*) adm=(\S+)")
+
+
+def door_answers(log: Path, offset: int, *, door_port: int, since: float, until: float) -> Counter:
+    """The door's answers logged after `offset` within [since, until] (Unix seconds), by kind."""
+    text = log.read_bytes()[offset:].decode(errors="replace") if log.exists() else ""
+    door = (f"door-{door_port}.sock", f":{door_port}")  # its Unix socket (the stack's), or its port
+    kinds = Counter()
+    for match in map(DOOR_LINE.match, text.splitlines()):
+        if not match or not match.group(2).split(",")[-1].strip().endswith(door):
+            continue
+        when = datetime.strptime(match.group(1), "%d/%b/%Y:%H:%M:%S %z").timestamp()
+        if since <= when < until:
+            kinds["page" if match.group(3) == "-" else match.group(3)] += 1
+    return kinds
 
 
 def _last(value: str) -> float | None:
@@ -105,8 +125,21 @@ class CpuWaits:
     def _run(self, opens_after: float, seconds: float) -> None:
         time.sleep(opens_after)
         self.samples["open"] = (time.monotonic(), {k: _schedstat(p) for k, p in self.processes.items()})
+        self.opened_at = int(time.time()) + 1  # nginx logs whole seconds: count from the next one
         time.sleep(seconds)
         self.samples["close"] = (time.monotonic(), {k: _schedstat(p) for k, p in self.processes.items()})
+        self.closed_at = int(time.time())
+
+    def door_cpu_per_answer(self, log: Path, offset: int, *, door_port: int) -> dict:
+        """The door's CPU per answer in the window (us), and its answers there by kind."""
+        self.thread.join(timeout=5)
+        if "close" not in self.samples or "door" not in self.processes:
+            return {}
+        kinds = door_answers(log, offset, door_port=door_port, since=self.opened_at, until=self.closed_at)
+        ran = self.samples["close"][1]["door"][0] - self.samples["open"][1]["door"][0]
+        span = self.samples["close"][0] - self.samples["open"][0]
+        answered = sum(kinds.values()) * span / max(self.closed_at - self.opened_at, 1)
+        return {"us": round(ran / 1e3 / max(answered, 1)), **kinds}
 
     def figures(self) -> dict:
         """Per process: CPU share, ms waiting for a CPU per second, and the mean wait per wake-up (us)."""

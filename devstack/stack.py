@@ -95,7 +95,7 @@ class Stack:
 
     def door_gunicorn(self, port: int, nice: int = DOOR_NICE) -> Gunicorn:
         """The door: the same app, one worker, plain gunicorn (a Unix socket like the pool's)."""
-        env = {**self.env, "INSTANCE_NAME": f"{self.instance_prefix}-door-{port}"}
+        env = {**self.env, "INSTANCE_NAME": f"{self.instance_prefix}-door-{port}", "ADMISSION_DOOR": "true"}
         env["GUNICORN_ACCESS_LOG"] = self.access_log
         socket = (self.tmp_path / f"gunicorn-door-{port}.sock").resolve()
         unix = socket if self.unix_sockets and len(str(socket)) < UNIX_PATH_MAX else None

@@ -184,6 +184,9 @@ class Config:
     # capacity), "off" (0.0) or a number; the bucket holds pace x burst seconds (at least 1 visitor).
     ADMISSION_PACE_PER_SECOND: float = _setting(-1.0, read.pace)
     ADMISSION_PACE_BURST_SECONDS: int = _setting(5, minimum=1, maximum=3600)
+    # This instance is the door (nginx sends it the visitors without a pass): it answers an admitted
+    # visitor who keeps cookies with a 307 to the same URL, so the pool renders every page.
+    ADMISSION_DOOR: bool = False
 
     # Operations
     RETENTION_DAYS: int = _setting(30, minimum=2)

@@ -236,3 +236,39 @@ def test_a_slot_handed_over_as_the_wait_times_out_is_kept(monkeypatch):
     assert gate.in_flight == 1 and gate.waiting() == 0
     gate.leave(Priority.NEW)
     assert gate.in_flight == 0
+
+
+def test_the_door_sends_an_admitted_ticket_holder_on_with_a_307_in_one_round_trip(
+    make_app, redis_client, monkeypatch
+):
+    door = make_app(
+        ADMISSION_CAPACITY=1,
+        ADMISSION_DOOR="true",
+        ADMISSION_PACE_PER_SECOND="off",
+        CSRF_ENABLED="false",
+        RATELIMIT_ENABLED="false",
+    )
+    assert door.test_client().get("/").status_code == 200  # no cookie: rendered here (no redirect loop)
+    waiting = door.test_client()
+    html = waiting.get("/?from=ad").get_data(as_text=True)
+    assert "Your place in line: <strong>1</strong>." in html
+    assert "Estimated wait: <strong>about 2 minutes</strong>" in html  # 1 in line, 1 slot a 120 s visit
+    redis_client.hset(STATE_KEY, "capacity", 2)
+    counts = _count_io(door, monkeypatch)
+    sent_on = waiting.get("/?from=ad")
+    assert (sent_on.status_code, sent_on.headers["Location"]) == (307, "/?from=ad")
+    assert sent_on.headers["X-Admission"] == "admit" and not sent_on.get_data()
+    assert counts == {"redis": 1, "pg": 0}
+    assert waiting.get_cookie("qa.adm").value.startswith("p.")  # nginx routes the repeat to the pool
+    assert waiting.get("/?from=ad").status_code == 200  # a pass holder is served, never sent on
+    holder = door.test_client()
+    assert holder.get("/").status_code == 503
+    redis_client.hset(STATE_KEY, "capacity", 10)
+    again = holder.post("/start")  # a form post is sent on as it was: 307 keeps method and body
+    assert (again.status_code, again.headers["Location"]) == (307, "/start")
+    redis_client.hset(STATE_KEY, "capacity", 3)
+    lured = door.test_client()
+    assert lured.get("/").status_code == 503
+    redis_client.hset(STATE_KEY, "capacity", 10)
+    offsite = lured.get("/", environ_overrides={"PATH_INFO": "//evil.example/x"})
+    assert offsite.headers["Location"] == "/evil.example/x"  # never "//evil.example": another site

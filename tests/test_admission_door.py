@@ -96,6 +96,20 @@ def test_a_waiting_ticket_is_answered_by_the_door(stack, redis_client):
         assert waiting.cookies["qa.adm"].startswith("w.")
 
 
+def test_an_admitted_ticket_holder_is_sent_on_to_the_pool_which_renders_the_page(stack, redis_client):
+    redis_client.hset(STATE_KEY, "capacity", 1)
+    _served_by(stack, requests.Session())  # takes the one slot (a cookieless first page: the door's)
+    visitor = requests.Session()
+    assert _served_by(stack, visitor)[0].status_code == 503
+    redis_client.hset(STATE_KEY, "capacity", 1000)
+    sent_on, who = _served_by(stack, visitor, "POST", "/start")
+    assert (sent_on.status_code, sent_on.headers["Location"], who) == (307, "/start", "door")
+    assert _admission_cookie(sent_on).startswith("p.")
+    started, who = _served_by(stack, visitor, "POST", sent_on.headers["Location"])  # as a browser repeats it
+    assert (started.status_code, who) == (303, "pool")
+    assert _admission_cookie(started).startswith("s.")
+
+
 def _session_nice(pid: int) -> str:
     return Path(f"/proc/{pid}/autogroup").read_text().split()[-1]  # "/autogroup-123 nice -5"
 

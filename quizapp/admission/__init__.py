@@ -69,7 +69,7 @@ def begin_request():
     config = current_app.config
     if not config["ADMISSION_ENABLED"]:
         return None
-    from .views import too_many_arrivals, waiting_room
+    from .views import on_to_the_pool, too_many_arrivals, waiting_room
 
     cookie = service.read_cookie()
     priority = service.classify(cookie)
@@ -88,6 +88,8 @@ def begin_request():
         if decision is not None:
             expiry = int(time.time()) + config["ADMISSION_PASS_SECONDS"]
             g.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
+            if config["ADMISSION_DOOR"] and cookie is not None:  # it keeps cookies: no redirect loop
+                return on_to_the_pool()
         priority = Priority.ADMITTED
     timeout = config["ADMISSION_QUEUE_TIMEOUT_MS"] / 1000
     started = priority == Priority.STARTED

@@ -97,8 +97,15 @@ def _verified_cookie(secret_key: str, raw: str) -> tuple[str, int, int] | None:
 
 
 def cookie_value(kind: str, ticket: int, expiry: int = 0) -> str:
-    payload = f"{kind}.{ticket}.{expiry}" if kind in ("p", "s") else f"{kind}.{ticket}"
-    return _signer().sign(payload).decode()
+    if kind not in ("p", "s"):
+        return _signed_ticket(current_app.config["SECRET_KEY"], f"{kind}.{ticket}")
+    return _signer().sign(f"{kind}.{ticket}.{expiry}").decode()
+
+
+# A waiting visitor is given the same ticket cookie again on every refresh: sign it once per worker.
+@functools.lru_cache(maxsize=8192)
+def _signed_ticket(secret_key: str, payload: str) -> str:
+    return _signer_for(secret_key).sign(payload).decode()
 
 
 def classify(cookie) -> Priority:

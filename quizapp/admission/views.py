@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify, make_response, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, jsonify, redirect, request, session, url_for
 
 from ..errors import render_error, wants_json
 from . import service
+from .waiting_page import waiting_page
 
 bp = Blueprint("admission", __name__, url_prefix="/admin/admission")
 
@@ -28,12 +29,31 @@ def waiting_room(answer: service.WaitingAnswer, *, kind: str = "wait"):
         )
     else:
         # A refresh repeats a GET; a refused form post comes back to the start page instead.
-        target = request.full_path.rstrip("?") if request.method == "GET" else "/"
-        response = make_response(render_template("admission/waiting.html", answer=answer, refresh_url=target))
+        target = same_url() if request.method == "GET" else "/"
+        response = current_app.response_class(waiting_page(answer, refresh_url=target))
     response.status_code = 503
-    response.headers["Retry-After"] = str(answer.refresh_s)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Admission"] = kind  # nginx logs it: waiting-room 503s apart from failures
+    headers = response.headers._list  # our own clean values: skip Headers' per-value checks
+    headers.append(("Retry-After", str(answer.refresh_s)))
+    headers.append(("Cache-Control", "no-store"))
+    headers.append(("X-Admission", kind))  # nginx logs it: waiting-room 503s apart from failures
+    return response
+
+
+def same_url() -> str:
+    """This request's path and query as a URL on this site: "//host/..." (or "/\\host") names
+    another site to a browser, so leading slashes collapse to one."""
+    return "/" + request.full_path.rstrip("?").lstrip("/\\")
+
+
+def on_to_the_pool():
+    """The door admitted a visitor who keeps our cookie: 307 to the same URL (a form post is sent
+    again as it was). The repeat carries the pass, so nginx routes it to the pool, which renders
+    the page: the door only ever answers with one Redis call, never behind a page render."""
+    response = current_app.response_class(status=307)
+    headers = response.headers._list
+    headers.append(("Location", same_url()))
+    headers.append(("Cache-Control", "no-store"))
+    headers.append(("X-Admission", "admit"))  # nginx's log tells these apart from pages
     return response
 
 
