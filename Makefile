@@ -5,7 +5,13 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
-PYTHON ?= python3
+# .venv's interpreter: the distribution's python3.11 when there is one (Debian builds it with PGO and
+# LTO, libpython linked in), not whatever `python3` comes first in PATH (a pyenv default build: no
+# PGO, a shared libpython, ~25-40% more CPU per page in process). An existing .venv is kept:
+# `rm -rf .venv && make venv` moves it. bench/environment.py reports which build a bench ran on.
+# Only with its venv module (Debian's python3.11-venv): otherwise `python3 -m venv` as before.
+DISTRO_PYTHON := $(shell /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3.11)
+PYTHON ?= $(or $(DISTRO_PYTHON),python3)
 APP_HOST ?= 127.0.0.1
 # Load var/services.env (local PG/Redis URLs) into every recipe that needs it.
 WITH_ENV := set -a; [ -f var/services.env ] && . var/services.env; set +a;

@@ -20,6 +20,15 @@ from quizapp.migrate import migrate
 STATE = ROOT / "var" / "bench"
 
 
+def interpreter() -> str:
+    """Which Python build runs the bench (and the instances, from the same venv): a shared libpython
+    (pyenv's default build, no PGO) costs the app and locust a quarter or more of their CPU per page."""
+    maps = Path("/proc/self/maps")
+    shared = maps.exists() and "libpython3" in maps.read_text()
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    return f"{sys.version.split()[0]} {base}, libpython {'shared' if shared else 'linked in'}"
+
+
 def bench_urls() -> tuple[str, str]:
     """A database and Redis db of the bench's own, so runs never touch development or test data."""
     db = urlparse(os.environ["DATABASE_URL"])

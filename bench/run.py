@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 # plateau.py drives the steps through this module: bench.Stack, bench.run_step, bench.STATE.
-from environment import STATE, Stack, app_env, bench_urls, door_wanted, ensure_database
+from environment import STATE, Stack, app_env, bench_urls, door_wanted, ensure_database, interpreter
 from integrity import normalise_integrity
 from load_step import LOCUST_NICE, run_step
 
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
         steps = [int(u) for u in os.environ.get("BENCH_STEPS", "500,1000,2000,5000").split(",")]
         seconds = int(os.environ.get("BENCH_STEP_SECONDS", "120"))
     STATE.mkdir(parents=True, exist_ok=True)
+    print(f"bench: Python {interpreter()}")  # a shared libpython: rm -rf .venv && make venv (Makefile)
     dsn, redis_url = bench_urls()
     if args.report_only:
         results = json.loads((STATE / "steps.json").read_text())
@@ -155,6 +156,7 @@ def write_report(results, quick, instances, workers, fake_latency, fake_rpm, env
     result = {
         "quick": quick,
         "machine": f"{os.cpu_count()} cores",
+        "python": interpreter(),
         "instances": instances,
         "workers": workers,
         "door": door_wanted(),

@@ -193,7 +193,7 @@ def test_the_door_is_optional_and_checked(tmp_path):
 def test_nginx_balances_and_never_replays_posts(rendered_nginx):
     conf = rendered_nginx.read_text()
     upstream = re.search(r"upstream quizapp \{(.*?)\}", conf, re.DOTALL).group(1)
-    assert "least_conn;" in upstream and "keepalive 32;" in upstream
+    assert "least_conn;" in upstream and "keepalive 128;" in upstream
     assert re.findall(r"server 127\.0\.0\.1:(\d+)", upstream) == [
         "8001",
         "8002",
