@@ -96,7 +96,7 @@ class LimitChecker:
     def check(self, entries: tuple[Entry, ...], req=None) -> None:
         current = session._get_current_object()
         pending = getattr(current, "pending", False)
-        address_key = _address_key(address_group((req or request).remote_addr, self.ipv6_prefix))
+        address_key = "a:" + address_group((req or request).remote_addr, self.ipv6_prefix)
         if pending and self.same_store:
             mode, session_key = "k", current.store.store_key(current.sid)
         else:
@@ -173,11 +173,6 @@ class LimitChecker:
 def _person_key(sid: str) -> str:
     # The session id itself never appears in a counter's name.
     return "p:" + hashlib.blake2b(sid.encode(), digest_size=12).hexdigest()
-
-
-@functools.lru_cache(maxsize=INPUTS_CACHE_SIZE)
-def _address_key(group: str) -> str:
-    return "a:" + group
 
 
 def init_app(app) -> None:
