@@ -20,9 +20,9 @@ SCOPE = "script-twin"
 class Twins:
     """One limit, hit through the app's Lua check and through limits' own strategy."""
 
-    def __init__(self, app, limit: str, strategy_class):
+    def __init__(self, app, limit: str, strategy_class, copies: int = 1):
         self.checker = app.extensions[ratecheck.CHECKER_KEY]
-        self.entries = (Entry(ALWAYS, parse(limit), SCOPE, per_person=False),)
+        self.entries = (Entry(ALWAYS, parse(limit), SCOPE, per_person=False),) * copies
         self.item = self.entries[0].item
         self.library = strategy_class(app.extensions[LIMITER_KEY].storage)
         self.storage = app.extensions[LIMITER_KEY].storage
@@ -109,3 +109,13 @@ def test_a_short_window_rolls_in_real_time_as_limits_rolls_it(make_app):
     # The weight only falls between the script's check and this read: never a smaller remaining.
     assert remaining <= twins.library_remaining() <= 4
     assert 0 < previous_ttl < 2
+
+
+def test_a_counter_two_limits_share_is_checked_and_counted_by_each_in_turn(make_app, redis_client):
+    # Each sees what the one before it left (a rolled window), and each counts the hit.
+    twins = Twins(make_app(), "10/minute", SlidingWindowCounterRateLimiter, copies=2)
+    assert twins.script_hit() == (True, 9)
+    assert int(redis_client.get(twins.keys[0])) == 2  # created by the first, counted by the second
+    _past_due_window(redis_client, twins, count=10, ttl_ms=45_000)
+    assert [twins.script_hit()[0] for _ in range(3)] == [True, True, False]  # 7 + 0, 7 + 2, 7 + 4
+    assert twins.raw_window()[::2] == (10, 4)
