@@ -8,13 +8,19 @@ runs in turn, several rounds, on the same Redis; the figures are INFO commandsta
 
     .venv/bin/python bench/limit_script.py --old /tmp/old_limit_check.lua [--rounds 6] [--calls 5000]
 Redis: REDIS_URL, or QUIZAPP_REDIS_SOCKET (var/services.env); keys go to database --db (default 3).
+On a shared box those timings move by ±30 %; `--valgrind` runs a throwaway redis-server under
+callgrind instead and counts the CPU instructions Redis spends per EVALSHA (exact to ~1 %).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import os
 import statistics
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,7 +71,10 @@ def with_previous_windows(client, script_sha: str, people: int) -> None:
 
 def command_stats(client) -> dict[str, tuple[int, int]]:
     stats = client.info("commandstats")
-    return {name[8:]: (v["calls"], v["usec"]) for name, v in stats.items() if name.startswith("cmdstat_")}
+    found = {name[8:]: (v["calls"], v["usec"]) for name, v in stats.items() if name.startswith("cmdstat_")}
+    cpu = client.info("cpu")  # CPU time moves less than commandstats' wall time on a busy box
+    found["cpu"] = (0, (cpu["used_cpu_user"] + cpu["used_cpu_sys"]) * 1e6)
+    return found
 
 
 def measure(client, sha: str, calls: int, people: int) -> dict:
@@ -90,7 +99,45 @@ def measure(client, sha: str, calls: int, people: int) -> dict:
         "calls_per_view": sum(inner.values()),
         "inner": inner,
         "client_us": elapsed / calls * 1e6,
+        "cpu_us": delta("cpu")[1] / calls,  # Redis's CPU per call: the command, I/O, event loop
     }
+
+
+@contextlib.contextmanager
+def redis_under_callgrind():
+    """A throwaway redis-server (no persistence) under valgrind's callgrind: (client, pid, dumps)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        socket = f"{tmp}/redis.sock"
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out.%p", "redis-server",
+             "--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            client = redis.Redis(unix_socket_path=socket)
+            for _ in range(300):  # valgrind starts slowly
+                with contextlib.suppress(redis.exceptions.ConnectionError, FileNotFoundError):
+                    client.ping()
+                    break
+                time.sleep(0.1)
+            yield client, server.pid, tmp
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def instructions_per_call(client, pid: int, dumps: str, sha: str, calls: int, people: int) -> float:
+    """Redis's instructions per EVALSHA, everything included (parsing, the script, the reply)."""
+    inputs = [page_inputs(person) for person in range(people)]
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    for n in range(calls):
+        keys, args = inputs[n % people]
+        client.evalsha(sha, len(keys), *keys, *args)
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    newest = max(glob.glob(f"{dumps}/out.*"), key=os.path.getmtime)
+    with open(newest) as dump:
+        total = next(int(line.split()[1]) for line in dump if line.startswith(("summary:", "totals:")))
+    return total / calls
 
 
 def connect(db: int) -> redis.Redis:
@@ -107,7 +154,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--people", type=int, default=200)
     parser.add_argument("--db", type=int, default=3)
+    parser.add_argument("--valgrind", action="store_true", help="count instructions (callgrind)")
     options = parser.parse_args()
+    if options.valgrind:
+        count_instructions(options)
+        return
     client = connect(options.db)
     if client.dbsize():
         raise SystemExit(f"database {options.db} is not empty: pick an unused one with --db")
@@ -126,20 +177,36 @@ def main() -> None:
                 print(
                     f"round {round_number + 1} {name}: {found['usec_per_evalsha']:.1f} µs/EVALSHA, "
                     f"{found['calls_per_view']:.2f} redis.call/view ({inner}), "
-                    f"client {found['client_us']:.0f} µs/call"
+                    f"Redis CPU {found['cpu_us']:.0f} µs/call, client {found['client_us']:.0f} µs/call"
                 )
     finally:
         client.flushdb()
     for name, rounds in results.items():
         usec = [r["usec_per_evalsha"] for r in rounds]
         client_us = [r["client_us"] for r in rounds]
+        cpu_us = [r["cpu_us"] for r in rounds]
         print(
             f"{name}: µs/EVALSHA median {statistics.median(usec):.1f} "
             f"(range {min(usec):.1f}-{max(usec):.1f}), "
             f"redis.call/view {rounds[-1]['calls_per_view']:.2f}, "
+            f"Redis CPU µs/call median {statistics.median(cpu_us):.1f} "
+            f"(range {min(cpu_us):.1f}-{max(cpu_us):.1f}), "
             f"client µs/call median {statistics.median(client_us):.0f} "
             f"(range {min(client_us):.0f}-{max(client_us):.0f})"
         )
+
+
+def count_instructions(options) -> None:
+    scripts = {"new": options.new.read_text()}
+    if options.old:
+        scripts = {"old": options.old.read_text(), **scripts}
+    with redis_under_callgrind() as (client, pid, dumps):
+        shas = {name: client.script_load(text) for name, text in scripts.items()}
+        with_previous_windows(client, shas["new"], options.people)
+        for round_number in range(options.rounds):
+            for name, sha in shas.items():
+                found = instructions_per_call(client, pid, dumps, sha, options.calls, options.people)
+                print(f"round {round_number + 1} {name}: {found / 1000:.1f} k instructions per EVALSHA")
 
 
 if __name__ == "__main__":
