@@ -110,7 +110,9 @@ def test_a_classroom_on_one_address_finishes_while_a_flood_on_another_is_refused
     lines = [line for line in edge.access_log().splitlines() if " 429 " in line]
     # A refusal no app route answered still names its id-free path (nginx's $quizapp_plain_route).
     at_edge = sum(
-        1 for line in lines if line.startswith(ABUSER_IP + " ") and '"GET / HTTP/1.1" 429 ' in line and " up=- " in line
+        1
+        for line in lines
+        if line.startswith(ABUSER_IP + " ") and '"GET / HTTP/1.1" 429 ' in line and " up=- " in line
     )
     passed_edge = 120 + 2 * flood_seconds
     assert at_edge >= len(abuser_statuses) - passed_edge - 10, (at_edge, len(abuser_statuses), flood_seconds)
