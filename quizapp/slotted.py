@@ -15,20 +15,30 @@ def slot(name: str) -> str:
     return f"{_MARK}{name}{_MARK}"
 
 
-def filled_page(template: str, *, key: tuple, values: dict[str, str], render: Callable[[], str]) -> str:
+def filled_page(
+    template: str,
+    *,
+    key: tuple,
+    values: dict[str, str],
+    render: Callable[[], str],
+    max_pages: int | None = None,
+) -> str:
     """`template` as `render()` renders it, with `values` (escaped already) in the slots.
 
     `render` runs once per worker for each (template, script root, key): it puts slot(name) where
-    each value of `values` goes, and `key` names everything else the page shows.
+    each value of `values` goes, and `key` names everything else the page shows. A template whose
+    keys are not a small fixed set keeps `max_pages` of them; the others are rendered each time.
     """
     # The hot path: each proxy resolved once; root_path is the script root without a property call.
     app, req = current_app._get_current_object(), request._get_current_object()
-    full_key = (template, req.root_path, *key)
+    page_key = (req.root_path, *key)
     try:
-        pieces, only_slot = app.extensions[CACHE_KEY][full_key]
+        pieces, only_slot = app.extensions[CACHE_KEY][template][page_key]
     except KeyError:  # the first request of this worker for this page
-        cache = app.extensions.setdefault(CACHE_KEY, {})
-        pieces, only_slot = cache[full_key] = _split(template, render(), names=values.keys())
+        pages = app.extensions.setdefault(CACHE_KEY, {}).setdefault(template, {})
+        pieces, only_slot = entry = _split(template, render(), names=values.keys())
+        if max_pages is None or len(pages) < max_pages:
+            pages[page_key] = entry
     if only_slot:  # the same slot wherever there is one (a CSRF token): its value joins the literals
         return values[only_slot].join(pieces)
     out = pieces.copy()

@@ -8,6 +8,7 @@ from flask import render_template
 from quizapp.admission.service import WaitingAnswer
 from quizapp.admission.waiting_page import TEMPLATE as WAITING_TEMPLATE
 from quizapp.admission.waiting_page import wait_phrase, waiting_page
+from quizapp.errors import ERROR_TEMPLATE, _error_html
 from quizapp.quiz.pages import cached_page
 from quizapp.quiz.service import QuestionPage
 from quizapp.slotted import filled_page, slot
@@ -25,6 +26,10 @@ def test_a_page_renders_once_and_its_slots_out_of_place_raise(app):
             page = filled_page("t.html", key=(), values={"a": a, "b": b}, render=render)
             assert page == f"<p>{a}, {b} and {a}</p>"
         assert len(renders) == 1
+        for _ in range(2):  # one page kept at most: the second key is rendered each time
+            for i in range(2):
+                filled_page("u.html", key=(i,), values={"a": "1", "b": "2"}, render=render, max_pages=1)
+        assert len(renders) == 1 + 1 + 2
         bad = [f"{slot('a')}{slot('b')}", "no slot", f"{slot('a')}\x00"]  # unknown, missing, unpaired
         for i, html in enumerate(bad):
             with pytest.raises(RuntimeError, match="slots out of place"):
@@ -67,3 +72,16 @@ def test_waiting_pages_are_render_template_with_their_numbers(app):
                     wait=wait_phrase(answer.estimated_wait_s),
                 )
                 assert waiting_page(answer, refresh_url=url) == expected
+
+
+def test_error_pages_are_render_template_with_the_request_id(app):
+    with app.test_request_context("/"):
+        for request_id in ("req-1", 'req-<2>&"'):
+            for status, title, message in [
+                (404, "Not found", "No page."),
+                (429, "Slow <down>", "Wait & see."),
+            ]:
+                expected = render_template(
+                    ERROR_TEMPLATE, status=status, title=title, message=message, request_id=request_id
+                )
+                assert _error_html(status, title, message, request_id, None) == expected
