@@ -148,8 +148,30 @@ def test_results_section_renders_pending_and_done(ai_app):
         )
     assert 'data-poll-url="/api/analysis/x"' in html and "position 3, about 2 s" in html
     assert "js/analysis.js" in html and "<script>" not in html and 'href="/result/x"' in html
-    assert 'http-equiv="refresh" content="3"' in head
+    assert 'http-equiv="refresh" content="3"' in head and 'data-poll-ms="3000"' in html
     assert "data-poll-url" not in done and "Hi" in done and "analysis.js" not in done
+
+
+def test_a_long_queue_is_polled_slowly():
+    """The script's poll and the no-script refresh follow the estimated wait, within 3-15 s: a
+    crowd queued for the AI budget does not ask every two seconds."""
+    paces = {
+        (state, eta): AnalysisStatus(state=state, position=1, eta_seconds=eta).as_dict()["poll_ms"]
+        for state, eta in (
+            ("queued", 2.0),
+            ("queued", 7.2),
+            ("queued", 60.0),
+            ("running", None),
+            ("done", None),
+        )
+    }
+    assert paces == {
+        ("queued", 2.0): 3000,
+        ("queued", 7.2): 8000,
+        ("queued", 60.0): 15000,
+        ("running", None): 3000,
+        ("done", None): None,
+    }
 
 
 def test_paid_jobs_jump_the_queue(ai_app, fake_openai):

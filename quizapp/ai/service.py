@@ -31,6 +31,10 @@ SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A pending job past its deadline is finished by whoever reads it (finishing is compare-and-set),
 # so on a starved CPU a late timer or sweeper costs the user nothing beyond the next poll.
 LATE_GRACE_SECONDS = 0.0
+# How often a pending results page asks again (the script's poll and the no-script refresh alike):
+# the job's estimated wait, within these bounds, so a long queue is not polled every few seconds.
+REFRESH_MIN_SECONDS = 3
+REFRESH_MAX_SECONDS = 15
 
 
 DISABLED_METRICS = {
@@ -67,8 +71,18 @@ class AnalysisStatus:
     def pending(self) -> bool:
         return self.state in ("queued", "running")
 
+    @property
+    def refresh_seconds(self) -> int | None:
+        """When to ask again while pending: the estimated wait, bounded (a running call: soon)."""
+        if not self.pending:
+            return None
+        if self.state == "running" or self.eta_seconds is None:
+            return REFRESH_MIN_SECONDS
+        return min(max(math.ceil(self.eta_seconds), REFRESH_MIN_SECONDS), REFRESH_MAX_SECONDS)
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "pending": self.pending}
+        refresh = self.refresh_seconds
+        return {**asdict(self), "pending": self.pending, "poll_ms": refresh * 1000 if refresh else None}
 
 
 def request_analysis(subject_id: str, prompt_inputs: dict, user_key: str, paid: bool = False):

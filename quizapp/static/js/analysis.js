@@ -4,7 +4,7 @@
   var section = document.querySelector("[data-poll-url]");
   if (!section || !window.fetch) { return; }
   var url = section.getAttribute("data-poll-url");
-  var delay = parseInt(section.getAttribute("data-poll-ms"), 10) || 2000;
+  var delay = parseInt(section.getAttribute("data-poll-ms"), 10) || 3000;
   var giveUpAt = Date.now() + 10 * 60 * 1000;
 
   function part(role) { return section.querySelector('[data-role="' + role + '"]'); }
@@ -44,7 +44,9 @@
         return response.json();
       })
       .then(function (data) {
-        if (!show(data)) { setTimeout(poll, delay); }
+        if (show(data)) { return; }
+        delay = data.poll_ms || delay;  // the server's pace: slower while the queue is long
+        setTimeout(poll, delay);
       })
       .catch(function () {
         delay = Math.min(delay * 2, 15000);  // back off while the server is busy or away
