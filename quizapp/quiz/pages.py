@@ -57,4 +57,7 @@ def _model_card_with_slots(m: dict, *, detail: bool, level: int, hide_name: bool
     html = render_template(MODEL_TEMPLATE, m=slots, detail=detail, level=level, hide_name=hide_name)
     # The template's reasons loop is `<li>{{ r }}</li>`: the slot takes the item's tags, so that no
     # reasons leave no item.
-    return html.replace(f"<li>{_REASONS_SLOT}</li>", _REASONS_SLOT)
+    item = f"<li>{_REASONS_SLOT}</li>"
+    if html.count(item) != 1:
+        raise RuntimeError(f"{MODEL_TEMPLATE}: the reasons are no longer one `<li>{{{{ r }}}}</li>` loop")
+    return html.replace(item, _REASONS_SLOT)
