@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.efficiency import question_session, wrk
+from bench.raised_limits import RAISED_LIMITS
 from devstack.processes import VENV_BIN
 from devstack.servers import Gunicorn
 
@@ -31,16 +32,12 @@ BUCKETS = {
     "Jinja render": r"render_template|jinja2",
     "gunicorn HTTP parse/write": r"gunicorn/http",
 }
-UNLIMITED = "100000000/minute"
 
 
 def record(path: str | None, out: Path, seconds: int = 12) -> float:
     env = {
         "QUIZAPP_ENV": "development",
-        "RATELIMIT_DEFAULT": UNLIMITED,
-        "RATELIMIT_PERSON_TOTAL": UNLIMITED,
-        "RATELIMIT_ADDRESS_PAGES": UNLIMITED,
-        "RATELIMIT_VISITOR_PAGES": UNLIMITED,
+        **RAISED_LIMITS,
         "GUNICORN_ACCESS_LOG": "",
     }
     with Gunicorn("wsgi:app", workers=1, env=env) as app:

@@ -6,7 +6,8 @@
 (scripts/stack.py is the same command.) nginx -> N gunicorn instances (devstack.stack.Stack) -> local
 Postgres and Redis, plus the door (one more instance, 1 worker, niced; STACK_DOOR_PORT=0: none) for
 visitors without an admission pass; with STACK_PGBOUNCER=1 through PgBouncer (transaction pooling), with
-STACK_REDIS_HA=1 on a Redis primary, a replica and three Sentinels (docs/scale-out.md). Without
+STACK_REDIS_HA=1 on a Redis primary, a replica and three Sentinels (docs/scale-out.md). Each pool
+instance is pinned to a CPU in turn (STACK_PIN_CPUS=0: not), as the deploy guide's CPUAffinity=. Without
 OPENAI_API_KEY, devstack.fake_openai stands in for the AI provider. Pids, logs and the rendered
 nginx.conf live in var/stack/ (or --state-dir); `LocalStack` drives it from Python (the bench).
 """
@@ -64,6 +65,7 @@ def _stack(state: Path, env: dict, **options) -> Stack:
         unix_sockets=env.get("STACK_UNIX_SOCKETS", "1") == "1",
         door_nice=int(env.get("STACK_DOOR_NICE", DOOR_NICE)),
         edge_nice=int(env.get("STACK_EDGE_NICE", EDGE_NICE)),
+        pin_cpus=env.get("STACK_PIN_CPUS", "1") == "1",
         **options,
     )
 
@@ -85,7 +87,8 @@ def restart_instance(args) -> int:
     name = f"door-{port}" if door else f"gunicorn-{port}"
     if name in _running(state):
         raise SystemExit(f"stack: the instance on {port} is still running")
-    stack = _stack(state, {**os.environ, **info["instance_env"]}, ports=[port])
+    cpu_of = {int(p): cpu for p, cpu in info.get("cpus", {}).items()}  # the CPU it had, if pinned
+    stack = _stack(state, {**os.environ, **info["instance_env"]}, ports=[port], cpu_of=cpu_of)
     instance = stack.door_gunicorn(port, nice=stack.door_nice) if door else stack.instances[0]
     instance.start(timeout=60)
     (state / f"{name}.pid").write_text(str(instance.proc.pid))
@@ -164,6 +167,7 @@ def _start(args) -> int:
     wait_http(f"http://127.0.0.1:{args.port}/healthz", timeout=15, proc=stack.nginx.proc)
     info = {"url": f"http://{args.host}:{args.port}/", "ports": ports, "instance_env": overrides}
     info["door_port"] = stack.door.port if stack.door else None
+    info["cpus"] = stack.cpu_of
     (state / "stack.json").write_text(json.dumps(info))
     door_note = f", the door on {stack.door.port}" if stack.door else ""
     print(

@@ -33,9 +33,11 @@ class Gunicorn:
         host="127.0.0.1",
         unix_socket=None,
         nice=0,
+        cpu=None,
     ):
         self.host = host
         self.nice = nice  # e.g. -5: the door runs ahead of busy workers (root only; else a warning)
+        self.cpu = cpu  # pinned to this CPU, master and workers (systemd: CPUAffinity=); None: not
         self.unix_socket = unix_socket  # also listen here (nginx's upstream), besides the port
         self.port = port or free_port()
         self.app_path = app_path
@@ -61,7 +63,10 @@ class Gunicorn:
         config = ROOT / ("bench/route_cpu.conf.py" if routes else "gunicorn.conf.py")
         # nice execs gunicorn (same pid); without the privilege it warns and runs it unchanged.
         niced = ["nice", "-n", str(self.nice)] if self.nice else []
+        # taskset execs the rest (same pid) already pinned: the workers it forks inherit the CPU.
+        pinned = ["taskset", "--cpu-list", str(self.cpu)] if self.cpu is not None else []
         return [
+            *pinned,
             *niced,
             str(VENV_BIN / "gunicorn"),
             "-c",

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .request_form import QuizRequest
 from .responses import QuizResponse
+from .slotted import filled_page, slot
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,9 @@ def render_error(status: int, title: str, message: str, retry_after=None, contex
     return response
 
 
-ERROR_PAGE_CACHE = "errors.page_cache"
-_REQUEST_ID_SLOT = "__request_id_slot__"
-_MAX_CACHED_PAGES = 512
+ERROR_TEMPLATE = "error.html"
+_REQUEST_ID_SLOT = slot("request_id")
+_MAX_CACHED_PAGES = 512  # messages may carry figures: a bounded set of pages per worker
 
 
 def _error_html(status: int, title: str, message: str, request_id, context) -> str:
@@ -128,18 +129,17 @@ def _error_html(status: int, title: str, message: str, request_id, context) -> s
     if context or not request_id:
         extras = context or {}
         return render_template(
-            "error.html", status=status, title=title, message=message, request_id=request_id, **extras
+            ERROR_TEMPLATE, status=status, title=title, message=message, request_id=request_id, **extras
         )
-    cache = current_app.extensions.setdefault(ERROR_PAGE_CACHE, {})
-    key = (status, title, message, request.script_root)
-    html = cache.get(key)
-    if html is None:
-        html = render_template(
-            "error.html", status=status, title=title, message=message, request_id=_REQUEST_ID_SLOT
-        )
-        if len(cache) < _MAX_CACHED_PAGES:
-            cache[key] = html
-    return html.replace(_REQUEST_ID_SLOT, str(escape(request_id)))
+    return filled_page(
+        ERROR_TEMPLATE,
+        key=(status, title, message),
+        values={"request_id": str(escape(request_id))},
+        render=lambda: render_template(
+            ERROR_TEMPLATE, status=status, title=title, message=message, request_id=_REQUEST_ID_SLOT
+        ),
+        max_pages=_MAX_CACHED_PAGES,
+    )
 
 
 def _outage_for(exc):

@@ -1,7 +1,9 @@
 """Zero-downtime: traffic through nginx survives a gunicorn HUP and a restart of one instance."""
 
+import os
 import signal
 import time
+from pathlib import Path
 
 import gevent
 import pytest
@@ -44,10 +46,22 @@ def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=90.0)
     raise AssertionError("gunicorn did not boot new workers after HUP")
 
 
+def _cpus(instance) -> set[frozenset]:
+    """The CPU sets of an instance's master and its workers."""
+    pid = instance.proc.pid
+    workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {frozenset(os.sched_getaffinity(int(p))) for p in [pid, *workers]}
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_reload_and_restart_lose_no_request(tmp_path):
-    with Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app") as stack:
+    stack = Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app", pin_cpus=True)
+    with stack:
+        # Pinned as make stack and the bench run them: each instance on its own CPU, after a restart too.
+        pinned = [{frozenset({stack.cpu_of[i.port]})} for i in stack.instances]
+        assert [_cpus(i) for i in stack.instances] == pinned
+        assert len(set(stack.cpu_of.values())) == min(2, len(os.sched_getaffinity(0)))
         tally = {"sent": 0, "failed": 0, "examples": []}
         stop = gevent.event.Event()
         clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]
@@ -65,6 +79,7 @@ def test_reload_and_restart_lose_no_request(tmp_path):
         # (as with systemd's quizapp@.socket), so connections wait instead of failing.
         assert stack.restart_instance(1).proc.pid != old_pid
         gevent.sleep(1.5)
+        assert [_cpus(i) for i in stack.instances] == pinned  # the HUP's new workers and the restart
 
         stop.set()
         gevent.joinall(clients, timeout=120, raise_error=True)

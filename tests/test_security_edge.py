@@ -149,15 +149,16 @@ def test_formatter_redacts_secrets_and_escapes_input():
 
 
 def test_error_pages_render_once_and_carry_each_request_id(app):
-    from quizapp.errors import ERROR_PAGE_CACHE
+    from quizapp.errors import ERROR_TEMPLATE
+    from quizapp.slotted import CACHE_KEY
 
     client = app.test_client()
     first = client.get("/no-such-page", headers={"X-Request-ID": "first-request-0001"})
     second = client.get("/no-such-page", headers={"X-Request-ID": "second-request-0002"})
     assert first.status_code == second.status_code == 404
     assert b"first-request-0001" in first.data and b"second-request-0002" not in first.data
-    assert b"second-request-0002" in second.data and b"__request_id_slot__" not in second.data
-    assert len(app.extensions[ERROR_PAGE_CACHE]) == 1  # one render served both
+    assert b"second-request-0002" in second.data and b"\x00" not in second.data
+    assert len(app.extensions[CACHE_KEY][ERROR_TEMPLATE]) == 1  # one render served both
     assert first.data.replace(b"first-request-0001", b"x") == second.data.replace(
         b"second-request-0002", b"x"
     )
