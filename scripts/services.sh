@@ -12,7 +12,9 @@ offset=$(( $(printf '%s' "$ROOT" | cksum | cut -d' ' -f1) % 700 ))
 PG_PORT="${QUIZAPP_PG_PORT:-$((25100 + offset))}"
 REDIS_PORT="${QUIZAPP_REDIS_PORT:-$((26100 + offset))}"
 LOCAL_DB="postgresql://postgres@127.0.0.1:$PG_PORT/quizapp"
+LOCAL_TEST_DB="postgresql://postgres@127.0.0.1:$PG_PORT/quizapp_test"
 LOCAL_REDIS="redis://127.0.0.1:$REDIS_PORT/0"
+LOCAL_TEST_REDIS="redis://127.0.0.1:$REDIS_PORT/1"
 PG_BIN="${QUIZAPP_PG_BIN:-$(dirname "$(command -v pg_ctl || echo /usr/local/bin/pg_ctl)")}"
 REDIS_DIR="$VAR/redis"
 CHECKOUT_ID="$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
@@ -144,22 +146,26 @@ stop_redis() {
   rm -f "$pidfile"
 }
 
+# Unset, or one of this file's own URLs (a recipe that loaded it ran `make services` again, e.g.
+# make test's PgBouncer job with DATABASE_URL set to the test database): the local service.
+local_db() { case "${DATABASE_URL:-}" in "" | "$LOCAL_DB" | "$LOCAL_TEST_DB") return 0 ;; esac; return 1; }
+local_redis() { case "${REDIS_URL:-}" in "" | "$LOCAL_REDIS" | "$LOCAL_TEST_REDIS") return 0 ;; esac; return 1; }
+
 write_env() {
-  # Only what the caller did not set: an operator's DATABASE_URL / REDIS_URL always wins. URLs equal
-  # to the local ones came from this file (a recipe that loaded it ran `make services` again): kept.
+  # Only what the caller did not set: an operator's DATABASE_URL / REDIS_URL always wins.
   {
     echo "# written by scripts/services.sh"
-    if [ -z "${DATABASE_URL:-}" ] || [ "$DATABASE_URL" = "$LOCAL_DB" ]; then
+    if local_db; then
       echo "DATABASE_URL=$LOCAL_DB"
-      echo "TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/quizapp_test"
+      echo "TEST_DATABASE_URL=$LOCAL_TEST_DB"
       echo "QUIZAPP_PGDATA=$(cat "$VAR/pgdata.path")"
       echo "QUIZAPP_PG_PORT=$PG_PORT"
       echo "QUIZAPP_PG_LOG=$(cat "$VAR/pglog.path")"
       echo "QUIZAPP_PG_SOCKET_DIR=$(cat "$VAR/pgsocket.path")"
     fi
-    if [ -z "${REDIS_URL:-}" ] || [ "$REDIS_URL" = "$LOCAL_REDIS" ]; then
+    if local_redis; then
       echo "REDIS_URL=$LOCAL_REDIS"
-      echo "TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1"
+      echo "TEST_REDIS_URL=$LOCAL_TEST_REDIS"
       echo "QUIZAPP_REDIS_PORT=$REDIS_PORT"
       # The same Redis over its Unix socket (make stack and make bench use it), when it has one.
       if [ -n "$REDIS_SOCKET" ] && [ -S "$REDIS_SOCKET" ]; then echo "QUIZAPP_REDIS_SOCKET=$REDIS_SOCKET"; fi
@@ -169,8 +175,8 @@ write_env() {
 
 case "${1:-}" in
   start)
-    { [ -n "${DATABASE_URL:-}" ] && [ "$DATABASE_URL" != "$LOCAL_DB" ]; } || start_postgres
-    { [ -n "${REDIS_URL:-}" ] && [ "$REDIS_URL" != "$LOCAL_REDIS" ]; } || start_redis
+    if local_db; then start_postgres; fi
+    if local_redis; then start_redis; fi
     write_env
     ;;
   stop)
