@@ -2,6 +2,9 @@
 
 Each target runs under the same gunicorn settings (gevent, GUNICORN_WORKERS workers) and is driven by
 wrk from the other core, so the ratios compare across machines even when absolute numbers do not.
+On a box with two or more CPUs the worker is pinned to the last CPU and wrk to the first
+(BENCH_EFFICIENCY_PIN=0: neither); unpinned, the scheduler sometimes ran both on one core while
+the other idled, and the same code read 43-54 % from run to run.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from devstack.servers import Gunicorn
 def wrk(url: str, seconds: int, connections: int, headers: dict | None = None, server=None) -> float:
     """Requests per second; with `server` (a Gunicorn), also records its workers' CPU µs per request
     in CPU_PER_REQUEST[url]: on a shared box that figure moves far less than the rate does."""
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    cmd = [*WRK_PIN, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for key, value in (headers or {}).items():
         cmd += ["-H", f"{key}: {value}"]
     before = workers_cpu_seconds(server) if server else 0.0
@@ -42,6 +45,9 @@ def wrk(url: str, seconds: int, connections: int, headers: dict | None = None, s
 
 
 CPU_PER_REQUEST: dict[str, float] = {}
+PINNED = (os.cpu_count() or 1) > 1 and os.environ.get("BENCH_EFFICIENCY_PIN", "1") != "0"
+WORKER_CPU = (os.cpu_count() or 1) - 1 if PINNED else None  # the worker's core (Gunicorn cpu=)
+WRK_PIN = ["taskset", "--cpu-list", "0"] if PINNED else []  # wrk on another core
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -90,6 +96,7 @@ def measure(seconds: int = 10, connections: int = 64, workers: int = 1, rounds: 
         "connections": connections,
         "seconds": seconds,
         "rounds": rounds,
+        "worker_cpu": WORKER_CPU,  # None: not pinned
     }
     return results
 
@@ -105,11 +112,11 @@ def _measure_once(seconds: int, connections: int, workers: int) -> dict:
         "GUNICORN_ACCESS_LOG": "",
     }
     results = {}
-    with Gunicorn("bench.hello_app:app", workers=workers, env=env) as hello:
+    with Gunicorn("bench.hello_app:app", workers=workers, env=env, cpu=WORKER_CPU) as hello:
         wrk(hello.url + "/", 2, connections)  # warm-up
         results["bare_hello"] = wrk(hello.url + "/", seconds, connections, server=hello)
         results["bare_hello_cpu_us"] = CPU_PER_REQUEST[hello.url + "/"]
-    with Gunicorn("wsgi:app", workers=workers, env=env) as app:
+    with Gunicorn("wsgi:app", workers=workers, env=env, cpu=WORKER_CPU) as app:
         cookie, path = question_session(app.url)
         wrk(app.url + path, 2, connections, {"Cookie": cookie})
         results["question_page"] = wrk(app.url + path, seconds, connections, {"Cookie": cookie}, server=app)

@@ -151,30 +151,66 @@ def test_a_submitted_quiz_frees_its_slot_for_the_next_in_line(make_app):
     assert app.test_client().get("/", headers=JSON).status_code == 503  # and only that one slot
 
 
-def test_waiting_visitors_come_back_a_little_before_their_turn(small_app):
+def test_waiting_visitors_come_back_when_their_turn_should_come(small_app):
     from quizapp.admission import service
     from quizapp.admission.repository import Decision
 
-    def answer(position, rate_milli, ticket=0):
-        decision = Decision(False, ticket, position, 400, 2, 2, rate_milli)
+    def answer(turn_s, ticket=0, queue=400, pace_milli=0, position=10, rate_milli=2000):
+        decision = Decision(False, ticket, position, queue, 2, 2, rate_milli, pace_milli, turn_s * 1000)
         return service.waiting_answer(decision)
 
+    def refreshes(turn_s, queue=400, tickets=range(100, 150)):
+        return {answer(turn_s, ticket=t, queue=queue).refresh_s for t in tickets}
+
     with small_app.app_context():
-        soon = answer(position=10, rate_milli=2000)  # 2 visitors/s admitted: 5 s to go
-        assert (soon.estimated_wait_s, soon.refresh_s) == (5, 5)  # the minimum interval
-        later = answer(position=200, rate_milli=2000)
-        assert (later.estimated_wait_s, later.refresh_s) == (100, 80)  # 80% of the estimate
-        far = answer(position=2000, rate_milli=2000)
-        assert (far.estimated_wait_s, far.refresh_s) == (1000, 120)  # capped: capacity raises show
-        unmeasured = answer(position=10, rate_milli=0)  # before a rate is measured: capacity/visit
-        assert unmeasured.estimated_wait_s == 10 * small_app.config["ADMISSION_VISIT_SECONDS"] // 2
-        paced = service.waiting_answer(Decision(False, 0, 10, 400, 2, 2, 2000, 500))  # 0.5/s pace
-        assert (paced.estimated_wait_s, paced.refresh_s) == (20, 16)  # nobody comes in faster than it
-        # Visitors told the same interval at once come back spread out, by ticket (no bursts):
-        # later by up to a fifth (at least 3 distinct seconds), or earlier at the cap.
-        assert {answer(10, 2000, ticket=t).refresh_s for t in range(100, 110)} == {5, 6, 7}
-        assert {answer(200, 2000, ticket=t).refresh_s for t in range(100, 117)} == set(range(80, 97))
-        assert {answer(2000, 2000, ticket=t).refresh_s for t in range(100, 125)} == set(range(96, 121))
+        soon = answer(3)  # the slots say 3 s to go
+        assert (soon.estimated_wait_s, soon.refresh_s) == (3, 5)  # the minimum interval
+        assert answer(50).estimated_wait_s == 50
+        # Come back when the wait should be over, spread by ticket over a fifth of it, centred
+        # (no bursts: visitors told the same wait at once do not all come back in one second).
+        assert refreshes(50) == set(range(45, 56))
+        assert refreshes(100) == set(range(90, 111))
+        assert refreshes(3) == {5, 6, 7}  # near the minimum: all later, never under it
+        # Capped at 120 s (capacity raises show), the spread then all earlier...
+        assert answer(1000, queue=150).estimated_wait_s == 1000
+        assert refreshes(1000, queue=150) == set(range(96, 121))
+        # ...unless polling every 2 minutes would exceed 5% of the pages served (2 visitors/s x
+        # 17 pages): the cap grows with the queue, to 400 / 1.7 = 236 s.
+        assert max(refreshes(1000, queue=400)) == 236
+        assert service.refresh_cap(400, 2.0) == 236 and service.refresh_cap(150, 2.0) == 120
+        paced = answer(3, pace_milli=500)  # a 0.5/s pace: 10 visitors ahead take 20 s, slots or not
+        assert paced.estimated_wait_s == 20
+
+
+def test_the_wait_estimate_follows_the_visits_in_the_slots(make_app, redis_client):
+    """A full cluster's next turn comes when its oldest visit reaches the mean visit length."""
+    from quizapp.admission import service
+    from quizapp.admission.repository import ACTIVE_KEY, STATE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=3, ADMISSION_PACE_PER_SECOND="off", RATELIMIT_ENABLED="false")
+    with app.app_context():
+        store = service.store(app)
+        now = int(time.time() * 1000)
+        visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
+        # Three visits, started 50, 30 and 10 s ago; visits last 60 s on average.
+        for ticket, age in ((0, 50), (1, 30), (2, 10)):
+            redis_client.zadd(ACTIVE_KEY, {f"t{ticket}": now - age * 1000 + visit_ms})
+        redis_client.hset(STATE_KEY, mapping={"next": 3, "served": 3, "visit_mean": 60_000})
+
+        def wait(ticket=None):
+            decision = store.admit(now_ms=now, capacity=3, probation_ms=30_000, ticket=ticket)
+            assert not decision.admitted
+            return decision
+
+        first, second, third, fourth = wait(), wait(), wait(), wait()
+        assert [round(d.turn_ms / 1000) for d in (first, second, third)] == [10, 30, 50]
+        assert round(fourth.turn_ms / 1000) == 70  # a whole visit after the first slot frees again
+        assert wait(first.ticket).turn_ms == first.turn_ms  # a refresh: the same place, the same turn
+        assert 10 <= service.waiting_answer(first).estimated_wait_s <= 11
+        # The first visit ends after 55 s: its slot frees and the mean moves towards 55 s.
+        assert store.release(0, now_ms=now + 5_000, visit_seconds=visit_ms // 1000)
+        assert int(redis_client.hget(STATE_KEY, "visit_mean")) == 60_000 + (55_000 - 60_000) // 32
+        assert not store.release(0, now_ms=now + 5_000, visit_seconds=visit_ms // 1000)  # once only
 
 
 def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
@@ -252,7 +288,8 @@ def test_the_door_sends_an_admitted_ticket_holder_on_with_a_307_in_one_round_tri
     waiting = door.test_client()
     html = waiting.get("/?from=ad").get_data(as_text=True)
     assert "Your place in line: <strong>1</strong>." in html
-    assert "Estimated wait: <strong>about 2 minutes</strong>" in html  # 1 in line, 1 slot a 120 s visit
+    # 1 in line, 1 slot just handed out: it frees a visit later (half of 120 s until visits are measured).
+    assert re.search(r"Estimated wait: <strong>(about a|under a) minute</strong>", html)
     redis_client.hset(STATE_KEY, "capacity", 2)
     counts = _count_io(door, monkeypatch)
     sent_on = waiting.get("/?from=ad")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..redis_fast import FastCaller
 
-STATE_KEY = "adm:state"  # hash: next, served (below it: admitted), capacity, pace, token bucket, rate
+STATE_KEY = "adm:state"  # hash: next, served (below: admitted), capacity, pace, tokens, rate, visit_mean
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
@@ -65,12 +65,15 @@ local function take_tokens(n)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
--- The measured admission rate (visitors per 1000 s), for estimated waits: the last whole window.
+-- The measured admission rate (visitors per 1000 s), for estimated waits: the last whole window,
+-- averaged with the rate before it (admissions come in waves; one window alone swings widely).
 local rate_t = tonumber(redis.call('HGET', KEYS[1], 'rate_t') or '0')
 if now - rate_t >= window then
   if rate_t > 0 then
     local n = tonumber(redis.call('HGET', KEYS[1], 'rate_n') or '0')
-    rate = math.floor(n * 1000000 / (now - rate_t))
+    local measured = math.floor(n * 1000000 / (now - rate_t))
+    if rate > 0 and now - rate_t < 2 * window then measured = math.floor((rate + measured) / 2) end
+    rate = measured
     redis.call('HSET', KEYS[1], 'rate', rate)
   end
   redis.call('HSET', KEYS[1], 'rate_t', now, 'rate_n', 0)
@@ -96,8 +99,32 @@ end
 if ticket and ticket < served then
   return {1, ticket, 0, nxt - served, active, capacity, rate, pace}
 end
+-- When this waiting visitor's turn should come (ms from now), from the slots themselves: the
+-- releases needed before it are the visitors ahead of it beyond the free room; the k-th is
+-- expected when the k-th oldest confirmed visit reaches the measured mean visit length (field
+-- visit_mean, kept by RELEASE_LUA; until measured, half the longest visit: a visitor back early
+-- only asks once more, one back late leaves a slot idle). Slots on probation (score
+-- within the probation from now) have just been handed out: they free a whole visit later.
+-- Waves of admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
+local function turn_ms(position)
+  local need = position - (capacity - active)
+  if need <= 0 then return 0 end
+  local longest = tonumber(ARGV[10]) * 1000
+  local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
+  local on_probation = redis.call('ZCOUNT', KEYS[2], '-inf', now + probation)
+  local first, count, started = on_probation, active - on_probation, longest
+  if count <= 0 then  -- every slot just handed out: they free a visit after that
+    first, count, started = 0, active, probation
+  end
+  if count <= 0 then return math.floor(need * mean / math.max(capacity, 1)) end
+  local turns = math.floor((need - 1) / count)
+  local idx = first + (need - 1) % count
+  local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
+  return math.max(0, tonumber(slot[2]) - started + mean - now) + turns * mean
+end
 if ticket and ticket < nxt then
-  return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate, pace}
+  local position = ticket - served + 1
+  return {0, ticket, position, nxt - served, active, capacity, rate, pace, turn_ms(position)}
 end
 ticket = nxt
 nxt = nxt + 1
@@ -111,7 +138,25 @@ if served == ticket and active < capacity and (tokens < 0 or tokens >= 1000000) 
   return {1, ticket, 0, 0, active + 1, capacity, rate, pace}
 end
 redis.call('HSET', KEYS[3], ticket, now)
-return {0, ticket, ticket - served + 1, nxt - served, active, capacity, rate, pace}
+local position = ticket - served + 1
+return {0, ticket, position, nxt - served, active, capacity, rate, pace, turn_ms(position)}
+"""
+
+# A visit ended (its quiz was submitted): free its slot and fold its length into the mean visit
+# length (field visit_mean, ms; a moving average over about 32 visits) that ADMIT_LUA's wait
+# estimates use. A confirmed slot's score is its start + the longest visit (ARGV[3] ms).
+RELEASE_LUA = """
+local held = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not held then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local longest = tonumber(ARGV[3])
+local length = tonumber(ARGV[2]) - (tonumber(held) - longest)
+if length > 0 and length < longest then
+  local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or '0')
+  if mean > 0 then length = math.floor(mean + (length - mean) / 32) end
+  redis.call('HSET', KEYS[1], 'visit_mean', length)
+end
+return 1
 """
 
 
@@ -125,6 +170,7 @@ class Decision:
     capacity: int
     rate_milli: int = 0  # visitors admitted per 1000 s over the last whole window (0: not measured yet)
     pace_milli: int = 0  # the pace in effect, visitors admitted per 1000 s at most (0: not paced)
+    turn_ms: int = 0  # a waiting visitor: when their turn should come, from the slots (ms from now)
 
     @property
     def admitted(self) -> bool:
@@ -141,6 +187,7 @@ class WaitingRoomStore:
     def __init__(self, client):
         self.client = client
         self.script = client.register_script(ADMIT_LUA)
+        self.release_script = client.register_script(RELEASE_LUA)
         self.call = FastCaller(client)  # a new visitor's one round trip, on the lean path
 
     def admit(
@@ -182,9 +229,11 @@ class WaitingRoomStore:
         """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""
         self.call("ZADD", ACTIVE_KEY, until_ms, f"t{ticket}")
 
-    def release(self, ticket: int) -> bool:
-        """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out."""
-        return bool(self.call("ZREM", ACTIVE_KEY, f"t{ticket}"))
+    def release(self, ticket: int, *, now_ms: int, visit_seconds: int) -> bool:
+        """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out,
+        and its length joins the mean visit length (one round trip)."""
+        args = [f"t{ticket}", now_ms, visit_seconds * 1000]
+        return bool(self.call.evalsha(self.release_script, [STATE_KEY, ACTIVE_KEY], args))
 
     def set_capacity(self, capacity: int) -> None:
         """Store the live capacity: every worker of every instance admits against it at once."""
@@ -205,10 +254,12 @@ class WaitingRoomStore:
     def snapshot(self, *, now_ms: int) -> dict:
         """Queue length, oldest wait and new visitors admitted per second (admin page, not hot path)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate", "pace")
+        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate", "pace", "visit_mean")
         pipe.zcount(ACTIVE_KEY, now_ms, "+inf")
         state, active = pipe.execute()
-        nxt, served, capacity, admitted, rate, pace = (int(v) if v is not None else None for v in state)
+        nxt, served, capacity, admitted, rate, pace, visit_mean = (
+            int(v) if v is not None else None for v in state
+        )
         nxt, served = nxt or 0, served or 0
         oldest = self.client.hget(ISSUED_KEY, served) if nxt > served else None
         return {
@@ -217,6 +268,7 @@ class WaitingRoomStore:
             "active_visitors": int(active),
             "visitors_admitted_per_s": round((rate or 0) / 1000, 2),
             "visitors_admitted_total": admitted or 0,
+            "mean_visit_s": round(visit_mean / 1000, 1) if visit_mean else None,  # None: none ended yet
             "live_capacity": capacity,
             "live_pace_milli": pace,
         }

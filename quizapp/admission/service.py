@@ -31,8 +31,8 @@ CRITICAL_PATHS = ("/pay/webhook",)
 CRITICAL_PREFIXES = ("/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
 PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
-REFRESH_SHARE = 0.8  # come back when 80% of the estimated wait has passed: a little early
-REFRESH_MAX_SECONDS = 120  # so a capacity raise (or a faster turnover) is noticed within 2 minutes
+REFRESH_MAX_SECONDS = 120  # a capacity raise is noticed within 2 minutes, unless the queue is so
+POLL_SHARE = 0.05  # long that polling at that interval would exceed this share of the pages served
 REFRESH_SPREAD_PERCENT = 20  # refreshes spread by ticket over this share of the interval: no bursts
 NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
@@ -135,7 +135,8 @@ def end_visit() -> None:
     if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
         return
     try:
-        store().release(ticket)
+        visit_seconds = current_app.config["ADMISSION_VISIT_SECONDS"]
+        store().release(ticket, now_ms=int(time.time() * 1000), visit_seconds=visit_seconds)
     except redis.exceptions.RedisError:
         log.warning("admission.release_failed", extra={"ticket": ticket})  # the slot's time runs out instead
 
@@ -201,20 +202,28 @@ def confirm_visit(cookie) -> None:
 def waiting_answer(decision: Decision) -> WaitingAnswer:
     """Position, estimated wait and when to come back, from the decision alone (no more I/O).
 
-    The estimate divides the position by the measured admission rate (before the first measure,
-    by capacity / visit length), or by the pace if that is lower: nobody comes in faster. Each
-    visitor is told to come back a little before their turn (REFRESH_SHARE of the estimate, at
-    least the minimum, at most REFRESH_MAX_SECONDS), so a waiting visitor refreshes about twice,
-    not every few seconds: polling stays near 2 / PAGES_PER_VISIT of the pages served, and a
-    freed slot is not left idle for long.
+    The estimate is when the visitor's turn should come by the slots themselves (Decision.turn_ms:
+    the visit that must end first, at the measured mean visit length), and no sooner than the pace
+    lets the visitors ahead in. A rate measured over the last seconds would not do: admissions
+    come in waves (a cluster filled in one go frees in one go), and a visitor told a wait from a
+    trough comes back long after their slot was handed out, which then idles on probation.
+
+    When to come back: when the wait should be over (spread around it by ticket), so a waiting
+    visitor asks once or twice, not every few seconds: the slot is kept for a visitor who comes
+    back a little late (PROBATION_SECONDS), and one who comes back early is told the few seconds
+    left. Never sooner than the minimum, nor later than refresh_cap() allows (a longer wait asks
+    again then, and hears a fresher estimate).
     """
     config = current_app.config
-    admit_rate = decision.rate_milli / 1000 or max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]
+    estimated = decision.turn_ms / 1000
     if decision.pace_milli > 0:
-        admit_rate = min(admit_rate, decision.pace_milli / 1000)
-    estimated = math.ceil(decision.position / admit_rate)
-    early = max(config["ADMISSION_REFRESH_MIN_SECONDS"], int(estimated * REFRESH_SHARE))
-    refresh = spread_refresh(min(REFRESH_MAX_SECONDS, early), ticket=decision.ticket)
+        estimated = max(estimated, decision.position * 1000 / decision.pace_milli)
+    estimated = math.ceil(estimated)
+    turnover = max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]  # every slot frees in a visit
+    cap = refresh_cap(decision.queue_length, max(decision.rate_milli / 1000, turnover))
+    minimum = config["ADMISSION_REFRESH_MIN_SECONDS"]
+    interval = min(cap, max(minimum, estimated))
+    refresh = spread_refresh(interval, ticket=decision.ticket, minimum=minimum, cap=cap)
     return WaitingAnswer(
         ticket=decision.ticket,
         position=decision.position,
@@ -224,17 +233,27 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
     )
 
 
-def spread_refresh(refresh: int, *, ticket: int) -> int:
+def refresh_cap(queue_length: int, admit_rate: float) -> int:
+    """The longest refresh interval: REFRESH_MAX_SECONDS, or longer for a queue so long that its
+    visitors polling that often would send more than POLL_SHARE of the pages the admitted visitors
+    do (admit_rate x PAGES_PER_VISIT a second): intervals grow with the queue."""
+    budget = POLL_SHARE * admit_rate * PAGES_PER_VISIT  # waiting-room answers per second
+    return max(REFRESH_MAX_SECONDS, math.ceil(queue_length / budget)) if budget > 0 else REFRESH_MAX_SECONDS
+
+
+def spread_refresh(refresh: int, *, ticket: int, minimum: int, cap: int) -> int:
     """The refresh interval, offset by the ticket over a fifth of it (at least 3 distinct seconds).
 
     Visitors who arrive together are told the same interval and would come back in the same
     second, and again after that: a burst the door answers one after another (its p99 under
-    overload). Consecutive tickets spread them out. Later, not earlier, except at the cap, which
-    stays the latest a capacity raise goes unnoticed; never under the minimum either way.
+    overload). Consecutive tickets spread them out, centred on the interval: a visitor back after
+    their turn leaves their slot idle a little, one back before it asks once more. Nobody is
+    told less than the minimum, nor more than the cap: near them, the spread is all one way.
     """
     spread = max(2, refresh * REFRESH_SPREAD_PERCENT // 100)
     offset = max(ticket, 0) % (spread + 1)
-    return refresh + offset if refresh + spread <= REFRESH_MAX_SECONDS else refresh - offset
+    low = min(max(refresh - spread // 2, minimum), cap - spread)
+    return max(low, minimum) + offset
 
 
 def busy_answer() -> WaitingAnswer:

@@ -15,7 +15,10 @@ SLOTS = ("refresh_s", "refresh_url", "position", "of_queue", "wait")
 
 def wait_phrase(seconds: int) -> str:
     """The estimated wait as the page says it."""
-    return "under a minute" if seconds < 60 else f"about {math.ceil(seconds / 60)} minutes"
+    if seconds < 60:
+        return "under a minute"
+    minutes = math.ceil(seconds / 60)
+    return "about a minute" if minutes == 1 else f"about {minutes} minutes"
 
 
 def _waiting_page_with_slots() -> str:

@@ -33,8 +33,8 @@ SUBJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 LATE_GRACE_SECONDS = 0.0
 # How often a pending results page asks again (the script's poll and the no-script refresh alike):
 # the job's estimated wait, within these bounds, so a long queue is not polled every few seconds.
-REFRESH_MIN_SECONDS = 3
-REFRESH_MAX_SECONDS = 15
+POLL_MIN_SECONDS = 3
+POLL_MAX_SECONDS = 15
 
 
 DISABLED_METRICS = {
@@ -76,9 +76,9 @@ class AnalysisStatus:
         """When to ask again while pending: the estimated wait, bounded (a running call: soon)."""
         if not self.pending:
             return None
-        if self.state == "running" or self.eta_seconds is None:
-            return REFRESH_MIN_SECONDS
-        return min(max(math.ceil(self.eta_seconds), REFRESH_MIN_SECONDS), REFRESH_MAX_SECONDS)
+        if self.eta_seconds is None:  # running, or queued with no estimate yet
+            return POLL_MIN_SECONDS
+        return min(max(math.ceil(self.eta_seconds), POLL_MIN_SECONDS), POLL_MAX_SECONDS)
 
     def as_dict(self) -> dict:
         refresh = self.refresh_seconds
