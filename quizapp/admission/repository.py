@@ -101,26 +101,20 @@ if ticket and ticket < served then
 end
 -- When this waiting visitor's turn should come (ms from now), from the slots themselves: the
 -- releases needed before it are the visitors ahead of it beyond the free room; the k-th is
--- expected when the k-th oldest confirmed visit reaches the measured mean visit length (field
--- visit_mean, kept by RELEASE_LUA; until measured, half the longest visit: a visitor back early
--- only asks once more, one back late leaves a slot idle). Slots on probation (score
--- within the probation from now) have just been handed out: they free a whole visit later.
--- Waves of admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
+-- expected when the k-th oldest visit reaches the measured mean visit length (field visit_mean,
+-- kept by RELEASE_LUA; until measured, half the longest visit), a whole visit later for each
+-- time round the slots. A slot's score is its start + the longest visit. A slot still on
+-- probation (score: handed out + the probation) reads as overdue, so the estimate errs early:
+-- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
+-- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
 local function turn_ms(position)
   local need = position - (capacity - active)
-  if need <= 0 then return 0 end
+  if need <= 0 or active <= 0 then return 0 end
   local longest = tonumber(ARGV[10]) * 1000
   local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
-  local on_probation = redis.call('ZCOUNT', KEYS[2], '-inf', now + probation)
-  local first, count, started = on_probation, active - on_probation, longest
-  if count <= 0 then  -- every slot just handed out: they free a visit after that
-    first, count, started = 0, active, probation
-  end
-  if count <= 0 then return math.floor(need * mean / math.max(capacity, 1)) end
-  local turns = math.floor((need - 1) / count)
-  local idx = first + (need - 1) % count
+  local idx = (need - 1) % active
   local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
-  return math.max(0, tonumber(slot[2]) - started + mean - now) + turns * mean
+  return math.max(0, tonumber(slot[2]) - longest + mean - now) + math.floor((need - 1) / active) * mean
 end
 if ticket and ticket < nxt then
   local position = ticket - served + 1

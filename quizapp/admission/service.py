@@ -218,7 +218,7 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
     estimated = decision.turn_ms / 1000
     if decision.pace_milli > 0:
         estimated = max(estimated, decision.position * 1000 / decision.pace_milli)
-    estimated = math.ceil(estimated)
+    estimated = max(1, math.ceil(estimated))  # overdue visits: any moment now
     turnover = max(decision.capacity, 1) / config["ADMISSION_VISIT_SECONDS"]  # every slot frees in a visit
     cap = refresh_cap(decision.queue_length, max(decision.rate_milli / 1000, turnover))
     minimum = config["ADMISSION_REFRESH_MIN_SECONDS"]
