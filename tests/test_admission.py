@@ -115,6 +115,9 @@ def test_admin_changes_capacity_live_audited(small_app, pg_conn, redis_client):
     _login(admin)
     page = admin.get("/admin/health").get_data(as_text=True)
     assert "Admission and waiting room" in page and "In flight" in page and "oldest waiting" in page
+    assert "mean visit <strong>not measured yet</strong>" in page
+    redis_client.hset(STATE_KEY, "visit_mean", 83_456)  # kept as quizzes are submitted
+    assert "mean visit <strong>83.5 s</strong>" in admin.get("/admin/health").get_data(as_text=True)
     response = admin.post("/admin/admission/capacity", data={"capacity": "7"})
     assert response.status_code == 302
     assert redis_client.hget(STATE_KEY, "capacity") == b"7"
