@@ -65,8 +65,9 @@ local function take_tokens(n)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
--- The measured admission rate (visitors per 1000 s), for estimated waits: the last whole window,
--- averaged with the rate before it (admissions come in waves; one window alone swings widely).
+-- The measured admission rate (visitors per 1000 s), for the admin view and the waiting room's
+-- polling budget: the last whole window, averaged with the rate before it (admissions come in
+-- waves; one window alone swings widely). Wait estimates come from the slots (turn_ms below).
 local rate_t = tonumber(redis.call('HGET', KEYS[1], 'rate_t') or '0')
 if now - rate_t >= window then
   if rate_t > 0 then
