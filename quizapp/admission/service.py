@@ -236,9 +236,10 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
 def refresh_cap(queue_length: int, admit_rate: float) -> int:
     """The longest refresh interval: REFRESH_MAX_SECONDS, or longer for a queue so long that its
     visitors polling that often would send more than POLL_SHARE of the pages the admitted visitors
-    do (admit_rate x PAGES_PER_VISIT a second): intervals grow with the queue."""
+    do (admit_rate x PAGES_PER_VISIT a second): intervals grow with the queue. admit_rate > 0: the
+    caller's is at least capacity / visit length."""
     budget = POLL_SHARE * admit_rate * PAGES_PER_VISIT  # waiting-room answers per second
-    return max(REFRESH_MAX_SECONDS, math.ceil(queue_length / budget)) if budget > 0 else REFRESH_MAX_SECONDS
+    return max(REFRESH_MAX_SECONDS, math.ceil(queue_length / budget))
 
 
 def spread_refresh(refresh: int, *, ticket: int, minimum: int, cap: int) -> int:
