@@ -70,13 +70,23 @@ ConnectionPool._resolve = _cached_resolve
 gc.set_threshold(700, 10, 10**9)
 
 
+# With --processes, each worker process hands out every PROCESSES-th address from its own index,
+# so no two processes' users share one (a classroom's 30 pupils all come from one process).
+PROCESSES = int(os.environ.get("BENCH_LOCUST_PROCESSES", "1"))
+_process = {"index": 0}
+
+
+def _note_process(user) -> None:
+    _process["index"] = max(0, getattr(user.environment.runner, "worker_index", 0)) % PROCESSES
+
+
 def next_source_ip() -> str:
-    n = next(_addresses) % 65000
+    n = (next(_addresses) * PROCESSES + _process["index"]) % 65000
     return f"127.1.{n // 250}.{n % 250 + 2}"
 
 
 def next_classroom_ip() -> str:
-    n = (next(_classroom_seats) // CLASSROOM_SIZE) % 65000
+    n = ((next(_classroom_seats) // CLASSROOM_SIZE) * PROCESSES + _process["index"]) % 65000
     return f"127.2.{n // 250}.{n % 250 + 2}"
 
 
@@ -103,6 +113,7 @@ class QuizTaker(FastHttpUser):
     think = True
 
     def on_start(self):
+        _note_process(self)
         gevent.getcurrent().quizapp_source_ip = self._new_person_ip()
 
     def _new_person_ip(self) -> str:
@@ -217,6 +228,7 @@ class ClassroomQuizTaker(QuizTaker):
     weight = int(os.environ.get("BENCH_WEIGHT_CLASSROOM", "0"))
 
     def on_start(self):
+        _note_process(self)
         self.room_ip = next_classroom_ip()
         super().on_start()
 
@@ -273,6 +285,7 @@ class NoopProbe(FastHttpUser):
     weight = int(os.environ.get("BENCH_WEIGHT_NOOP", "0"))
 
     def on_start(self):
+        _note_process(self)
         gevent.getcurrent().quizapp_source_ip = next_source_ip()
 
     @task
