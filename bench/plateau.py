@@ -20,6 +20,8 @@ DELIVERED_SHARE = 0.9
 ABUSER_IP = "127.0.0.66"  # bench/locustfile.py Abuser's source address
 FIXED_USERS = 2  # the admin poller and the abuser, whatever the user count
 NO_GATE = 1_000_000  # capacity while looking for the knee: the per-worker bound alone
+# Steps added after the listed ones while they all pass (BENCH_EXTRA_STEPS; 0: the list only).
+EXTRA_STEPS = int(os.environ.get("BENCH_EXTRA_STEPS", "3"))
 
 
 def offered_rps(users: int, seconds: float, ramp: float, seed: int = 7) -> float:
@@ -130,16 +132,29 @@ def _users(name: str, default: str) -> list[int]:
     return [int(u) for u in os.environ.get(name, default).split(",") if u.strip()]
 
 
+def extra_gap(steps: list[int]) -> int:
+    """The interval of the steps added past the listed ones: the list's last interval."""
+    return steps[-1] - steps[-2] if len(steps) > 1 else steps[-1]
+
+
 def _ramp(bench, stack, phase: str, steps: list[int], seconds: int, common: dict) -> list[dict]:
-    """Ascending steps until the first that fails the knee criteria (bounded durations)."""
+    """Ascending steps until the first that fails the knee criteria (bounded durations). When
+    every listed step passes, up to EXTRA_STEPS more follow at the list's last interval, so a
+    knee above the guess is still found within the run."""
     done = []
-    for users in steps:
+    queue = list(steps)
+    extra = EXTRA_STEPS
+    while queue:
+        users = queue.pop(0)
         step = bench.run_step(stack, users, seconds, **common, tag=f"{phase}-{users}", twin=phase == "twin")
         step.update(phase=phase, knee_failures=knee_failures(step))
         done.append(step)
         _save(bench, step)
         if step["knee_failures"]:
             break
+        if not queue and extra > 0:
+            queue.append(users + extra_gap(steps))
+            extra -= 1
     return done
 
 
@@ -164,7 +179,12 @@ def run_all(
     factors = _users("BENCH_OVERLOAD_FACTORS", "2,4")
     classroom = _users("BENCH_CLASSROOM_USERS", "300")
     classes = ["QuizTaker", "AdminPoller", "Abuser"]
-    expected = max(twin_steps + app_steps) * max(factors)
+    # nginx is sized for the largest step: 4x a knee found among the extra steps, too.
+    furthest = max(
+        max(twin_steps) + EXTRA_STEPS * extra_gap(twin_steps),
+        max(app_steps) + EXTRA_STEPS * extra_gap(app_steps),
+    )
+    expected = furthest * max(factors)
     (bench.STATE / "steps.json").unlink(missing_ok=True)
     common = {"dsn": dsn, "redis_url": redis_url, "env": env, "quota": quota, "classes": classes}
     results = []

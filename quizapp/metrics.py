@@ -6,7 +6,7 @@ import bisect
 import time
 from collections import Counter
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -32,7 +32,9 @@ class WorkerCounters:
         """Start a new error window (an admin action); Prometheus counters stay monotonic."""
         self.window = {"requests": 0, "4xx": 0, "5xx": 0, "since": time.time()}
 
-    def observe(self, status: int, seconds: float) -> None:
+    def observe(self, status: int, seconds: float, verdict: bool = False) -> None:
+        """One response. `verdict`: a health report's own answer, whose 503 says "the cluster is
+        unhealthy" rather than "this request failed": it is counted by status, not as a 5xx."""
         self.by_status[str(status)] += 1
         self.duration_sum += seconds
         index = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # the first bound >= seconds; past all: +Inf
@@ -40,7 +42,7 @@ class WorkerCounters:
         self.window["requests"] += 1
         if 400 <= status < 500:
             self.window["4xx"] += 1
-        elif status >= 500:
+        elif status >= 500 and not verdict:
             self.window["5xx"] += 1
 
     def snapshot(self) -> dict:
@@ -62,11 +64,18 @@ def init_app(app: Flask) -> None:
     app.extensions["worker_metrics"] = WorkerCounters()
 
 
+# Endpoints whose 503 is a verdict on the cluster, not a failure to answer. Counted as 5xx, each
+# monitoring poll of an unhealthy cluster raised the error rate, and the error-rate alert then
+# kept the cluster unhealthy on its own (one warning fed itself through every poll).
+HEALTH_VERDICTS = frozenset({"health.detailed", "health.readyz"})
+
+
 def count_response(response):
     """After step: count the response by status and by the request's one timer (edge.start_request)."""
     started = g._get_current_object().get("request_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
-    current_app.extensions["worker_metrics"].observe(response.status_code, elapsed)
+    verdict = request.endpoint in HEALTH_VERDICTS
+    current_app.extensions["worker_metrics"].observe(response.status_code, elapsed, verdict)
     return response
 
 

@@ -30,3 +30,27 @@ def test_unknown_page_is_a_404_page(client):
     response = client.get("/no/such/page", headers={"Accept": "text/html"})
     assert response.status_code == 404
     assert b"could not find" in response.data
+
+
+def test_an_unhealthy_verdict_is_not_counted_as_a_server_error(make_app, monkeypatch):
+    """/readyz's and /api/health/detailed's 503 report on the cluster: counted as 5xx, every poll
+    of a failing cluster would raise the error rate, and the error-rate alert would keep it failing."""
+    from quizapp.health import aggregate
+    from quizapp.metrics import worker_counters
+
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", REDIS_SOCKET_TIMEOUT=0.3)
+    client = app.test_client()
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 503
+    counters = worker_counters(app)
+    assert counters.window["requests"] == 3 and counters.window["5xx"] == 0
+    assert counters.by_status["503"] == 3  # still counted by status (Prometheus)
+
+    monkeypatch.setattr(aggregate, "detailed_health", lambda: {"status": "degraded", "workers": []})
+    polled = make_app()
+    for _ in range(3):
+        assert polled.test_client().get("/api/health/detailed").status_code == 503
+    counters = worker_counters(polled)
+    assert counters.window["requests"] == 3 and counters.window["5xx"] == 0
+    counters.observe(503, 0.01)  # any other 503 is a server error
+    assert counters.window["5xx"] == 1
