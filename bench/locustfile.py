@@ -76,8 +76,10 @@ PROCESSES = int(os.environ.get("BENCH_LOCUST_PROCESSES", "1"))
 _process = {"index": 0}
 
 
-def _note_process(user) -> None:
-    _process["index"] = max(0, getattr(user.environment.runner, "worker_index", 0)) % PROCESSES
+@events.test_start.add_listener
+def _note_process(environment, **_kwargs) -> None:
+    """Each node's index, known once the master has acknowledged it (before any user starts)."""
+    _process["index"] = max(0, getattr(environment.runner, "worker_index", 0)) % PROCESSES
 
 
 def next_source_ip() -> str:
@@ -113,7 +115,6 @@ class QuizTaker(FastHttpUser):
     think = True
 
     def on_start(self):
-        _note_process(self)
         gevent.getcurrent().quizapp_source_ip = self._new_person_ip()
 
     def _new_person_ip(self) -> str:
@@ -228,7 +229,6 @@ class ClassroomQuizTaker(QuizTaker):
     weight = int(os.environ.get("BENCH_WEIGHT_CLASSROOM", "0"))
 
     def on_start(self):
-        _note_process(self)
         self.room_ip = next_classroom_ip()
         super().on_start()
 
@@ -285,7 +285,6 @@ class NoopProbe(FastHttpUser):
     weight = int(os.environ.get("BENCH_WEIGHT_NOOP", "0"))
 
     def on_start(self):
-        _note_process(self)
         gevent.getcurrent().quizapp_source_ip = next_source_ip()
 
     @task
