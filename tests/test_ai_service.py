@@ -278,3 +278,24 @@ def test_a_stale_local_entry_never_finishes_a_newer_job_for_the_same_subject(ai_
         assert service.analysis_status("again-1").pending
     final = wait_final(app, "again-1")
     assert final.state == "done" and not final.fallback
+
+
+def test_jobs_within_one_millisecond_keep_their_order_of_arrival(redis_client, monkeypatch):
+    """A tie in the queue's score used to be ordered by subject id: a payer who came second within
+    the same millisecond went first (and test_paid_jobs_jump_the_queue failed now and then)."""
+    from quizapp.ai import store as ai_store
+
+    jobs = ai_store.JobStore(redis_client, ttl_seconds=60, secret="s")
+    subjects = ("zz-free", "zz-paid", "aa-free", "aa-paid")
+    redis_client.delete(ai_store.QUEUE_KEY, *(ai_store.job_key(s) for s in subjects))
+    monkeypatch.setattr(ai_store.time, "time", lambda: 1_800_000_000.0)  # every arrival: one ms
+    common = {"inputs": {}, "fingerprint": "f", "queue_max": 100, "per_user": 100, "deadline_s": 30}
+    for subject, paid in (("zz-free", False), ("zz-paid", True), ("aa-free", False), ("aa-paid", True)):
+        assert jobs.enqueue(subject, user_key=subject, paid=paid, **common)[0] == "queued"
+    order = [s.decode() for s in redis_client.zrange(ai_store.QUEUE_KEY, 0, -1)]
+    assert order == ["zz-paid", "aa-paid", "zz-free", "aa-free"]
+    # Promoted (Redis's clock, here earlier than the payers' scores): behind every earlier payer.
+    assert jobs.promote("aa-free")
+    order = [s.decode() for s in redis_client.zrange(ai_store.QUEUE_KEY, 0, -1)]
+    assert order == ["zz-paid", "aa-paid", "aa-free", "zz-free"]
+    redis_client.delete(ai_store.QUEUE_KEY, *(ai_store.job_key(s) for s in subjects))

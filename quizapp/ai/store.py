@@ -35,8 +35,22 @@ def user_key_for(user_key: str, secret: str) -> str:
 
 # KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
 # (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
+# The queue's scores are two bands, paid (arrival ms) below free (10^13 + arrival ms). A score that
+# ties with (or is below) the last of its band goes right after it, so jobs keep their order of
+# arrival: a tie would otherwise be ordered by subject id (two payers within one millisecond).
+IN_ARRIVAL_ORDER = """
+local function in_arrival_order(queue, score)
+  local top, bottom = '(10000000000000', '-inf'
+  if score >= 10000000000000 then top, bottom = '+inf', 10000000000000 end
+  local last = redis.call('ZREVRANGEBYSCORE', queue, top, bottom, 'WITHSCORES', 'LIMIT', 0, 1)
+  if last[2] and tonumber(last[2]) >= score then return tonumber(last[2]) + 1 end
+  return score
+end
+"""
+
 ENQUEUE = (
     LUA_NOW
+    + IN_ARRIVAL_ORDER
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -46,7 +60,7 @@ local deadline = now + tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'state', 'queued', 'inputs', ARGV[7], 'fp', ARGV[8], 'paid', ARGV[9],
   'user', ARGV[10], 'enqueued_at', now, 'deadline', deadline)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
-redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[2], in_arrival_order(KEYS[2], tonumber(ARGV[2])), ARGV[1])
 redis.call('ZADD', KEYS[3], deadline, ARGV[1])
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) + 1000)
 redis.call('ZADD', KEYS[4], deadline, ARGV[1])
@@ -58,11 +72,12 @@ return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1]), deadline}
 # behind those who paid earlier.
 PROMOTE = (
     LUA_NOW
+    + IN_ARRIVAL_ORDER
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 if redis.call('HGET', KEYS[1], 'paid') == '1' then return 0 end
 redis.call('HSET', KEYS[1], 'paid', '1')
-redis.call('ZADD', KEYS[2], 'XX', now, ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', in_arrival_order(KEYS[2], now), ARGV[1])
 return 1
 """
 )
