@@ -20,7 +20,7 @@ from tests.conftest import REDIS_URL
 @pytest.fixture
 def lean(redis_client):
     client = redis.Redis.from_url(REDIS_URL)
-    yield FastCaller(client)
+    yield FastCaller(client, pipelined=False)  # the plain path; the pipeline: test_redis_pipeline.py
     client.close()
 
 
@@ -86,7 +86,7 @@ def test_the_app_over_the_local_redis_unix_socket(make_app):
 def test_a_blocking_pool_gets_every_connection_back():
     """Greenlets waiting on a bounded blocking pool are never starved by idle kept connections."""
     pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=5, timeout=5)
-    lean = FastCaller(redis.Redis(connection_pool=pool))
+    lean = FastCaller(redis.Redis(connection_pool=pool), pipelined=False)
     results = gevent.joinall(
         [gevent.spawn(lean, "INCR", "fast:blocking") for _ in range(50)], raise_error=True
     )
@@ -95,6 +95,6 @@ def test_a_blocking_pool_gets_every_connection_back():
 
 
 def test_kept_connections_leave_most_of_a_small_pool_to_others():
-    lean = FastCaller(redis.Redis.from_url(REDIS_URL, max_connections=16))
+    lean = FastCaller(redis.Redis.from_url(REDIS_URL, max_connections=16), pipelined=False)
     gevent.joinall([gevent.spawn(lean, "PING") for _ in range(30)])
     assert len(lean.idle) <= 2  # 16 // 8
