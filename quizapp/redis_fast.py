@@ -8,25 +8,26 @@ Two costs are cut here.
   TLS, Sentinel, timeouts and health checks: they come from the client's pool).
 - **A write, a wait and a read per request.** Under gevent each round trip is a send syscall, an
   epoll registration, a switch to the hub and back, and a recv: about a quarter of a question page's
-  CPU under load. So a worker's concurrent requests hand their commands to one pipeline greenlet per
-  connection pool, which sends everything waiting in one write and reads the replies in order
-  (auto-pipelining, as ioredis and rueidis do). A request alone pays one switch more; under load
-  many requests share one round trip. Redis runs the commands one after another either way, and a
-  request waits at most one batch longer than it would on a connection of its own.
+  CPU under load. So a worker's concurrent requests share one connection per pool (auto-pipelining,
+  as ioredis and rueidis do): a writer greenlet sends every command queued since its last write in
+  one write, without waiting for the replies owed to earlier writes, and a reader greenlet reads the
+  replies as they arrive, in order. A request alone pays a greenlet switch or two more; under load,
+  what a worker's greenlets ask for in one pass of the event loop goes out in one write and comes
+  back in one read. Redis runs the commands one after another either way.
 
 Safety:
-- Replies are matched to callers by their order on one connection, and the connection is used again
-  only after every reply of its batch was read. Any other outcome (timeout, reset, the pipeline
-  greenlet killed mid-read) disconnects it first, and every caller of that batch gets a RedisError:
-  no reply is ever handed to the wrong caller.
+- Replies are matched to callers by their order on one connection. When the connection fails
+  (timeout, reset, the reader killed mid-read) it is closed, and every caller still owed a reply on
+  it gets a RedisError: no reply is ever handed to the wrong caller.
 - An error reply (NOSCRIPT, WRONGTYPE) is raised in its own caller only; the socket stays clean.
-- A connection error on a reused connection (e.g. Redis restarted) sends the batch once more on a
-  fresh connection, as redis-py's own retry would, but only if no reply of it had been read: a
-  command Redis answered is never sent twice. A timeout is not retried (the server is there but slow:
-  a second try would double every caller's wait). When the batch fails, the calls queued behind it
-  fail at once with it, rather than each waiting out its own timeout on the same server.
-- A caller killed while it waits (a timeout of its own) leaves no trace: a queued command is never
-  sent, and the reply to one already sent is read and dropped.
+- Redis dropping a kept connection (a restart) shows as a connection error before any reply on it:
+  what was sent on it is sent once more on a fresh connection, as redis-py's own retry would. Only
+  then, and only once: a command Redis answered is never sent twice. A timeout is not retried (the
+  server is there but slow: a second try would double every caller's wait).
+- When the connection fails for a timeout or a connection error, the calls queued behind it fail at
+  once too, rather than each waiting out its own timeout on the same server.
+- A caller killed while it waits (a timeout of its own) leaves no trace: a command still queued is
+  never sent, and the reply to one already taken for sending is read and dropped.
 - Without gevent's monkey-patching (scripts, in-process tests, threads) there is no pipeline: each
   call is its own round trip on a connection kept between calls.
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections import deque
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,7 +69,7 @@ def cooperative() -> bool:
 class _Call:
     """One caller's command and, once the pipeline has read its reply, the outcome."""
 
-    __slots__ = ("packed", "reply", "error", "waiter", "done")
+    __slots__ = ("packed", "reply", "error", "waiter", "done", "retried")
 
     def __init__(self, packed: bytes, waiter):
         self.packed = packed
@@ -75,11 +77,18 @@ class _Call:
         self.error: BaseException | None = None
         self.waiter = waiter
         self.done = False
+        self.retried = False  # sent once more after a stale connection failed it
 
 
 class Pipeline:
-    """One per process and connection pool: a greenlet, alive while there is work, that writes the
-    queued commands together and reads their replies in order, on the one connection it keeps."""
+    """One per process and connection pool, on the one connection it keeps.
+
+    A writer greenlet sends every command queued since its last write in one write, without waiting
+    for the replies owed to earlier writes; a reader greenlet reads replies as they arrive, in order,
+    and hands each to its caller. Each greenlet lives while it has work. So a command waits for
+    neither the previous write's replies nor a second loop of the hub: under load, everything the
+    worker's greenlets asked for in one pass of the event loop goes out in one write.
+    """
 
     def __init__(self, pool):
         import gevent
@@ -89,17 +98,20 @@ class Pipeline:
         self.thread = _native_thread_id()  # the hub's thread: the only one that may use it
         self.pool = pool
         self.conn = None
-        self.queue: list[_Call] = []
-        self.running = False
-        self.round_trips = 0  # figures for tests and benchmarks
+        self.queue: list[_Call] = []  # not sent yet
+        self.in_flight: deque[_Call] = deque()  # sent on self.conn; their replies come in this order
+        self.writing = False  # the writer greenlet is alive
+        self.reading = None  # the connection a live reader greenlet reads from
+        self.unconfirmed = False  # self.conn was kept idle and nothing was read on it since
+        self.round_trips = 0  # figures for tests and benchmarks: writes, and commands they carried
         self.commands = 0
 
     def call(self, packed: bytes):
         call = _Call(packed, self._waiter())
         self.queue.append(call)
-        if not self.running:
-            self.running = True
-            self._spawn(self._run)
+        if not self.writing:
+            self.writing = True
+            self._spawn(self._write)  # runs once this pass of the loop is done: the rest queue too
         try:
             call.waiter.get()  # switched back to once the outcome is in
         except BaseException:
@@ -110,68 +122,112 @@ class Pipeline:
             raise call.error
         return call.reply
 
-    def _run(self) -> None:
+    # --- the writer ---------------------------------------------------------------------------
+
+    def _write(self) -> None:
         try:
             while self.queue:
                 batch, self.queue = self.queue[:MAX_BATCH], self.queue[MAX_BATCH:]
-                self._round_trip(batch)
+                self._send(batch)
         finally:
-            self.running = False
-            if self.queue:  # stopped with work left (killed): those calls fail rather than hang
+            self.writing = False
+            if self.queue:  # killed with work left: those calls fail rather than hang
                 queued, self.queue = self.queue, []
                 self._finish(queued, RedisConnectionError("the Redis pipeline stopped"))
 
-    def _round_trip(self, batch: list[_Call]) -> None:
-        reused = self.conn is not None
-        try:
+    def _send(self, batch: list[_Call]) -> None:
+        idle = self.conn is not None and not self.in_flight
+        for attempt in (1, 2):
             try:
-                self._send_and_read(batch)
-            except RedisConnectionError:
-                if not reused or any(call.done for call in batch):
-                    raise
-                self._send_and_read(batch)  # a stale socket (Redis restarted): a fresh one, once
-        except BaseException as exc:
-            failure = exc if isinstance(exc, RedisError) else RedisConnectionError(f"interrupted: {exc!r}")
-            pending = [call for call in batch if not call.done]
-            if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):  # the same server: fail fast
-                pending, self.queue = pending + self.queue, []
-            self._finish(pending, failure)
-            self._finish([call for call in batch if call.done], None)
-            if not isinstance(exc, Exception):
-                raise  # GreenletExit and the like: this greenlet stops (the next call starts another)
-            return
-        self._finish(batch, None)
-
-    def _send_and_read(self, batch: list[_Call]) -> None:
-        conn, self.conn = self.conn or self.pool.get_connection(), None
-        try:
-            # One write: redis-py sends each item of the list with a sendall of its own.
-            conn.send_packed_command([b"".join([call.packed for call in batch])])
-            for call in batch:
-                try:
-                    call.reply = conn.read_response()
-                except ResponseError as exc:  # a complete error reply: the socket is clean
-                    call.error = exc
-                call.done = True
-        except BaseException:  # a reply may be left unread: never use this socket again
-            conn.disconnect()
-            self.pool.release(conn)
-            raise
-        self.conn = conn
+                if self.conn is None:
+                    self.conn, self.unconfirmed = self.pool.get_connection(), False
+                elif idle:
+                    self.unconfirmed = True
+                # One write (redis-py would send each item of a list with a sendall of its own), and
+                # no health-check PING: its reply would be read by this greenlet, not the reader.
+                self.conn.send_packed_command([b"".join([call.packed for call in batch])], check_health=False)
+                break
+            except BaseException as exc:
+                retry = attempt == 1 and idle and isinstance(exc, RedisConnectionError)
+                if not retry:  # a stale kept socket is given one fresh try; otherwise it failed
+                    self._broken(exc, batch)
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                self._drop()
+        self.in_flight.extend(batch)
         self.round_trips += 1
         self.commands += len(batch)
+        if self.reading is not self.conn:
+            self.reading = self.conn
+            self._spawn(self._read, self.conn)
 
-    def _finish(self, calls: list[_Call], error: BaseException | None) -> None:
+    # --- the reader ---------------------------------------------------------------------------
+
+    def _read(self, conn) -> None:
+        in_flight = self.in_flight
+        try:
+            while in_flight and self.conn is conn:
+                try:
+                    reply, error = conn.read_response(), None
+                except ResponseError as exc:  # a complete error reply: the socket is clean
+                    reply, error = None, exc
+                self.unconfirmed = False
+                call = in_flight.popleft()
+                call.reply, call.error, call.done = reply, error, True
+                self._callback(call.waiter.switch, None)  # from the hub, as gevent's Waiter requires
+        except BaseException as exc:
+            if self.conn is conn:  # else whoever dropped it has failed what it owed
+                stale = self.unconfirmed and isinstance(exc, RedisConnectionError)
+                if stale and not any(call.retried for call in in_flight):
+                    # Redis dropped a kept connection (a restart): nothing sent on it was answered,
+                    # so nothing ran. Once more, on a fresh connection, ahead of everything queued.
+                    resend = list(in_flight)
+                    in_flight.clear()
+                    for call in resend:
+                        call.retried = True
+                    self._drop()
+                    self.queue[:0] = resend
+                    if not self.writing:
+                        self.writing = True
+                        self._spawn(self._write)
+                else:
+                    self._broken(exc, [])
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if self.reading is conn:
+                self.reading = None
+
+    # --- failures -----------------------------------------------------------------------------
+
+    def _broken(self, exc: BaseException, batch: list[_Call]) -> None:
+        """The connection failed: what was sent on it and this batch fail; so does everything queued
+        when the server itself failed (a timeout or a lost connection), instead of each caller
+        waiting out its own timeout on it."""
+        failure = exc if isinstance(exc, RedisError) else RedisConnectionError(f"interrupted: {exc!r}")
+        failed = [*self.in_flight, *batch]
+        self.in_flight.clear()
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            failed += self.queue
+            self.queue = []
+        self._drop()
+        self._finish(failed, failure)
+
+    def _finish(self, calls: list[_Call], error: BaseException) -> None:
         for call in calls:
-            if error is not None:
-                call.error, call.done = error, True
-            self._callback(call.waiter.switch, None)  # from the hub, as gevent's Waiter requires
+            call.error, call.done = error, True
+            self._callback(call.waiter.switch, None)
 
-    def drop_connection(self) -> None:
+    def _drop(self) -> None:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.disconnect()
             self.pool.release(conn)
+
+    def drop_connection(self) -> None:
+        """Close the kept connection; what it still owed fails."""
+        self._broken(RedisConnectionError("connection dropped"), [])
 
 
 def _original_get_ident():

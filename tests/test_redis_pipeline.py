@@ -51,7 +51,7 @@ def test_an_error_reply_reaches_its_own_caller_only(probe):
 
 def test_killed_callers_queued_are_never_sent_and_in_flight_ones_cross_nothing(probe):
     killed = probe["killed"]
-    assert killed["first_batch_in_flight_when_killed"]
+    assert killed["taken_to_send_when_killed"] >= 10  # callers 0-9 were killed after that
     assert killed["queued_killed_sent"] == 0
     assert killed["in_flight_killed_sent"] == 10  # sent before the kill: run once, reply dropped
     assert killed["completed"] == 190 and killed["completed_sent_once"]
