@@ -95,7 +95,7 @@ class Pipeline:
         from gevent.hub import Waiter, get_hub
 
         self._spawn, self._waiter, self._callback = gevent.spawn_raw, Waiter, get_hub().loop.run_callback
-        self.thread = _native_thread_id()  # the hub's thread: the only one that may use it
+        self.thread = _native_get_ident()()  # the hub's thread: the only one that may use it
         self.pool = pool
         self.conn = None
         self.queue: list[_Call] = []  # not sent yet
@@ -225,19 +225,12 @@ class Pipeline:
             conn.disconnect()
             self.pool.release(conn)
 
-    def drop_connection(self) -> None:
-        """Close the kept connection; what it still owed fails."""
-        self._broken(RedisConnectionError("connection dropped"), [])
 
-
-def _original_get_ident():
+def _native_get_ident():
+    """_thread.get_ident as it was before monkey-patching: the OS thread, not the greenlet."""
     from gevent import monkey
 
     return monkey.get_original("_thread", "get_ident")
-
-
-def _native_thread_id() -> int:
-    return _original_get_ident()()
 
 
 _PIPELINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pool -> (pid, Pipeline)
@@ -258,7 +251,7 @@ class FastCaller:
     def __init__(self, client: redis.Redis, pipelined: bool | None = None):
         self.pool = client.connection_pool
         self.pipelined = cooperative() if pipelined is None else pipelined
-        self.native_thread = _original_get_ident()  # the OS thread, even under monkey-patching
+        self.native_thread = _native_get_ident()
         self.idle: list = []
         self.pid = os.getpid()
         # A blocking pool hands a freed connection to a waiter: keeping one here could leave a
@@ -319,5 +312,3 @@ class FastCaller:
         for conn in idle:
             conn.disconnect()
             self.pool.release(conn)
-        if self.pipelined:
-            pipeline_for(self.pool).drop_connection()
