@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -31,7 +32,7 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
     fig, goodput = plt.subplots(figsize=(8, 4.5))
     latency = goodput.twinx()
     for phases, label, style in ((("ramp", "overload"), "app", "-"), (("twin",), "no-I/O twin", "--")):
-        run = sorted((s for s in steps if s.get("phase") in phases), key=lambda s: s["users"])
+        run = _median_per_users([s for s in steps if s.get("phase") in phases])
         if not run:
             continue
         users = [s["users"] for s in run]
@@ -51,6 +52,16 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
             color="tab:red",
             label=f"{label} page p99",
         )
+    repeated = [s for s in steps if s.get("phase") == "overload" and s.get("repeat")]
+    if repeated:  # each repeated overload step, around the median the line goes through
+        goodput.scatter(
+            [s["users"] for s in repeated],
+            [s["quizzes_per_min"] for s in repeated],
+            color="tab:blue",
+            marker="x",
+            s=20,
+            label="app goodput, each overload step",
+        )
     latency.axhline(300, color="grey", linestyle=":", linewidth=1)
     goodput.set_ylim(bottom=0)
     latency.set_ylim(bottom=0)
@@ -65,3 +76,17 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _median_per_users(steps: list[dict]) -> list[dict]:
+    """One point per user count, in order: a repeated step's median goodput and median p99."""
+    by_users: dict[int, list[dict]] = {}
+    for s in steps:
+        by_users.setdefault(s["users"], []).append(s)
+    points = []
+    for users in sorted(by_users):
+        group = by_users[users]
+        goodput = statistics.median(s["quizzes_per_min"] for s in group)
+        p99 = statistics.median(s["page"]["p99_ms"] for s in group)
+        points.append({"users": users, "quizzes_per_min": goodput, "page": {"p99_ms": p99}})
+    return points

@@ -47,3 +47,38 @@ def test_the_ramp_stops_at_the_first_failure_and_bounds_the_extra_steps(tmp_path
     steps = plateau._ramp(bench, None, "twin", [1000], 100, {})
     assert ran == [1000, 2000, 3000]  # one listed step: its own size is the interval; at most 2 more
     assert plateau.knee(steps) == 3000
+
+
+def _overload_step(users, qpm, factor=None, phase="overload", capacity=3000):
+    step = {"phase": phase, "users": users, "quizzes_per_min": qpm, "status_5xx": 0}
+    step["started_refused"] = 0
+    step.update(waiting_room={"p99_ms": 30, "answers": 0, "busy_answers": 0}, capacity=capacity)
+    if factor:
+        step["factor"] = factor
+    return step
+
+
+def test_overload_steps_repeat_interleaved_and_the_headline_is_their_median(tmp_path, monkeypatch):
+    monkeypatch.setattr(plateau, "OVERLOAD_REPEATS", 3)
+    bench, ran = _fake_bench(tmp_path, knee_users=10**6)
+    steps = plateau._overload(bench, None, 3000, [2, 4], 100, {})
+    assert ran == [6000, 12000, 6000, 12000, 6000, 12000]  # interleaved: drift falls on both alike
+    assert [s["repeat"] for s in steps] == [1, 1, 2, 2, 3, 3]
+
+    ramp = [_overload_step(3000, 1800.0, phase="ramp"), _overload_step(3250, 2000.0, phase="ramp")]
+    ramp[0].update(errors=0, page={"p99_ms": 40}, offered_rps=700, delivered_rps=700)
+    ramp[1].update(errors=0, page={"p99_ms": 80}, offered_rps=780, delivered_rps=500)
+    over = [
+        _overload_step(6000, 1900.0, 2),
+        _overload_step(12000, 1700.0, 4),
+        _overload_step(6000, 1840.0, 2),
+        _overload_step(12000, 1860.0, 4),
+        _overload_step(6000, 1800.0, 2),
+        _overload_step(12000, 1820.0, 4),
+    ]
+    heads = plateau.headlines(ramp + over)
+    assert heads["knee"] == 3000 and heads["peak_goodput"] == 2000  # the peak: every app step's best
+    assert heads["goodput_share"] == {2: 1840 / 2000, 4: 1820 / 2000}  # the medians, not one sample
+    assert heads["goodput_share_range"] == {2: (0.9, 0.95), 4: (0.85, 0.93)}
+    assert heads["goodput_share_of_knee"][4] == 1820 / 1800
+    assert heads["overload_repeats"] == {2: 3, 4: 3}
