@@ -85,13 +85,21 @@ def run_events(stack: Stack, load: Load, dsn: str, settle: float) -> list[dict]:
         # pg_ctl -w returns once the server accepts connections.
         return f"first confirmed write {probe.first_write(time.time())} s after PG accepted connections"
 
-    def session_keys() -> int:
+    def session_keys(among: set | None = None) -> set:
+        """The session keys in Redis now; with among: which of those keys are still there (the
+        load goes on around the restart, so new sessions would inflate a plain count)."""
         client = redis.Redis.from_url(bench_urls()[1])
         deadline = time.time() + 60
         try:
             while True:
                 try:
-                    return sum(1 for _ in client.scan_iter(match="s:*", count=1000))
+                    if among is None:
+                        return set(client.scan_iter(match="s:*", count=1000))
+                    names = list(among)
+                    pipe = client.pipeline(transaction=False)
+                    for name in names:
+                        pipe.exists(name)
+                    return {name for name, there in zip(names, pipe.execute(), strict=True) if there}
                 except redis.BusyLoadingError:  # just restarted: still reading its AOF
                     if time.time() > deadline:
                         raise
@@ -111,9 +119,12 @@ def run_events(stack: Stack, load: Load, dsn: str, settle: float) -> list[dict]:
             capture_output=True,
             env={k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
         )
-        kept = session_keys()  # AOF (scripts/services.sh): the sessions come back with Redis
+        kept = session_keys(among=before)  # AOF (scripts/services.sh): sessions come back with Redis
         back = first_session_write(stack.url, time.time())
-        return f"first session written {back} s after Redis answered; sessions kept: {kept} of {before}"
+        return (
+            f"first session written {back} s after Redis answered; sessions kept: {len(kept)} of the "
+            f"{len(before)} there before the restart"
+        )
 
     def pause_redis():
         pid = redis_pid()

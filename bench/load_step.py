@@ -82,6 +82,21 @@ def read_log(path: Path, offset: int, since: float = 0.0) -> tuple[list[tuple], 
     return rows, end
 
 
+def settle_log(path: Path, quiet: float = 2.0, longest: float = 30.0) -> None:
+    """Wait until nginx has logged the requests still in flight when locust stopped (the log has
+    not grown for `quiet` seconds; at most `longest`). A submit that commits after the log is read
+    would otherwise be an attempt in Postgres without its request in the log."""
+    deadline = time.monotonic() + longest
+    size, still_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_size = path.stat().st_size if path.exists() else 0
+        if now_size != size:
+            size, still_since = now_size, time.monotonic()
+        elif time.monotonic() - still_since >= quiet:
+            return
+        time.sleep(0.25)
+
+
 def first_request(path: Path, offset: int, default: float) -> float:
     """When the first simulated person's request reached nginx (`default` if none did)."""
     with open(path, "rb") as handle:
@@ -299,7 +314,7 @@ def run_step(
     _, offset = read_log(stack.access_log(), 0)
     started = time.time()
     run = run_locust(stack.url, users, seconds, classes, tag or str(users), env)
-    time.sleep(1)
+    settle_log(stack.access_log())
     every_row, _ = read_log(stack.access_log(), offset)  # integrity: every submit of the run
     # The window opens when the ramp ends, counted from locust's first request (locust takes a
     # few seconds to start on a busy box: counted from its launch, the ramp's tail got in).

@@ -26,3 +26,27 @@ def test_the_window_counts_from_the_first_simulated_persons_request(tmp_path):
     first = load_step.first_request(log, offset, default=0.0)
     assert first == datetime.fromisoformat("2026-11-26T14:00:05+00:00").timestamp()
     assert load_step.first_request(log, log.stat().st_size, default=42.0) == 42.0
+
+
+def test_the_log_is_read_once_the_requests_in_flight_are_logged(tmp_path):
+    """A submit still in flight when locust stops is logged late: integrity waits for it."""
+    import threading
+    import time
+
+    log = tmp_path / "access.log"
+    log.write_text(line("127.1.0.2", "26/Nov/2026:14:00:05 +0000"))
+
+    def late_lines():
+        for second in range(6, 9):  # three answers, 0.5 s apart, after locust has exited
+            time.sleep(0.5)
+            with log.open("a") as handle:
+                handle.write(line("127.1.0.3", f"26/Nov/2026:14:00:0{second} +0000"))
+
+    writer = threading.Thread(target=late_lines)
+    started = time.monotonic()
+    writer.start()
+    load_step.settle_log(log, quiet=1.0, longest=10.0)
+    waited = time.monotonic() - started
+    writer.join()
+    assert len(load_step.read_log(log, 0)[0]) == 4  # every late line was there when it returned
+    assert 2.5 <= waited < 10.0  # it waited for the last line plus the quiet second, not the bound
