@@ -217,53 +217,19 @@ def test_the_wait_estimate_follows_the_visits_in_the_slots(make_app, redis_clien
 
 
 def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
-    from quizapp.admission.repository import ACTIVE_KEY, PROBATION_KEY
+    from quizapp.admission.repository import ACTIVE_KEY
 
     app = make_app(ADMISSION_CAPACITY=5, RATELIMIT_ENABLED="false")
     visitor = app.test_client()
     landing = visitor.get("/")
     assert landing.status_code == 200
-    (slot, lapses_at), *_ = redis_client.zrange(PROBATION_KEY, 0, -1, withscores=True)
+    (slot, held_until), *_ = redis_client.zrange(ACTIVE_KEY, 0, -1, withscores=True)
     now_ms = time.time() * 1000
-    assert now_ms + 20_000 < lapses_at <= now_ms + 31_000  # 30 s: a visitor who never starts
+    assert now_ms + 20_000 < held_until <= now_ms + 31_000  # 30 s: a visitor who never starts
     visitor.post("/start", data={"csrf_token": csrf_token(landing)})
-    assert redis_client.zscore(PROBATION_KEY, slot) is None  # off probation
     held_until = redis_client.zscore(ACTIVE_KEY, slot)
     visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
     assert held_until > time.time() * 1000 + visit_ms - 5_000  # confirmed for the whole visit
-
-
-def test_a_slot_on_probation_lapses_and_counts_as_a_visit_in_the_estimate(make_app, redis_client):
-    """An unconfirmed slot frees itself after the probation; until then, the visitor behind it is
-    told about when that visit should end (handed out + the mean visit), not "any moment now"."""
-    from quizapp.admission import service
-    from quizapp.admission.repository import ACTIVE_KEY, PROBATION_KEY, STATE_KEY
-
-    app = make_app(ADMISSION_CAPACITY=2, ADMISSION_PACE_PER_SECOND="off", RATELIMIT_ENABLED="false")
-    with app.app_context():
-        store = service.store(app)
-        now = int(time.time() * 1000)
-        redis_client.hset(STATE_KEY, "visit_mean", 60_000)
-
-        def admit(at, ticket=None):
-            return store.admit(now_ms=at, capacity=2, probation_ms=30_000, ticket=ticket, visit_seconds=120)
-
-        first, second = admit(now), admit(now + 10_000)
-        assert first.admitted and second.admitted
-        store.confirm(first.ticket, until_ms=now + 120_000)  # started at once; the second never does
-        behind = admit(now + 20_000)
-        assert not behind.admitted and behind.position == 1
-        # The slots end, read alike: the first's visit at 60 s, the second's (handed out at 10 s) at 70 s.
-        assert behind.turn_ms == 40_000
-        assert redis_client.zcard(PROBATION_KEY) == 1
-        # 30 s after it was handed out the second's slot lapses: the visitor behind comes in.
-        assert not admit(now + 39_000, ticket=behind.ticket).admitted
-        assert admit(now + 40_001, ticket=behind.ticket).admitted
-        assert redis_client.zscore(ACTIVE_KEY, f"t{second.ticket}") is None
-        assert redis_client.zscore(PROBATION_KEY, f"t{second.ticket}") is None
-        # The confirmed visit is released on submit, with no trace left on probation.
-        assert store.release(first.ticket, now_ms=now + 50_000, visit_seconds=120)
-        assert redis_client.zscore(ACTIVE_KEY, f"t{first.ticket}") is None
 
 
 def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):

@@ -18,9 +18,9 @@ def test_a_thousand_cookieless_visits_store_no_session(make_app, redis_client):
         assert response.status_code == 200 and b'name="csrf_token"' in response.data
         assert "bizmodel.sid" not in response.headers.get("Set-Cookie", "")
     new_keys = set(redis_client.keys("*")) - before
-    # Counters only, plus the waiting room's cluster-wide keys (adm:state, adm:active, adm:probation).
+    # Counters only, plus the waiting room's two cluster-wide keys (adm:state, adm:active).
     assert not [k for k in new_keys if not k.startswith((b"LIMITS:", b"adm:"))], new_keys
-    assert len(new_keys) <= 8 + 3  # this address's counters (current and previous windows)
+    assert len(new_keys) <= 8 + 2  # this address's counters (current and previous windows)
     assert redis_client.keys("s:*") == []
     print(f"redis keys after 1,000 cookieless GETs: {len(before)} -> {len(before | new_keys)}")
 

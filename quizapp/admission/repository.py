@@ -9,7 +9,6 @@ from ..redis_fast import FastCaller
 STATE_KEY = "adm:state"  # hash: next, served (below: admitted), capacity, pace, tokens, rate, visit_mean
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
-PROBATION_KEY = "adm:probation"  # sorted set: slot on probation -> when it lapses unless confirmed (ms)
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
 ARRIVALS_KEY = "adm:arrivals:{group}:{minute}"  # cookieless arrivals of one address in one minute
 WAITING, ADMITTED, REFUSED = 0, 1, 2  # the Lua call's outcomes
@@ -21,13 +20,10 @@ PACE_DERIVED, PACE_OFF = -1, 0  # pace settings (milli-visitors/s): from the cap
 # strictly in issue order, so nobody who arrives later overtakes a waiting visitor.
 #
 # A slot is first held on probation (ARGV[6] ms): a client that never comes back, or that drops
-# its cookie on every request, holds it only that long (KEYS[5] keeps when it lapses). Starting a
-# quiz confirms it for the whole visit (confirm()), and submitting the quiz frees it (release()).
-# In KEYS[2] every slot's score is its start + the longest visit (ARGV[10] s), a slot on probation
-# counting from when it was handed out: the wait estimate below reads every slot the same way.
-# A cookieless arrival also counts against its address's new-arrivals budget for the minute
-# (KEYS[4], ARGV[7]); beyond it the answer is "refused" and no ticket or slot is taken, so one
-# address cannot flood the line.
+# its cookie on every request, holds it only that long. Starting a quiz confirms it for the whole
+# visit (confirm()), and submitting the quiz frees it (release()). A cookieless arrival also counts
+# against its address's new-arrivals budget for the minute (KEYS[4], ARGV[7]); beyond it the
+# answer is "refused" and no ticket or slot is taken, so one address cannot flood the line.
 #
 # Admissions are also paced by a token bucket (fields tokens, tokens_t): it refills at the pace
 # (ARGV[8] milli-visitors/s, or the live field `pace`; -1 = 2 x capacity / visit seconds (ARGV[10]),
@@ -69,16 +65,6 @@ local function take_tokens(n)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 500)
-if #lapsed > 0 then
-  redis.call('ZREM', KEYS[2], unpack(lapsed))
-  redis.call('ZREM', KEYS[5], unpack(lapsed))
-end
-local longest = tonumber(ARGV[10]) * 1000
-local function hand_out(slot)
-  redis.call('ZADD', KEYS[2], now + longest, slot)
-  redis.call('ZADD', KEYS[5], now + probation, slot)
-end
 -- The measured admission rate (visitors per 1000 s), for the admin view and the waiting room's
 -- polling budget: the last whole window, averaged with the rate before it (admissions come in
 -- waves; one window alone swings widely). Wait estimates come from the slots (turn_ms below).
@@ -101,7 +87,7 @@ if room > 0 and served < nxt then
   local n = math.min(room, nxt - served, tonumber(ARGV[4]))
   if tokens >= 0 then n = math.min(n, math.floor(tokens / 1000000)) end
   for i = served, served + n - 1 do
-    hand_out('t' .. i)
+    redis.call('ZADD', KEYS[2], now + probation, 't' .. i)
     redis.call('HDEL', KEYS[3], i)
   end
   served = served + n
@@ -118,15 +104,14 @@ end
 -- releases needed before it are the visitors ahead of it beyond the free room; the k-th is
 -- expected when the k-th oldest visit reaches the measured mean visit length (field visit_mean,
 -- kept by RELEASE_LUA; until measured, half the longest visit), a whole visit later for each
--- time round the slots. A slot's score is its start + the longest visit; a slot still on
--- probation counts from when it was handed out, so the estimate errs a little early (its
--- visitor starts some seconds later): one back early asks once more, one back late leaves a
--- slot idle. (Read as overdue instead, slots on probation told whoever was behind them "any
--- moment now" again and again: a re-poll every few seconds.) Waves of admissions (a cluster
--- filled in one go frees in one go) show here, as a rate cannot.
+-- time round the slots. A slot's score is its start + the longest visit. A slot still on
+-- probation (score: handed out + the probation) reads as overdue, so the estimate errs early:
+-- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
+-- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
 local function turn_ms(position)
   local need = position - (capacity - active)
   if need <= 0 or active <= 0 then return 0 end
+  local longest = tonumber(ARGV[10]) * 1000
   local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
   local idx = (need - 1) % active
   local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
@@ -140,7 +125,7 @@ ticket = nxt
 nxt = nxt + 1
 redis.call('HSET', KEYS[1], 'next', nxt)
 if served == ticket and active < capacity and (tokens < 0 or tokens >= 1000000) then
-  hand_out('t' .. ticket)
+  redis.call('ZADD', KEYS[2], now + probation, 't' .. ticket)
   redis.call('HSET', KEYS[1], 'served', nxt)
   redis.call('HINCRBY', KEYS[1], 'admitted', 1)
   redis.call('HINCRBY', KEYS[1], 'rate_n', 1)
@@ -159,7 +144,6 @@ RELEASE_LUA = """
 local held = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if not held then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
 local longest = tonumber(ARGV[3])
 local length = tonumber(ARGV[2]) - (tonumber(held) - longest)
 if length > 0 and length < longest then
@@ -167,14 +151,6 @@ if length > 0 and length < longest then
   if mean > 0 then length = math.floor(mean + (length - mean) / 32) end
   redis.call('HSET', KEYS[1], 'visit_mean', length)
 end
-return 1
-"""
-
-# A quiz started: hold the slot for the whole visit (ARGV[2]: until, ms; re-taken if it lapsed)
-# and take it off probation.
-CONFIRM_LUA = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -207,7 +183,6 @@ class WaitingRoomStore:
         self.client = client
         self.script = client.register_script(ADMIT_LUA)
         self.release_script = client.register_script(RELEASE_LUA)
-        self.confirm_script = client.register_script(CONFIRM_LUA)
         self.call = FastCaller(client)  # a new visitor's one round trip, on the lean path
 
     def admit(
@@ -226,7 +201,7 @@ class WaitingRoomStore:
         """Admit, queue or refuse one visitor; `address` only for a cookieless arrival (counted)."""
         arrivals = ARRIVALS_KEY.format(group=address or "-", minute=now_ms // 60_000)
         raw = self._run(
-            [STATE_KEY, ACTIVE_KEY, ISSUED_KEY, arrivals, PROBATION_KEY],
+            [STATE_KEY, ACTIVE_KEY, ISSUED_KEY, arrivals],
             [
                 now_ms,
                 capacity,
@@ -247,14 +222,13 @@ class WaitingRoomStore:
 
     def confirm(self, ticket: int, *, until_ms: int) -> None:
         """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""
-        self.call.evalsha(self.confirm_script, [ACTIVE_KEY, PROBATION_KEY], [f"t{ticket}", until_ms])
+        self.call("ZADD", ACTIVE_KEY, until_ms, f"t{ticket}")
 
     def release(self, ticket: int, *, now_ms: int, visit_seconds: int) -> bool:
         """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out,
         and its length joins the mean visit length (one round trip)."""
         args = [f"t{ticket}", now_ms, visit_seconds * 1000]
-        keys = [STATE_KEY, ACTIVE_KEY, PROBATION_KEY]
-        return bool(self.call.evalsha(self.release_script, keys, args))
+        return bool(self.call.evalsha(self.release_script, [STATE_KEY, ACTIVE_KEY], args))
 
     def set_capacity(self, capacity: int) -> None:
         """Store the live capacity: every worker of every instance admits against it at once."""
