@@ -109,9 +109,7 @@ class Pipeline:
     def call(self, packed: bytes):
         call = _Call(packed, self._waiter())
         self.queue.append(call)
-        if not self.writing:
-            self.writing = True
-            self._spawn(self._write)  # runs once this pass of the loop is done: the rest queue too
+        self._wake_writer()
         try:
             call.waiter.get()  # switched back to once the outcome is in
         except BaseException:
@@ -123,6 +121,11 @@ class Pipeline:
         return call.reply
 
     # --- the writer ---------------------------------------------------------------------------
+
+    def _wake_writer(self) -> None:
+        if not self.writing:
+            self.writing = True
+            self._spawn(self._write)  # runs once this pass of the loop is done: the rest queue too
 
     def _write(self) -> None:
         try:
@@ -188,9 +191,7 @@ class Pipeline:
                         call.retried = True
                     self._drop()
                     self.queue[:0] = resend
-                    if not self.writing:
-                        self.writing = True
-                        self._spawn(self._write)
+                    self._wake_writer()
                 else:
                     self._broken(exc, [])
             if not isinstance(exc, Exception):

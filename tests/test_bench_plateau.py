@@ -49,7 +49,7 @@ def test_the_ramp_stops_at_the_first_failure_and_bounds_the_extra_steps(tmp_path
     assert plateau.knee(steps) == 3000
 
 
-def _overload_step(users, qpm, factor=None, phase="overload", capacity=3000):
+def _goodput_step(users, qpm, factor=None, phase="overload", capacity=3000):
     step = {"phase": phase, "users": users, "quizzes_per_min": qpm, "status_5xx": 0}
     step["started_refused"] = 0
     step.update(waiting_room={"p99_ms": 30, "answers": 0, "busy_answers": 0}, capacity=capacity)
@@ -65,16 +65,16 @@ def test_overload_steps_repeat_interleaved_and_the_headline_is_their_median(tmp_
     assert ran == [6000, 12000, 6000, 12000, 6000, 12000]  # interleaved: drift falls on both alike
     assert [s["repeat"] for s in steps] == [1, 1, 2, 2, 3, 3]
 
-    ramp = [_overload_step(3000, 1800.0, phase="ramp"), _overload_step(3250, 2000.0, phase="ramp")]
+    ramp = [_goodput_step(3000, 1800.0, phase="ramp"), _goodput_step(3250, 2000.0, phase="ramp")]
     ramp[0].update(errors=0, page={"p99_ms": 40}, offered_rps=700, delivered_rps=700)
     ramp[1].update(errors=0, page={"p99_ms": 80}, offered_rps=780, delivered_rps=500)
     over = [
-        _overload_step(6000, 1900.0, 2),
-        _overload_step(12000, 1700.0, 4),
-        _overload_step(6000, 1840.0, 2),
-        _overload_step(12000, 1860.0, 4),
-        _overload_step(6000, 1800.0, 2),
-        _overload_step(12000, 1820.0, 4),
+        _goodput_step(6000, 1900.0, 2),
+        _goodput_step(12000, 1700.0, 4),
+        _goodput_step(6000, 1840.0, 2),
+        _goodput_step(12000, 1860.0, 4),
+        _goodput_step(6000, 1800.0, 2),
+        _goodput_step(12000, 1820.0, 4),
     ]
     heads = plateau.headlines(ramp + over)
     assert heads["knee"] == 3000 and heads["peak_goodput"] == 2000  # the peak: every app step's best
