@@ -339,6 +339,7 @@ def run_step(
         "pace_per_s": step_pace(env, capacity),
         "users": users,
         "seconds": round(measured),
+        "window_s": seconds,  # asked for: goodput compares between steps of one window length
         "rps": float(total.get("Requests/s", 0) or 0),
         "quizzes_per_min": flows / (seconds / 60),  # locust's window, as delivered req/s
         "page": page_latency(rows),

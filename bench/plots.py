@@ -31,7 +31,14 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
     """Goodput and admitted page p99 against offered users: the app (ramp, then 2x/4x) and the twin."""
     fig, goodput = plt.subplots(figsize=(8, 4.5))
     latency = goodput.twinx()
-    for phases, label, style in ((("ramp", "overload"), "app", "-"), (("twin",), "no-I/O twin", "--")):
+    series = (
+        (("ramp",), "app, knee search", "-"),
+        (("reference", "overload"), "app, goodput steps (longer window)", "-."),
+        (("twin",), "no-I/O twin", "--"),
+    )
+    if not any(s.get("phase") == "reference" for s in steps):  # one window length for every step
+        series = ((("ramp", "overload"), "app", "-"), series[2])
+    for phases, label, style in series:
         run = _median_per_users([s for s in steps if s.get("phase") in phases])
         if not run:
             continue

@@ -25,7 +25,7 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         f"- {knee_line}",
         f"- **Goodput at 2× / 4× the knee: {share.get(2, 0):.0%} / {share.get(4, 0):.0%} of peak** "
         f"({_spread(heads)}peak {heads['peak_goodput']} quizzes/min at {heads['peak_users']} users, "
-        "the best of every app step; "
+        f"{_peak_of(heads)}; "
         f"{heads['goodput_share_of_knee'].get(2, 0):.0%} / {heads['goodput_share_of_knee'].get(4, 0):.0%} "
         "of the knee step's own goodput)",
         f"- Waiting-room answer p99 (worst step): {heads['waiting_p99_ms']} ms; 5xx other than the "
@@ -50,6 +50,16 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "",
     ]
     return lines + _plateau_steps(steps)
+
+
+def _peak_of(heads: dict) -> str:
+    """Which steps the peak is the best of."""
+    if heads.get("goodput_window_s"):
+        return (
+            f"the best of every app step with the overload steps' {heads['goodput_window_s']} s window: "
+            "the knee and the first step past it run again at that length"
+        )
+    return "the best of every app step"
 
 
 def _spread(heads: dict) -> str:
@@ -138,6 +148,8 @@ def _plateau_row(s: dict) -> list:
         pace = f", pace {s['pace_per_s']}/s" if s.get("pace_per_s") else ""
         run = f", run {s['repeat']}" if s.get("repeat") else ""
         phase = f"{s['factor']}× knee (capacity {s['capacity']}{pace}{run})"
+    elif phase == "reference":
+        phase = "reference (the knee region, the overload steps' window)"
     return [
         phase,
         s["users"],

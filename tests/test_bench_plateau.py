@@ -82,3 +82,38 @@ def test_overload_steps_repeat_interleaved_and_the_headline_is_their_median(tmp_
     assert heads["goodput_share_range"] == {2: (0.9, 0.95), 4: (0.85, 0.93)}
     assert heads["goodput_share_of_knee"][4] == 1820 / 1800
     assert heads["overload_repeats"] == {2: 3, 4: 3}
+
+
+def test_the_knee_region_runs_again_with_the_overload_window_and_the_peak_is_of_that_length(tmp_path):
+    bench, ran = _fake_bench(tmp_path, knee_users=3000)
+    ramp = plateau._ramp(bench, None, "ramp", [2750, 3000], 100, {})
+    assert ran == [2750, 3000, 3250]
+    reference = plateau._reference(bench, None, ramp, 3000, 300, {})
+    assert ran[3:] == [3000, 3250]  # the knee and the first step past it, nothing else
+    assert [s["phase"] for s in reference] == ["reference", "reference"]
+
+    short = [_goodput_step(3000, 1850.0, phase="ramp"), _goodput_step(3250, 1950.0, phase="ramp")]
+    short[0].update(errors=0, page={"p99_ms": 40}, offered_rps=700, delivered_rps=700)
+    short[1].update(errors=0, page={"p99_ms": 80}, offered_rps=780, delivered_rps=500)
+    long = [_goodput_step(3000, 1760.0, phase="reference"), _goodput_step(3250, 1790.0, phase="reference")]
+    over = [_goodput_step(6000, 1810.0, 2), _goodput_step(12000, 1620.0, 4)]
+    for s in short:
+        s["window_s"] = 100
+    for s in long + over:
+        s["window_s"] = 300
+    heads = plateau.headlines(short + long + over)
+    assert heads["knee"] == 3000  # from the ramp's criteria
+    # The 100 s steps' 1,950 is another window's count: the peak is the 300 s steps' best.
+    assert heads["peak_goodput"] == 1810 and heads["peak_users"] == 6000
+    assert heads["goodput_window_s"] == 300
+    assert heads["goodput_share"] == {2: 1.0, 4: 1620 / 1810}
+    assert heads["goodput_share_of_knee"] == {2: 1810 / 1760, 4: 1620 / 1760}  # the 300 s knee step
+
+
+def test_without_reference_steps_every_step_has_one_window_and_the_peak_is_every_app_steps_best():
+    steps = [_goodput_step(3000, 1800.0, phase="ramp"), _goodput_step(6000, 1700.0, 2)]
+    steps[0].update(errors=0, page={"p99_ms": 40}, offered_rps=700, delivered_rps=700)
+    for s in steps:
+        s["window_s"] = 100
+    heads = plateau.headlines(steps)
+    assert heads["peak_goodput"] == 1800 and heads["goodput_share_of_knee"] == {2: 1700 / 1800}
