@@ -261,13 +261,25 @@ class ClusterCollector:
             )
 
     def _redis_replicas(self, cluster):
-        """Replicas online (INFO replication, sampled with the health report) and how many WAIT wants."""
+        """Replicas online (INFO replication, sampled with the health report), how far the furthest
+        behind lags, and how many WAIT wants."""
         replication = ((cluster.get("health") or {}).get("cluster") or {}).get("redis_replication")
         if replication:
             yield GaugeMetricFamily(
                 "quizapp_redis_connected_replicas",
                 "Replicas online on the Redis primary (INFO replication)",
                 value=replication["connected"],
+            )
+        if replication and "lag_bytes" in replication:  # only with replicas online
+            yield GaugeMetricFamily(
+                "quizapp_redis_replica_lag_bytes",
+                "Replication stream bytes the furthest-behind online replica has not acknowledged",
+                value=replication["lag_bytes"],
+            )
+            yield GaugeMetricFamily(
+                "quizapp_redis_replica_lag_seconds",
+                "Seconds since the furthest-behind online replica last acknowledged (it acks every second)",
+                value=replication["lag_seconds"],
             )
         if "redis_wait_replicas" in cluster:
             yield GaugeMetricFamily(

@@ -1,6 +1,8 @@
-"""Fewer Redis replicas online than REDIS_WAIT_REPLICAS wants: a health warning and two gauges."""
+"""Fewer Redis replicas online than REDIS_WAIT_REPLICAS wants, or one not acknowledging: health
+warnings and gauges."""
 
 import os
+import signal
 
 import pytest
 
@@ -19,6 +21,23 @@ def _replica_alerts(wanted: int, connected: int) -> list[tuple[str, str]]:
         cluster={"redis_replication": {"role": "master", "connected": connected}},
     )
     return [(a.name, a.severity) for a in alerts.evaluate(ctx, checks=[checks.redis_replicas])]
+
+
+def _lag_alerts(wanted: int, lag_seconds: int) -> list[tuple[str, str]]:
+    replication = {"role": "master", "connected": 1, "lag_bytes": 512, "lag_seconds": lag_seconds}
+    ctx = alerts.HealthContext(
+        workers=[_worker()],
+        checks=OK,
+        config={"REDIS_WAIT_REPLICAS": wanted},
+        cluster={"redis_replication": replication},
+    )
+    return [(a.name, a.severity) for a in alerts.evaluate(ctx, checks=[checks.redis_replica_lagging])]
+
+
+def test_the_lag_check_warns_from_five_missed_acks_and_only_when_a_write_waits_for_it():
+    assert _lag_alerts(wanted=1, lag_seconds=5) == [("redis_replica_lagging", "warning")]
+    assert _lag_alerts(wanted=1, lag_seconds=4) == []  # replicas ack every second: a hiccup
+    assert _lag_alerts(wanted=0, lag_seconds=60) == []  # nobody waits on it
 
 
 def test_the_check_warns_only_when_fewer_replicas_than_wanted():
@@ -61,8 +80,13 @@ def test_standalone_redis_is_healthy_when_no_replica_is_wanted(make_app):
     assert samples[("quizapp_redis_replicas_wanted", ())] == 0
 
 
+def _caught_up(app) -> tuple[dict, dict] | None:
+    report, samples = _report_and_metrics(app)
+    return (report, samples) if report["cluster"]["redis_replication"].get("lag_bytes") == 0 else None
+
+
 @pytest.mark.integration
-def test_a_real_replica_counts_and_its_loss_warns(make_app, tmp_path):
+def test_a_real_replica_counts_its_lag_shows_and_its_loss_warns(make_app, tmp_path):
     ha = RedisHA(tmp_path / "redis-ha", free_port_block(5), service=f"qr{os.getpid()}")
     try:
         ha.start()
@@ -72,10 +96,46 @@ def test_a_real_replica_counts_and_its_loss_warns(make_app, tmp_path):
             REDIS_URL=f"redis://127.0.0.1:{ha.base_port}/0",
             REDIS_WAIT_REPLICAS="1",
         )
-        report, samples = _report_and_metrics(app)
-        assert report["cluster"]["redis_replication"] == {"role": "master", "connected": 1}
+        # Caught up: every byte of the stream acknowledged (the replica acks once a second; the
+        # primary's pings move the stream on every 10 s, so one read may catch it a ping behind).
+        report, samples = wait_for(
+            lambda: _caught_up(app),
+            timeout=30,
+            what="the replica to acknowledge the whole stream",
+            interval=0.5,
+        )
+        replication = report["cluster"]["redis_replication"]
+        assert (replication["role"], replication["connected"], replication["lag_bytes"]) == ("master", 1, 0)
+        assert replication["lag_seconds"] <= 2
         assert _replica_findings(report) == [] and report["status"] == "healthy", report["findings"]
         assert samples[("quizapp_redis_connected_replicas", ())] == 1
+        assert samples[("quizapp_redis_replica_lag_bytes", ())] < 100  # a ping behind at most
+
+        # A frozen replica stays "online" until repl-timeout (60 s) but stops acknowledging: the
+        # primary's stream runs ahead of it and the seconds since its last ack grow.
+        replica = ha.procs[f"redis-{ha.base_port + 1}"]
+        replica.send_signal(signal.SIGSTOP)
+        try:
+            primary = ha.client(ha.base_port)
+            primary.set("lag-probe", "x" * 1000)
+
+            def lagging():
+                report = _report_and_metrics(app)[0]
+                return [a for a in report["alert_details"] if a["name"] == "redis_replica_lagging"]
+
+            (finding,) = wait_for(lagging, timeout=30, what="the replica-lagging warning", interval=0.5)
+            report, samples = _report_and_metrics(app)  # frozen: the lag only grows
+            replication = report["cluster"]["redis_replication"]
+            assert replication["connected"] == 1 and replication["lag_seconds"] >= 5
+            assert replication["lag_bytes"] >= 1000  # the probe's value, at least
+            assert finding["severity"] == "warning" and finding["penalty"] == 10
+            assert samples[("quizapp_redis_replica_lag_seconds", ())] >= 5
+            assert samples[("quizapp_redis_replica_lag_bytes", ())] >= 1000
+        finally:
+            replica.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: _caught_up(app), timeout=30, what="the replica to catch up after it resumed", interval=0.5
+        )
         ha.kill(ha.base_port + 1)
         # The primary drops a killed replica's socket at once; a busy machine may still take a while.
         wait_for(
@@ -85,8 +145,9 @@ def test_a_real_replica_counts_and_its_loss_warns(make_app, tmp_path):
             interval=0.5,
         )
         report, samples = _report_and_metrics(app)
-        assert report["cluster"]["redis_replication"]["connected"] == 0
+        assert report["cluster"]["redis_replication"] == {"role": "master", "connected": 0}
         assert samples[("quizapp_redis_connected_replicas", ())] == 0
+        assert ("quizapp_redis_replica_lag_seconds", ()) not in samples  # no replica, no lag
         assert samples[("quizapp_redis_replicas_wanted", ())] == 1
     finally:
         ha.stop()

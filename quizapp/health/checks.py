@@ -176,14 +176,21 @@ def redis_memory(ctx: HealthContext):
 
 
 def read_redis_replication(client) -> dict:
-    """The primary's role and its replicas in state online (the ones a WAIT can count), per INFO."""
+    """The primary's role and its replicas in state online (the ones a WAIT can count), per INFO;
+    with replicas online, how far the furthest behind lags: bytes of the replication stream it has
+    not acknowledged, and seconds since it last acknowledged any (replicas ack every second)."""
     info = client.info("replication")
-    online = sum(
-        1
+    online = [
+        value
         for key, value in info.items()
         if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
-    )
-    return {"role": str(info.get("role", "")), "connected": online}
+    ]
+    report = {"role": str(info.get("role", "")), "connected": len(online)}
+    if online:
+        head = int(info.get("master_repl_offset", 0))
+        report["lag_bytes"] = max(max(head - int(r.get("offset", 0)), 0) for r in online)
+        report["lag_seconds"] = max(int(r.get("lag", 0)) for r in online)
+    return report
 
 
 @register_check
@@ -203,6 +210,29 @@ def redis_replicas(ctx: HealthContext):
         f"replica missing: each session write waits {timeout_ms} ms and stays on the primary alone, AI calls "
         "pause; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
         20,
+    )
+
+
+REPLICA_LAG_WARN_SECONDS = 5  # replicas acknowledge every second: five missed acks is no hiccup
+
+
+@register_check
+def redis_replica_lagging(ctx: HealthContext):
+    """A replica online but not acknowledging: with REDIS_WAIT_REPLICAS, durable writes wait on it."""
+    replication = ctx.probe(
+        "redis_replication", lambda: read_redis_replication(redis_conn.redis_client(ctx.app))
+    )
+    wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
+    lag = (replication or {}).get("lag_seconds", 0)
+    if not wanted or lag < REPLICA_LAG_WARN_SECONDS:
+        return None
+    return Alert(
+        "redis_replica_lagging",
+        WARNING,
+        f"a Redis replica has not acknowledged for {lag} s ({replication['lag_bytes']} bytes behind)",
+        f"replica lagging: durable writes may wait {timeout_ms} ms each; check the replica's host, "
+        "its network and its log (redis-cli INFO replication on the primary)",
+        10,
     )
 
 
