@@ -80,9 +80,15 @@ def test_standalone_redis_is_healthy_when_no_replica_is_wanted(make_app):
     assert samples[("quizapp_redis_replicas_wanted", ())] == 0
 
 
+PROBE_BYTES = 100_000  # written while the replica is frozen: far more than a second of the app's writes
+
+
 def _caught_up(app) -> tuple[dict, dict] | None:
+    """A report whose replica acknowledged within the last second. It is still behind by what was
+    written since (the test's own heartbeat and the report cache: a few KB), never by the probe."""
     report, samples = _report_and_metrics(app)
-    return (report, samples) if report["cluster"]["redis_replication"].get("lag_bytes") == 0 else None
+    replication = report["cluster"]["redis_replication"]
+    return (report, samples) if replication.get("lag_seconds", 99) <= 1 else None
 
 
 @pytest.mark.integration
@@ -96,8 +102,6 @@ def test_a_real_replica_counts_its_lag_shows_and_its_loss_warns(make_app, tmp_pa
             REDIS_URL=f"redis://127.0.0.1:{ha.base_port}/0",
             REDIS_WAIT_REPLICAS="1",
         )
-        # Caught up: every byte of the stream acknowledged (the replica acks once a second; the
-        # primary's pings move the stream on every 10 s, so one read may catch it a ping behind).
         report, samples = wait_for(
             lambda: _caught_up(app),
             timeout=30,
@@ -105,11 +109,12 @@ def test_a_real_replica_counts_its_lag_shows_and_its_loss_warns(make_app, tmp_pa
             interval=0.5,
         )
         replication = report["cluster"]["redis_replication"]
-        assert (replication["role"], replication["connected"], replication["lag_bytes"]) == ("master", 1, 0)
-        assert replication["lag_seconds"] <= 2
+        assert (replication["role"], replication["connected"]) == ("master", 1)
+        assert replication["lag_bytes"] < PROBE_BYTES // 2
         assert _replica_findings(report) == [] and report["status"] == "healthy", report["findings"]
         assert samples[("quizapp_redis_connected_replicas", ())] == 1
-        assert samples[("quizapp_redis_replica_lag_bytes", ())] < 100  # a ping behind at most
+        assert samples[("quizapp_redis_replica_lag_bytes", ())] < PROBE_BYTES // 2
+        assert samples[("quizapp_redis_replica_lag_seconds", ())] <= 1
 
         # A frozen replica stays "online" until repl-timeout (60 s) but stops acknowledging: the
         # primary's stream runs ahead of it and the seconds since its last ack grow.
@@ -117,7 +122,7 @@ def test_a_real_replica_counts_its_lag_shows_and_its_loss_warns(make_app, tmp_pa
         replica.send_signal(signal.SIGSTOP)
         try:
             primary = ha.client(ha.base_port)
-            primary.set("lag-probe", "x" * 1000)
+            primary.set("lag-probe", "x" * PROBE_BYTES)
 
             def lagging():
                 report = _report_and_metrics(app)[0]
@@ -127,10 +132,10 @@ def test_a_real_replica_counts_its_lag_shows_and_its_loss_warns(make_app, tmp_pa
             report, samples = _report_and_metrics(app)  # frozen: the lag only grows
             replication = report["cluster"]["redis_replication"]
             assert replication["connected"] == 1 and replication["lag_seconds"] >= 5
-            assert replication["lag_bytes"] >= 1000  # the probe's value, at least
+            assert replication["lag_bytes"] >= PROBE_BYTES  # the probe's value, at least
             assert finding["severity"] == "warning" and finding["penalty"] == 10
             assert samples[("quizapp_redis_replica_lag_seconds", ())] >= 5
-            assert samples[("quizapp_redis_replica_lag_bytes", ())] >= 1000
+            assert samples[("quizapp_redis_replica_lag_bytes", ())] >= PROBE_BYTES
         finally:
             replica.send_signal(signal.SIGCONT)
         wait_for(
