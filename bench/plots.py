@@ -29,7 +29,7 @@ def plot_latency(steps: list[dict], path: Path) -> None:
 
 def plot_plateau(steps: list[dict], path: Path) -> None:
     """Goodput and admitted page p99 against offered users: the app (ramp, then 2x/4x) and the twin."""
-    fig, goodput = plt.subplots(figsize=(8, 4.5))
+    fig, goodput = plt.subplots(figsize=(8, 5.5))
     latency = goodput.twinx()
     series = (
         (("ramp",), "app, knee search", "-"),
@@ -79,7 +79,15 @@ def plot_plateau(steps: list[dict], path: Path) -> None:
     goodput.grid(True, alpha=0.3)
     lines = goodput.get_legend_handles_labels()
     more = latency.get_legend_handles_labels()
-    goodput.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    # Below the axes: inside, it covered the twin's line.
+    goodput.legend(
+        lines[0] + more[0],
+        lines[1] + more[1],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2,
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
