@@ -193,12 +193,15 @@ def read_redis_replication(client) -> dict:
     return report
 
 
+def _replication(ctx: HealthContext) -> dict | None:
+    """INFO replication on the primary, read once per report for every check that needs it."""
+    return ctx.probe("redis_replication", lambda: read_redis_replication(redis_conn.redis_client(ctx.app)))
+
+
 @register_check
 def redis_replicas(ctx: HealthContext):
     """With REDIS_WAIT_REPLICAS, a missing replica makes every durable write wait its timeout."""
-    replication = ctx.probe(
-        "redis_replication", lambda: read_redis_replication(redis_conn.redis_client(ctx.app))
-    )
+    replication = _replication(ctx)
     wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
     if not wanted or not replication or replication["connected"] >= wanted:
         return None
@@ -219,9 +222,7 @@ REPLICA_LAG_WARN_SECONDS = 5  # replicas acknowledge every second: five missed a
 @register_check
 def redis_replica_lagging(ctx: HealthContext):
     """A replica online but not acknowledging: with REDIS_WAIT_REPLICAS, durable writes wait on it."""
-    replication = ctx.probe(
-        "redis_replication", lambda: read_redis_replication(redis_conn.redis_client(ctx.app))
-    )
+    replication = _replication(ctx)
     wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
     lag = (replication or {}).get("lag_seconds", 0)
     if not wanted or lag < REPLICA_LAG_WARN_SECONDS:
