@@ -132,11 +132,6 @@ def knee(steps: list[dict]) -> int | None:
     return max(good) if good else None
 
 
-def window(step: dict) -> int | None:
-    """The measured window a step asked for (its goodput's denominator); older runs did not say."""
-    return step.get("window_s")
-
-
 def _users(name: str, default: str) -> list[int]:
     return [int(u) for u in os.environ.get(name, default).split(",") if u.strip()]
 
@@ -281,8 +276,9 @@ def headlines(steps: list[dict]) -> dict:
     twin = [s for s in steps if s.get("phase") == "twin"]
     app = [s for s in steps if s.get("phase") in ("ramp", "reference", "overload")]
     app_knee, twin_knee = knee([s for s in app if s["phase"] == "ramp"]), knee(twin)
-    over_window = next((window(s) for s in app if s["phase"] == "overload"), None)
-    same = [s for s in app if window(s) == over_window] if over_window else app
+    # The window each step asked for (load_step's window_s); runs before it have none: one length.
+    over_window = next((s.get("window_s") for s in app if s["phase"] == "overload"), None)
+    same = [s for s in app if s.get("window_s") == over_window] if over_window else app
     # The peak over every app step of that window, passing or not: the strictest reference.
     peak = max((s["quizzes_per_min"] for s in same), default=0)
     over: dict[int, list[float]] = {}
