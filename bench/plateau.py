@@ -26,6 +26,10 @@ EXTRA_STEPS = int(os.environ.get("BENCH_EXTRA_STEPS", "3"))
 # Each overload factor is measured this many times, interleaved (2x, 4x, 2x, 4x, ...), and the
 # headline is the median: at 4x the box has no idle CPU, and one step swings by several percent.
 OVERLOAD_REPEATS = max(1, int(os.environ.get("BENCH_OVERLOAD_REPEATS", "3")))
+# The capacity the overload steps set live (BENCH_OVERLOAD_CAPACITY): "plateau", the users of the
+# knee-region step (the reference steps, else the ramp's) that completed the most quizzes within
+# the app's own criteria; "knee", the knee itself; or a number of users.
+OVERLOAD_CAPACITY = os.environ.get("BENCH_OVERLOAD_CAPACITY", "plateau")
 
 
 def offered_rps(users: int, seconds: float, ramp: float, seed: int = 7) -> float:
@@ -127,6 +131,24 @@ def knee_failures(step: dict) -> list[str]:
     return reasons
 
 
+def serves_well(step: dict) -> bool:
+    """The app's own criteria of a step: 0 errors and page p99 under 300 ms. What an operator
+    sees of their cluster; the generator's delivery is locust's criterion, not the app's."""
+    return not step["errors"] and step["page"]["p99_ms"] < P99_LIMIT_MS
+
+
+def overload_capacity(candidates: list[dict], app_knee: int, setting: str = OVERLOAD_CAPACITY) -> int:
+    """The capacity for the overload steps. "plateau": an operator sets it where the cluster
+    completed the most quizzes while serving well, among the knee and the first step past it
+    (the knee's users alone when neither served well); "knee"; or a number of users."""
+    if setting.strip().isdigit():
+        return int(setting)
+    if setting.strip() != "plateau":
+        return app_knee
+    good = [s for s in candidates if serves_well(s) and s["users"] >= app_knee]
+    return max(good, key=lambda s: s["quizzes_per_min"])["users"] if good else app_knee
+
+
 def knee(steps: list[dict]) -> int | None:
     good = [s["users"] for s in steps if not knee_failures(s)]
     return max(good) if good else None
@@ -185,17 +207,21 @@ def _reference(bench, stack, ramp: list[dict], app_knee: int, seconds: int, comm
     return done
 
 
-def _overload(bench, stack, app_knee: int, factors: list[int], seconds: int, common: dict) -> list[dict]:
+def _overload(
+    bench, stack, app_knee: int, factors: list[int], seconds: int, common: dict, capacity: int | None = None
+) -> list[dict]:
     """Each factor x the knee, OVERLOAD_REPEATS times, the factors interleaved so that drift on
-    the box (another process, a warmer cache) falls on every factor alike."""
+    the box (another process, a warmer cache) falls on every factor alike; the capacity set live
+    (the knee's users unless given)."""
     done = []
     for repeat in range(1, OVERLOAD_REPEATS + 1):
         for factor in factors:
             users = factor * app_knee
-            # The operator's setting from the measured knee: that many visitors at a time.
+            # The operator's setting from the measured plateau: that many visitors at a time.
             tag = f"over-{users}" + (f"-{repeat}" if OVERLOAD_REPEATS > 1 else "")
-            step = bench.run_step(stack, users, seconds, **common, tag=tag, capacity=app_knee)
+            step = bench.run_step(stack, users, seconds, **common, tag=tag, capacity=capacity or app_knee)
             step.update(phase="overload", factor=factor, repeat=repeat, knee_failures=knee_failures(step))
+            step["knee"] = app_knee
             done.append(step)
             _save(bench, step)
     return done
@@ -243,9 +269,13 @@ def run_all(
         ramp = _ramp(bench, stack, "ramp", app_steps, seconds, {**common, "capacity": NO_GATE})
         results += ramp
         app_knee = knee(ramp) or ramp[0]["users"]
+        # The knee region: the knee and the first step past it, with the overload steps' window.
+        region = [s for s in ramp if s["users"] >= app_knee][:2]
         if over_seconds != seconds:
-            results += _reference(bench, stack, ramp, app_knee, over_seconds, {**common, "capacity": NO_GATE})
-        results += _overload(bench, stack, app_knee, factors, over_seconds, common)
+            region = _reference(bench, stack, ramp, app_knee, over_seconds, {**common, "capacity": NO_GATE})
+            results += region
+        capacity = overload_capacity(region, app_knee)
+        results += _overload(bench, stack, app_knee, factors, over_seconds, common, capacity)
         for users in classroom:
             step = bench.run_step(
                 stack,
@@ -285,7 +315,10 @@ def headlines(steps: list[dict]) -> dict:
     for s in app:
         if s["phase"] == "overload":
             over.setdefault(s["factor"], []).append(s["quizzes_per_min"])
-    knee_used = min((s["capacity"] for s in app if s["phase"] == "overload"), default=None)
+    overload = [s for s in app if s["phase"] == "overload"]
+    capacity = min((s["capacity"] for s in overload), default=None)
+    # The users the factors multiply (runs before the step recorded it: the capacity was the knee).
+    knee_used = min((s.get("knee", s["capacity"]) for s in overload), default=None)
     knee_steps = [s for s in same if s["phase"] != "overload" and s["users"] == knee_used]
     at_knee = knee_steps[0]["quizzes_per_min"] if knee_steps else 0
     peak_users = max(same, key=lambda s: s["quizzes_per_min"])["users"] if same else None
@@ -296,6 +329,7 @@ def headlines(steps: list[dict]) -> dict:
     return {
         "knee": app_knee,
         "knee_used": knee_used,
+        "capacity": capacity,
         "twin_knee": twin_knee,
         "ratio": round(app_knee / twin_knee, 2) if app_knee and twin_knee else None,
         "peak_goodput": round(peak),

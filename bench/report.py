@@ -36,8 +36,8 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "nobody sent to the waiting room. Offered = the requests the locust schedule would send in the "
         "measured window if every answer took no time (`bench/plateau.py` simulates it). The knee "
         "search uses a capacity too large to engage the waiting room (the per-worker in-flight bound "
-        "still applies); the 2× and "
-        "4× steps set the capacity live to the measured knee, as an operator would (the admission pace "
+        "still applies); the 2× and 4× steps (2 and 4 × the knee's users) set the capacity live to "
+        f"{_capacity_of(heads)} (the admission pace "
         "follows it: 2 × capacity ÷ visit seconds, derived in Redis from the live capacity). The twin "
         "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
         "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
@@ -60,6 +60,20 @@ def _peak_of(heads: dict) -> str:
             "the knee and the first step past it run again at that length"
         )
     return "the best of every app step"
+
+
+def _capacity_of(heads: dict) -> str:
+    """The overload steps' capacity and where it came from (plateau.overload_capacity)."""
+    capacity, knee = heads.get("capacity"), heads.get("knee_used")
+    if capacity is None or capacity == knee:
+        return f"the knee's {knee} users"
+    return (
+        f"{capacity} users, where the knee region (the knee and the first step past it, over the "
+        "overload window) completed the most quizzes within the app's own criteria: 0 errors, page "
+        "p99 under 300 ms. An operator sets the capacity from what the cluster serves; the "
+        "generator's delivery is locust's criterion, not the app's (`BENCH_OVERLOAD_CAPACITY`: "
+        "`plateau`, `knee` or a number)"
+    )
 
 
 def _spread(heads: dict) -> str:

@@ -117,3 +117,44 @@ def test_without_reference_steps_every_step_has_one_window_and_the_peak_is_every
         s["window_s"] = 100
     heads = plateau.headlines(steps)
     assert heads["peak_goodput"] == 1800 and heads["goodput_share_of_knee"] == {2: 1700 / 1800}
+
+
+def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_apps_criteria(
+    tmp_path, monkeypatch
+):
+    def region(past_p99=46, past_errors=0, past_qpm=2143.0):
+        at_knee = _goodput_step(2750, 2059.0, phase="reference")
+        at_knee.update(errors=0, page={"p99_ms": 38}, offered_rps=660, delivered_rps=640)
+        # Past the knee: the generator delivered 89 %, no knee step, but the app served it well.
+        past = _goodput_step(3000, past_qpm, phase="reference")
+        past.update(errors=past_errors, page={"p99_ms": past_p99}, offered_rps=722, delivered_rps=643)
+        return [at_knee, past]
+
+    assert plateau.overload_capacity(region(), 2750, "plateau") == 3000
+    assert plateau.overload_capacity(region(past_p99=310), 2750, "plateau") == 2750  # slow: not served well
+    assert plateau.overload_capacity(region(past_errors=2), 2750, "plateau") == 2750
+    assert plateau.overload_capacity(region(past_qpm=2000.0), 2750, "plateau") == 2750  # past the peak
+    assert plateau.overload_capacity(region(), 2750, "knee") == 2750
+    assert plateau.overload_capacity(region(), 2750, "2900") == 2900
+    assert plateau.overload_capacity([], 2750, "plateau") == 2750
+
+    # The overload steps multiply the knee's users and set the plateau's capacity; the headline
+    # keeps both apart, and the knee step's own goodput is still the knee's.
+    monkeypatch.setattr(plateau, "OVERLOAD_REPEATS", 1)
+    capacities = []
+    bench, ran = _fake_bench(tmp_path, knee_users=10**6)
+    run_step = bench.run_step
+    bench.run_step = lambda stack, users, seconds, **kw: (
+        capacities.append(kw["capacity"]) or run_step(stack, users, seconds, **kw)
+    )
+    over = plateau._overload(bench, None, 2750, [2, 4], 300, {}, 3000)
+    assert ran[-2:] == [5500, 11000] and capacities[-2:] == [3000, 3000]
+    for step, qpm in zip(over, (1900.0, 1950.0), strict=True):
+        step.update(quizzes_per_min=qpm, capacity=3000, status_5xx=0, started_refused=0)
+        step["waiting_room"].update(p99_ms=30)
+    heads = plateau.headlines(region() + over)
+    assert (heads["knee_used"], heads["capacity"]) == (2750, 3000)
+    assert heads["peak_goodput"] == 2143 and heads["goodput_share_of_knee"] == {
+        2: 1900 / 2059,
+        4: 1950 / 2059,
+    }
