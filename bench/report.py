@@ -23,10 +23,11 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "## Headlines",
         "",
         f"- {knee_line}",
-        f"- **Goodput at 2× / 4× the knee: {share.get(2, 0):.0%} / {share.get(4, 0):.0%} of peak** "
+        # One decimal: 89.8 % must not read as the 90 % target.
+        f"- **Goodput at 2× / 4× the knee: {share.get(2, 0):.1%} / {share.get(4, 0):.1%} of peak** "
         f"({_spread(heads)}peak {heads['peak_goodput']} quizzes/min at {heads['peak_users']} users, "
         f"{_peak_of(heads)}; "
-        f"{heads['goodput_share_of_knee'].get(2, 0):.0%} / {heads['goodput_share_of_knee'].get(4, 0):.0%} "
+        f"{heads['goodput_share_of_knee'].get(2, 0):.1%} / {heads['goodput_share_of_knee'].get(4, 0):.1%} "
         "of the knee step's own goodput)",
         f"- Waiting-room answer p99 (worst step): {heads['waiting_p99_ms']} ms; 5xx other than the "
         f"waiting room's 503: {heads['max_5xx']}; started quizzes refused: {heads['started_refused']}",
