@@ -141,10 +141,13 @@ def overload_capacity(candidates: list[dict], app_knee: int, setting: str = OVER
     """The capacity for the overload steps. "plateau": an operator sets it where the cluster
     completed the most quizzes while serving well, among the knee and the first step past it
     (the knee's users alone when neither served well); "knee"; or a number of users."""
-    if setting.strip().isdigit():
+    setting = setting.strip()
+    if setting.isdigit() and int(setting) > 0:
         return int(setting)
-    if setting.strip() != "plateau":
+    if setting == "knee":
         return app_knee
+    if setting != "plateau":  # fail fast: a typo must not quietly measure another setting
+        raise SystemExit(f'BENCH_OVERLOAD_CAPACITY must be "plateau", "knee" or users > 0, not {setting!r}')
     good = [s for s in candidates if serves_well(s) and s["users"] >= app_knee]
     return max(good, key=lambda s: s["quizzes_per_min"])["users"] if good else app_knee
 

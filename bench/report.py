@@ -37,9 +37,9 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "nobody sent to the waiting room. Offered = the requests the locust schedule would send in the "
         "measured window if every answer took no time (`bench/plateau.py` simulates it). The knee "
         "search uses a capacity too large to engage the waiting room (the per-worker in-flight bound "
-        "still applies); the 2× and 4× steps (2 and 4 × the knee's users) set the capacity live to "
-        f"{_capacity_of(heads)} (the admission pace "
-        "follows it: 2 × capacity ÷ visit seconds, derived in Redis from the live capacity). The twin "
+        "still applies); the 2× and 4× steps (2 and 4 × the knee's users) set the capacity live, and "
+        "the admission pace follows it (2 × capacity ÷ visit seconds, derived in Redis from the live "
+        f"capacity). The capacity: {_capacity_of(heads)}. The twin "
         "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
         "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
@@ -70,10 +70,10 @@ def _capacity_of(heads: dict) -> str:
         return f"the knee's {knee} users"
     return (
         f"{capacity} users, where the knee region (the knee and the first step past it, over the "
-        "overload window) completed the most quizzes within the app's own criteria: 0 errors, page "
-        "p99 under 300 ms. An operator sets the capacity from what the cluster serves; the "
+        "overload window) completed the most quizzes within the app's own criteria, 0 errors and "
+        "page p99 under 300 ms; an operator sets it from what the cluster serves, and the "
         "generator's delivery is locust's criterion, not the app's (`BENCH_OVERLOAD_CAPACITY`: "
-        "`plateau`, `knee` or a number)"
+        "`plateau`, `knee` or a number of users)"
     )
 
 

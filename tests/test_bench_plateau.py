@@ -3,6 +3,8 @@
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 from devstack.processes import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -137,6 +139,9 @@ def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_a
     assert plateau.overload_capacity(region(), 2750, "knee") == 2750
     assert plateau.overload_capacity(region(), 2750, "2900") == 2900
     assert plateau.overload_capacity([], 2750, "plateau") == 2750
+    for typo in ("platau", "0", "-5", ""):  # fail fast: never quietly another setting
+        with pytest.raises(SystemExit, match="BENCH_OVERLOAD_CAPACITY"):
+            plateau.overload_capacity(region(), 2750, typo)
 
     # The overload steps multiply the knee's users and set the plateau's capacity; the headline
     # keeps both apart, and the knee step's own goodput is still the knee's.
