@@ -194,15 +194,19 @@ def _save(bench, step: dict) -> None:
     path.write_text(json.dumps([*saved, step], indent=2, default=str))
 
 
+def knee_region(ramp: list[dict], app_knee: int) -> list[dict]:
+    """The knee step and the first step past it (the ramp ascends)."""
+    return [s for s in ramp if s["users"] >= app_knee][:2]
+
+
 def _reference(bench, stack, ramp: list[dict], app_knee: int, seconds: int, common: dict) -> list[dict]:
     """The knee step again, and the first step past it, with the overload steps' window: the
     goodput they are a share of comes from windows as long as theirs. A window holds about one
     visit at 100 s, so completions come in waves and which part of the next wave falls inside it
     moves a step's count by up to a sixth; the ramp's windows only need to show latency and the
     generator's delivery."""
-    past = [s["users"] for s in ramp if s["users"] > app_knee]
     done = []
-    for users in [app_knee, *past[:1]]:
+    for users in [s["users"] for s in knee_region(ramp, app_knee)]:
         step = bench.run_step(stack, users, seconds, **common, tag=f"reference-{users}")
         step.update(phase="reference", knee_failures=knee_failures(step))
         done.append(step)
@@ -273,7 +277,7 @@ def run_all(
         results += ramp
         app_knee = knee(ramp) or ramp[0]["users"]
         # The knee region: the knee and the first step past it, with the overload steps' window.
-        region = [s for s in ramp if s["users"] >= app_knee][:2]
+        region = knee_region(ramp, app_knee)
         if over_seconds != seconds:
             region = _reference(bench, stack, ramp, app_knee, over_seconds, {**common, "capacity": NO_GATE})
             results += region
@@ -314,11 +318,10 @@ def headlines(steps: list[dict]) -> dict:
     same = [s for s in app if s.get("window_s") == over_window] if over_window else app
     # The peak over every app step of that window, passing or not: the strictest reference.
     peak = max((s["quizzes_per_min"] for s in same), default=0)
-    over: dict[int, list[float]] = {}
-    for s in app:
-        if s["phase"] == "overload":
-            over.setdefault(s["factor"], []).append(s["quizzes_per_min"])
     overload = [s for s in app if s["phase"] == "overload"]
+    over: dict[int, list[float]] = {}
+    for s in overload:
+        over.setdefault(s["factor"], []).append(s["quizzes_per_min"])
     capacity = min((s["capacity"] for s in overload), default=None)
     # The users the factors multiply (runs before the step recorded it: the capacity was the knee).
     knee_used = min((s.get("knee", s["capacity"]) for s in overload), default=None)
