@@ -29,11 +29,18 @@ def door_answers(log: Path, offset: int, *, door_port: int, since: float, until:
     door = (f"door-{door_port}.sock", f":{door_port}")  # its Unix socket (the stack's), or its port
     kinds = Counter()
     for match in map(DOOR_LINE.match, text.splitlines()):
-        if not match or not match.group(2).split(",")[-1].strip().endswith(door):
+        if not match:
+            continue
+        # "a, b": b answered after a failed; "door : pool": the door handed the visitor to the pool
+        # inside nginx (its X-Accel-Redirect), so the line's adm= is the pool's page and the
+        # door's answer was an admission.
+        first, *handed = match.group(2).split(" : ")
+        if not first.split(",")[-1].strip().endswith(door):
             continue
         when = datetime.strptime(match.group(1), "%d/%b/%Y:%H:%M:%S %z").timestamp()
         if since <= when < until:
-            kinds["page" if match.group(3) == "-" else match.group(3)] += 1
+            kind = "admit" if handed else match.group(3)
+            kinds["page" if kind == "-" else kind] += 1
     return kinds
 
 

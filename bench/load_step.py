@@ -76,7 +76,7 @@ def read_log(path: Path, offset: int, since: float = 0.0) -> tuple[list[tuple], 
             if since and datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp() < since:
                 continue  # the ramp: outside the measured window
             if adm == "admit":
-                continue  # the door's 307 on to the pool (quizapp/admission): the repeat is the page
+                continue  # the door sent a form post on (a 307, quizapp/admission): the repeat is the page
             shed = adm if adm in SHED else ""
             rows.append((addr, method, target.split("?")[0], int(status), float(rt), shed))
     return rows, end

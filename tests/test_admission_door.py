@@ -55,13 +55,14 @@ def _served_by(stack, session, method="GET", path="/", headers=None):
         timeout=30,
         what=f"the access line of {method} {path}",
     )
-    tried = re.search(r" up=(.*) adm=", line).group(1)  # "door:port, pool:port" after a failover
+    # "door, pool" after a failover; "door : pool" after the door's handoff (an internal redirect)
+    tried = re.search(r" up=(.*) adm=", line).group(1)
     names = {
         f"127.0.0.1:{stack.door.port}": "door",
         f"127.0.0.1:{stack.instances[0].port}": "pool",
         "-": "nginx",
     }
-    return response, " ".join(names.get(u, u) for u in tried.split(", "))
+    return response, " ".join(names.get(u, u) for u in re.split(r", | : ", tried))
 
 
 def _admission_cookie(response) -> str:
@@ -96,12 +97,38 @@ def test_a_waiting_ticket_is_answered_by_the_door(stack, redis_client):
         assert waiting.cookies["qa.adm"].startswith("w.")
 
 
-def test_an_admitted_ticket_holder_is_sent_on_to_the_pool_which_renders_the_page(stack, redis_client):
+def _wait_then_admit(stack, redis_client) -> requests.Session:
+    """A visitor holding a waiting ticket when the capacity is raised: the next request admits."""
     redis_client.hset(STATE_KEY, "capacity", 1)
     _served_by(stack, requests.Session())  # takes the one slot (a cookieless first page: the door's)
     visitor = requests.Session()
     assert _served_by(stack, visitor)[0].status_code == 503
+    assert visitor.cookies["qa.adm"].startswith("w.")
     redis_client.hset(STATE_KEY, "capacity", 1000)
+    return visitor
+
+
+def test_an_admitted_page_view_is_handed_to_the_pool_inside_nginx(stack, redis_client):
+    visitor = _wait_then_admit(stack, redis_client)
+    page, who = _served_by(stack, visitor, "GET", "/?utm_source=class%20room&x=1")
+    # One round trip: the door admitted, the pool rendered the page, with the pass as its cookie.
+    assert (page.status_code, who, page.history) == (200, "door pool", [])
+    assert "X-Accel-Redirect" not in page.headers and "X-Admission" not in page.headers
+    assert "<form" in page.text and 'action="/start"' in page.text
+    assert _admission_cookie(page).startswith("p.")  # the door's Set-Cookie, kept by nginx
+    assert "bizmodel.csrf=" in page.headers["Set-Cookie"]  # the pool's own, beside it
+    again, who = _served_by(stack, visitor)  # the pass routes the next page to the pool alone
+    assert (again.status_code, who) == (200, "pool")
+
+
+def test_the_handoff_location_is_internal(stack):
+    pass_value = "p.1.9999999999.forged"
+    response = requests.get(f"{stack.url}/@pool/{pass_value}", timeout=30, allow_redirects=False)
+    assert response.status_code == 404
+
+
+def test_an_admitted_form_post_is_sent_on_to_the_pool_which_renders_the_page(stack, redis_client):
+    visitor = _wait_then_admit(stack, redis_client)
     sent_on, who = _served_by(stack, visitor, "POST", "/start")
     assert (sent_on.status_code, sent_on.headers["Location"], who) == (307, "/start", "door")
     assert _admission_cookie(sent_on).startswith("p.")

@@ -50,3 +50,25 @@ def test_the_log_is_read_once_the_requests_in_flight_are_logged(tmp_path):
     writer.join()
     assert len(load_step.read_log(log, 0)[0]) == 4  # every late line was there when it returned
     assert 2.5 <= waited < 10.0  # it waited for the last line plus the quiet second, not the bound
+
+
+def test_the_doors_handoffs_count_as_its_admissions(tmp_path):
+    import door_timing
+
+    log = tmp_path / "access.log"
+    stamp = "26/Nov/2026:14:00:05 +0000"
+    door, pool = "unix:/s/door-8000.sock", "unix:/s/gunicorn-8001.sock"
+    rows = [
+        (door, "wait"),
+        (door, "-"),  # a first page, rendered by the door
+        (f"{door} : {pool}", "-"),  # handed to the pool inside nginx: the door admitted
+        (f"{door}, {pool} : {pool}", "-"),  # the door failed, its backup admitted and handed over
+        (pool, "-"),
+        (f"{door}, {pool}", "-"),  # the door failed: its backup answered
+    ]
+    log.write_text(
+        "".join(f'127.1.0.2 [{stamp}] "GET / HTTP/1.1" 200 10 rid=x up={u} adm={a}\n' for u, a in rows)
+    )
+    when = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp()
+    kinds = door_timing.door_answers(log, 0, door_port=8000, since=when, until=when + 1)
+    assert kinds == {"wait": 1, "page": 1, "admit": 1}

@@ -92,7 +92,7 @@ def begin_request():
             expiry = int(time.time()) + config["ADMISSION_PASS_SECONDS"]
             state.admission_cookie = service.cookie_value("p", decision.ticket, expiry)
             if config["ADMISSION_DOOR"] and cookie is not None:  # it keeps cookies: no redirect loop
-                return on_to_the_pool()
+                return on_to_the_pool(state.admission_cookie)
         priority = Priority.ADMITTED
     timeout = config["ADMISSION_QUEUE_TIMEOUT_MS"] / 1000
     started = priority == Priority.STARTED

@@ -45,13 +45,26 @@ def same_url() -> str:
     return "/" + request.full_path.rstrip("?").lstrip("/\\")
 
 
-def on_to_the_pool():
-    """The door admitted a visitor who keeps our cookie: 307 to the same URL (a form post is sent
-    again as it was). The repeat carries the pass, so nginx routes it to the pool, which renders
-    the page: the door only ever answers with one Redis call, never behind a page render."""
-    response = current_app.response_class(status=307)
+# The pass goes to nginx in the handoff's URI (nginx/quizapp.conf.template, location /@pool/):
+# a signed "p.<ticket>.<expiry>.<signature>" is letters, digits, dots, "-" and "_" only.
+HANDOFF_PREFIX = "/@pool/"
+
+
+def on_to_the_pool(pass_cookie: str):
+    """The door admitted a visitor who keeps our cookie; the pool renders the page, so the door
+    only ever answers with its one Redis call, never behind a page render.
+
+    A GET or HEAD is handed over inside nginx (X-Accel-Redirect to its internal /@pool/ location,
+    which proxies the original request URI to the pool with the pass put first in the Cookie
+    header): no second round trip for the visitor. nginx keeps this answer's Set-Cookie (the pass)
+    on the page it sends. Anything else gets a 307 to the same URL (a form post is sent again as
+    it was), whose repeat carries the pass, so nginx routes it to the pool."""
+    response = current_app.response_class(status=200 if request.method in ("GET", "HEAD") else 307)
     headers = response.headers._list
-    headers.append(("Location", same_url()))
+    if response.status_code == 200:
+        headers.append(("X-Accel-Redirect", HANDOFF_PREFIX + pass_cookie))
+    else:
+        headers.append(("Location", same_url()))
     headers.append(("Cache-Control", "no-store"))
     headers.append(("X-Admission", "admit"))  # nginx's log tells these apart from pages
     return response
