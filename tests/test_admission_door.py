@@ -116,6 +116,9 @@ def test_an_admitted_page_view_is_handed_to_the_pool_inside_nginx(stack, redis_c
     assert "X-Accel-Redirect" not in page.headers and "X-Admission" not in page.headers
     assert "<form" in page.text and 'action="/start"' in page.text
     assert _admission_cookie(page).startswith("p.")  # the door's Set-Cookie, kept by nginx
+    # The pool read the pass (first in the Cookie header, before the visitor's waiting ticket):
+    # it neither asked the cluster again nor set a cookie of its own.
+    assert page.headers["Set-Cookie"].count("qa.adm=") == 1
     assert "bizmodel.csrf=" in page.headers["Set-Cookie"]  # the pool's own, beside it
     again, who = _served_by(stack, visitor)  # the pass routes the next page to the pool alone
     assert (again.status_code, who) == (200, "pool")

@@ -66,7 +66,8 @@ def on_to_the_pool(pass_cookie: str):
     else:
         headers.append(("Location", same_url()))
     headers.append(("Cache-Control", "no-store"))
-    headers.append(("X-Admission", "admit"))  # nginx's log tells these apart from pages
+    # nginx's log tells a 307 apart from pages; a handoff's line is the pool's page, "up=door : pool"
+    headers.append(("X-Admission", "admit"))
     return response
 
 
