@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,22 @@ def free_port(host="127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive ports that are free right now."""
+    """The first of `count` consecutive ports that are free right now, below the kernel's
+    ephemeral range when there is room: the servers on them start one by one, and an outgoing
+    connection of one started first (a replica to its primary, a Sentinel to the nodes) takes its
+    source port from that range, so a block inside it can lose a port before its server binds."""
+    low, _ = _ephemeral_range()
     for _ in range(50):
-        base = free_port(host)
+        base = random.randrange(10000, low - count) if low - count > 10000 else free_port(host)
         if base + count > 65535:
             continue
         sockets = []
