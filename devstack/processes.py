@@ -25,12 +25,12 @@ def free_port(host="127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections' source ports."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
@@ -38,7 +38,7 @@ def free_port_block(count: int, host: str = "127.0.0.1") -> int:
     ephemeral range when there is room: the servers on them start one by one, and an outgoing
     connection of one started first (a replica to its primary, a Sentinel to the nodes) takes its
     source port from that range, so a block inside it can lose a port before its server binds."""
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     for _ in range(50):
         base = random.randrange(10000, low - count) if low - count > 10000 else free_port(host)
         if base + count > 65535:

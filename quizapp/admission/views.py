@@ -59,9 +59,10 @@ def on_to_the_pool(pass_cookie: str):
     header): no second round trip for the visitor. nginx keeps this answer's Set-Cookie (the pass)
     on the page it sends. Anything else gets a 307 to the same URL (a form post is sent again as
     it was), whose repeat carries the pass, so nginx routes it to the pool."""
-    response = current_app.response_class(status=200 if request.method in ("GET", "HEAD") else 307)
+    handoff = request.method in ("GET", "HEAD")  # nginx turns an X-Accel-Redirect into a GET
+    response = current_app.response_class(status=200 if handoff else 307)
     headers = response.headers._list
-    if response.status_code == 200:
+    if handoff:
         headers.append(("X-Accel-Redirect", HANDOFF_PREFIX + pass_cookie))
     else:
         headers.append(("Location", same_url()))
