@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 SESSION_COOKIE_NAME = "bizmodel.sid"
 SESSION_KEY_PREFIX = "s:"
-REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last write, kept inside the session
+REFRESHED_AT_KEY = "_rt"  # epoch seconds of the last renewal (key and cookie), kept inside the session
 SAVE_FAILED_KEY = "_session_save_failed"  # on g: this request's session write met an outage
 SID_BYTES = 24  # 192 bits in 32 URL-safe characters: unguessable, and a short Redis key
 _SANE_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -118,8 +118,11 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
     """Redis sessions that are read lazily, stored only when non-empty, and 503 on an outage.
 
     Rolling expiry without a write per request: a session is written when it changes, and
-    otherwise at most every SESSION_REFRESH_SECONDS of activity, each write renewing the full
-    lifetime of both the Redis key and the cookie.
+    otherwise at most every SESSION_REFRESH_SECONDS of activity; each write renews the Redis key's
+    full lifetime. The cookie goes out when the visitor's cookie does not name this session (a new
+    or regenerated id) and with the renewal every SESSION_REFRESH_SECONDS, not with every answer:
+    it names the same id, so it would only move its expiry by a few seconds (the key may outlive the
+    cookie by at most SESSION_REFRESH_SECONDS, and then expires on its own).
     """
 
     session_class = LazyRedisSession
@@ -156,10 +159,12 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         return time.time() - refreshed >= app.config["SESSION_REFRESH_SECONDS"]
 
     def should_set_storage(self, app, session) -> bool:
-        if not session.modified and not self._refresh_due(app, session):
-            return False
-        session[REFRESHED_AT_KEY] = int(time.time())  # marks it modified: the cookie is renewed too
-        return True
+        return session.modified or self._refresh_due(app, session)
+
+    @staticmethod
+    def _cookie_names_it(app, session) -> bool:
+        """Whether the cookie this request came with already names the session being stored."""
+        return request.cookies.get(app.config["SESSION_COOKIE_NAME"]) == session.sid
 
     def _upsert_session(self, session_lifetime, session, store_id) -> None:
         # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
@@ -178,11 +183,14 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         added without parsing it twice and the cookie's settings read straight from the config."""
         if session.accessed:
             _vary_on_cookie(response)
-        if not self.should_set_storage(app, session):
+        renew = self._refresh_due(app, session)
+        if not session.modified and not renew:
             return
+        if renew:
+            session[REFRESHED_AT_KEY] = int(time.time())
         self._upsert_session(app.permanent_session_lifetime, session, self.key_prefix + session.sid)
-        if not self.should_set_cookie(app, session):
-            return
+        if not renew and self._cookie_names_it(app, session):
+            return  # a changed answer: the visitor's cookie, renewed within the interval, stands
         config = app.config
         response.set_cookie(
             key=config["SESSION_COOKIE_NAME"],
@@ -237,7 +245,7 @@ def init_sessions(app, client: redis.Redis) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
         PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_LIFETIME_HOURS"]),
-        # Rolling refresh is throttled by PipelineRedisSessionInterface.should_set_storage.
+        # Rolling refresh is throttled by PipelineRedisSessionInterface._save_kept.
         SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.session_interface = PipelineRedisSessionInterface(

@@ -53,6 +53,49 @@ def test_session_ttl_is_refreshed_on_activity_without_a_write_per_request(make_a
     assert msgspec.msgpack.decode(redis_client.get(key))["answers"] == {"q1": 2}
 
 
+def test_a_changed_session_is_written_without_resending_the_cookie_it_already_has(make_app, redis_client):
+    app = make_app(CSRF_ENABLED="false", SESSION_REFRESH_SECONDS=300)
+    add_session_routes(app)
+
+    @app.post("/_t/change/<int:value>")
+    def change(value):
+        from flask import session
+
+        session["answers"] = {"q1": value}
+        return "ok"
+
+    @app.post("/_t/regenerate")
+    def regenerate():
+        from flask import current_app, session
+
+        current_app.session_interface.regenerate(session)
+        return "ok"
+
+    client = app.test_client()
+    first = _session_cookie(client.post("/_t/remember"))
+    assert first is not None and "Expires=" in first  # a new session: its cookie goes out
+    sid = first.split(";")[0].split("=", 1)[1]
+    redis_client.expire(f"s:{sid}", 100)
+    # An answer within the refresh interval: the data and the key's lifetime are renewed, and the
+    # visitor's cookie, which names this session already, is not sent again.
+    response = client.post("/_t/change/5")
+    assert response.status_code == 200 and _session_cookie(response) is None
+    assert msgspec.msgpack.decode(redis_client.get(f"s:{sid}"))["answers"] == {"q1": 5}
+    assert redis_client.ttl(f"s:{sid}") > 24 * 3600 - 60
+    assert client.get("/_t/recall").get_json() == {"answers": {"q1": 5}}
+    # A new id (login, payment) is always sent, within the interval too; the old key is gone.
+    renewed = _session_cookie(client.post("/_t/regenerate"))
+    assert renewed is not None and renewed.split(";")[0].split("=", 1)[1] != sid
+    assert redis_client.exists(f"s:{sid}") == 0
+    assert client.get("/_t/recall").get_json() == {"answers": {"q1": 5}}
+    # A cookie whose key has expired gets a fresh id with the next write, and its cookie.
+    new_sid = renewed.split(";")[0].split("=", 1)[1]
+    redis_client.delete(f"s:{new_sid}")
+    fresh = _session_cookie(client.post("/_t/change/7"))
+    assert fresh is not None and fresh.split(";")[0].split("=", 1)[1] not in (sid, new_sid)
+    assert client.get("/_t/recall").get_json() == {"answers": {"q1": 7}}
+
+
 def test_secure_cookie_when_configured(make_app):
     app = make_app(CSRF_ENABLED="false", SESSION_COOKIE_SECURE="true")
     add_session_routes(app)
