@@ -35,6 +35,7 @@ class ReadRedisSession(RedisSession):
 
     store = None  # the session interface, while the stored data has not been read (LazyRedisSession)
     _sid = None
+    renewing = False  # this save renews the lifetime (should_set_storage): the cookie goes out too
 
     @property
     def sid(self) -> str:
@@ -159,12 +160,16 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         return time.time() - refreshed >= app.config["SESSION_REFRESH_SECONDS"]
 
     def should_set_storage(self, app, session) -> bool:
-        return session.modified or self._refresh_due(app, session)
+        """Store when the data changed, or when the renewal is due (stamped: that marks it changed)."""
+        if self._refresh_due(app, session):
+            session.renewing = True
+            session[REFRESHED_AT_KEY] = int(time.time())
+        return session.modified
 
-    @staticmethod
-    def _cookie_names_it(app, session) -> bool:
-        """Whether the cookie this request came with already names the session being stored."""
-        return request.cookies.get(app.config["SESSION_COOKIE_NAME"]) == session.sid
+    def should_set_cookie(self, app, session) -> bool:
+        """With the renewal, or when the request's cookie does not name this session (a new or
+        regenerated id); a changed answer leaves the visitor's cookie, renewed within the interval."""
+        return session.renewing or request.cookies.get(app.config["SESSION_COOKIE_NAME"]) != session.sid
 
     def _upsert_session(self, session_lifetime, session, store_id) -> None:
         # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
@@ -183,14 +188,11 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         added without parsing it twice and the cookie's settings read straight from the config."""
         if session.accessed:
             _vary_on_cookie(response)
-        renew = self._refresh_due(app, session)
-        if not session.modified and not renew:
+        if not self.should_set_storage(app, session):
             return
-        if renew:
-            session[REFRESHED_AT_KEY] = int(time.time())
         self._upsert_session(app.permanent_session_lifetime, session, self.key_prefix + session.sid)
-        if not renew and self._cookie_names_it(app, session):
-            return  # a changed answer: the visitor's cookie, renewed within the interval, stands
+        if not self.should_set_cookie(app, session):
+            return
         config = app.config
         response.set_cookie(
             key=config["SESSION_COOKIE_NAME"],
@@ -245,7 +247,7 @@ def init_sessions(app, client: redis.Redis) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=app.config["SESSION_COOKIE_SECURE"],
         PERMANENT_SESSION_LIFETIME=timedelta(hours=app.config["SESSION_LIFETIME_HOURS"]),
-        # Rolling refresh is throttled by PipelineRedisSessionInterface._save_kept.
+        # Rolling refresh is throttled by PipelineRedisSessionInterface.should_set_storage.
         SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.session_interface = PipelineRedisSessionInterface(
