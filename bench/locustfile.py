@@ -15,12 +15,17 @@ import itertools
 import os
 import random
 import re
+import sys
 import time
 
 import gevent
 import gevent.socket
+import locust.contrib.fasthttp
 from geventhttpclient.connectionpool import ConnectionPool
 from locust import FastHttpUser, between, constant, events, tag, task
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cookie_jar import HostCookieJar  # noqa: E402
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHOICE = re.compile(r'name="choice" value="(\d+)"')
@@ -59,6 +64,12 @@ def _cached_resolve(self):
 
 
 ConnectionPool._resolve = _cached_resolve
+
+# Each simulated visitor's cookies in a one-host jar instead of http.cookiejar's (bench/cookie_jar.py:
+# about a tenth of the generator's CPU went to its policy machinery). BENCH_STDLIB_COOKIES=1 keeps
+# the standard jar, to compare.
+if os.environ.get("BENCH_STDLIB_COOKIES") != "1":
+    locust.contrib.fasthttp.CookieJar = HostCookieJar
 
 # The generator's own pauses. Thousands of users keep ~360,000 objects alive, and CPython's full
 # collection walks them all: 260-380 ms every 8-10 s in a 4,000-user step (measured with

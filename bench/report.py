@@ -40,7 +40,8 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         "still applies); the 2× and 4× steps (2 and 4 × the knee's users) set the capacity live, and "
         "the admission pace follows it (2 × capacity ÷ visit seconds, derived in Redis from the live "
         f"capacity). The capacity: {_capacity_of(heads)}. The twin "
-        "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, stateless, "
+        "(`bench/twin_app.py`) serves the same pages with the same templates and sizes, and the "
+        "app's response headers and cookies (set where the app sets them, never read back), stateless, "
         "with no Redis, Postgres, limits or admission, on the same nginx configuration, "
         "instances and locust scenario, in the same run.",
         "",
