@@ -105,3 +105,9 @@ class Stack(LocalStack):
         super().__init__(
             STATE / name, instances, workers, env, app=app, expected_users=expected_users, door=door
         )
+
+    def start(self) -> None:
+        """A run's access log starts empty: earlier runs' lines are of no use to it (a day of runs
+        left 8 GB in the stack's log)."""
+        self.access_log().unlink(missing_ok=True)
+        super().start()
