@@ -122,6 +122,55 @@ def test_queue_full_gives_marked_fallback(ai_app, fake_openai):
     fake_openai.set_mode(mode="ok")
 
 
+def test_a_free_job_the_budget_cannot_start_in_time_gets_the_fallback_at_once(ai_app, fake_openai):
+    """2 calls per 6 s window and a 6 s deadline: two pending free jobs (one with the dispatcher,
+    one queued) are all the budget can start in time; the next free ones are answered at once,
+    marked, and a paid report still queues."""
+    fake_openai.set_mode(mode="hang")
+    app = ai_app(AI_RPM=2, AI_WINDOW_SECONDS=6, AI_DEADLINE_SECONDS=6, AI_DISPATCHERS=1, AI_PER_USER=100)
+    assert service.free_pending_limit(app.config) == 2
+    with app.test_request_context():
+        states = [service.request_analysis("reach-0", synthetic_inputs(0), "u0").state]
+        gevent.sleep(0.3)  # the one dispatcher takes reach-0 and hangs on it
+        states += [
+            service.request_analysis(f"reach-{i}", synthetic_inputs(i), f"u{i}").state for i in range(1, 5)
+        ]
+        assert states == ["queued"] * 2 + ["fallback"] * 3
+        at_once = service.analysis_status("reach-4")
+        assert at_once.fallback and at_once.text and "Many people" in at_once.message
+        paid = service.request_analysis("reach-paid", synthetic_inputs("p"), "payer", paid=True)
+        assert paid.state == "queued" and paid.position == 1
+        assert service.metrics_snapshot()["counters"]["queue_full"] == 3
+        service.reset_queue()
+    fake_openai.set_mode(mode="ok")
+
+
+def test_the_free_pending_limit_follows_the_budget():
+    defaults = {"AI_QUEUE_MAX": 500, "AI_RPM": 10, "AI_WINDOW_SECONDS": 60, "AI_DEADLINE_SECONDS": 60}
+    assert service.free_pending_limit(defaults) == 10
+    assert service.free_pending_limit({**defaults, "AI_DEADLINE_SECONDS": 150}) == 20  # whole windows
+    assert service.free_pending_limit({**defaults, "AI_DEADLINE_SECONDS": 5}) == 10  # at least one
+    assert service.free_pending_limit({**defaults, "AI_RPM": 3000}) == 3000  # AI_QUEUE_MAX apart
+    assert service.free_pending_limit({"AI_QUEUE_MAX": 7}) == 7  # no budget settings (a health report)
+
+
+def test_a_prompt_already_pending_is_never_turned_away(ai_app, fake_openai, redis_client):
+    """At the limit, a job whose prompt is pending still queues: it shares that call. Every final
+    state counts the pending prompts down again."""
+    fake_openai.set_mode(latency=1.0)
+    app = ai_app(AI_RPM=2, AI_WINDOW_SECONDS=6, AI_DEADLINE_SECONDS=6, AI_DISPATCHERS=1, AI_PER_USER=100)
+    with app.test_request_context():
+        first = service.request_analysis("twin-0", synthetic_inputs("same"), "u0")
+        other = service.request_analysis("twin-1", synthetic_inputs("other"), "u1")
+        assert first.state == other.state == "queued"
+        assert service.request_analysis("twin-2", synthetic_inputs("third"), "u2").state == "fallback"
+        assert service.request_analysis("twin-3", synthetic_inputs("same"), "u3").state == "queued"
+    assert wait_final(app, "twin-3").state == "done"
+    for subject in ("twin-0", "twin-1"):
+        assert wait_final(app, subject).state == "done"
+    assert redis_client.hlen("ai:pending_prompts") == 0
+
+
 def test_hanging_upstream_ends_in_fallback_by_the_deadline(ai_app, fake_openai):
     fake_openai.set_mode(mode="hang")
     app = ai_app(AI_DEADLINE_SECONDS=1.5, OPENAI_TIMEOUT=10)

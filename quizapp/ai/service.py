@@ -129,6 +129,7 @@ def _queue_analysis(subject_id: str, *, prompt_inputs: dict, user_key: str, paid
         user_key=user_key,
         paid=paid,
         queue_max=cfg["AI_QUEUE_MAX"],
+        pending_max=0 if paid else free_pending_limit(cfg),
         per_user=cfg["AI_PER_USER"],
         deadline_s=cfg["AI_DEADLINE_SECONDS"],
     )
@@ -218,6 +219,25 @@ def reset_queue() -> int:
 def force_close_breaker() -> None:
     if enabled():
         get_runtime().breaker.force_close()
+
+
+def free_pending_limit(config) -> int:
+    """How many jobs a free analysis may find not yet final (queued, held by a dispatcher waiting
+    for a budget slot, or calling) and still be started before its deadline: the budget starts
+    AI_RPM calls a window, so AI_RPM for every whole AI_WINDOW_SECONDS in AI_DEADLINE_SECONDS (at
+    least one window: 10 with the defaults). Whole windows, because a window's entries free
+    themselves only after the window (and its clock-skew guard) has passed since each call's
+    answer. A job further back would only wait out its deadline and then get the algorithmic
+    analysis: it gets it at once, marked, with the queue-full message, and like every fallback it
+    asks the AI again on a visit after AI_FALLBACK_CACHE_SECONDS. A job whose prompt is already
+    pending shares that call (no budget slot of its own) and is never turned away by this limit;
+    paid reports go ahead of free jobs, so only AI_QUEUE_MAX bounds them. Without the budget's
+    settings (a health report's config): AI_QUEUE_MAX."""
+    try:
+        windows = max(1, math.floor(config["AI_DEADLINE_SECONDS"] / config["AI_WINDOW_SECONDS"]))
+        return max(1, int(config["AI_RPM"]) * windows)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return config.get("AI_QUEUE_MAX", 500)
 
 
 def _check_subject(subject_id: str) -> None:

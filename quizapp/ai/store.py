@@ -17,6 +17,8 @@ QUEUE_KEY = "ai:queue"  # zset subject_id -> priority score (paid first, then ar
 DEADLINES_KEY = "ai:deadlines"  # zset subject_id -> deadline (ms), swept by every worker
 METRICS_KEY = "ai:metrics"  # hash of counters
 WAITS_KEY = "ai:waits"  # list of recent waits (ms), newest first
+# hash prompt fingerprint -> jobs not final yet with that prompt (they share one upstream call)
+PENDING_PROMPTS_KEY = "ai:pending_prompts"
 WAITS_KEPT = 1000
 PENDING = ("queued", "running")
 DONE = "done"  # final: the AI's text
@@ -33,8 +35,10 @@ def user_key_for(user_key: str, secret: str) -> str:
     return "ai:user:" + digest[:32]
 
 
-# KEYS: job, queue, user set, deadlines. ARGV: subject, score, queue_max, per_user, deadline_ms
-# (relative), ttl_s, inputs json, fingerprint, paid, user set key. Atomic: caps are exact.
+# KEYS: job, queue, user set, deadlines, pending prompts. ARGV: subject, score, queue_max, per_user,
+# deadline_ms (relative), ttl_s, inputs json, fingerprint, paid, user set key, pending_max (0: none).
+# pending_max bounds the jobs not final yet (the deadlines zset: queued, with a dispatcher, calling)
+# that a new job may join, unless its prompt is among them (it shares that call). Atomic: caps are exact.
 # The queue's scores are two bands, paid (arrival ms) below free (10^13 + arrival ms). A score that
 # ties with (or is below) the last of its band goes right after it, so jobs keep their order of
 # arrival: a tie would otherwise be ordered by subject id (two payers within one millisecond).
@@ -56,7 +60,16 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', -1, 0} end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return {'refused', -1, 0} end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return {'full', -1, 0} end
+local pending_max = tonumber(ARGV[11])
+if pending_max > 0 and redis.call('ZCARD', KEYS[4]) >= pending_max
+    and (tonumber(redis.call('HGET', KEYS[5], ARGV[8]) or '0')) <= 0 then
+  return {'full', -1, 0}
+end
 local deadline = now + tonumber(ARGV[5])
+redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
+-- Every pending job is final by its deadline (then FINISH counts it down): a set idle for longer
+-- than a deadline holds only counts lost with a job's data, and expires.
+redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[5]) + 60000)
 redis.call('HSET', KEYS[1], 'state', 'queued', 'inputs', ARGV[7], 'fp', ARGV[8], 'paid', ARGV[9],
   'user', ARGV[10], 'enqueued_at', now, 'deadline', deadline)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
@@ -90,14 +103,17 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: job, queue, deadlines, metrics, waits. ARGV: subject, state, text, fallback, message, ttl_s,
-# counter, waits_kept. Compare-and-set: only a pending job finishes, exactly once cluster-wide.
+# KEYS: job, queue, deadlines, metrics, waits, pending prompts. ARGV: subject, state, text, fallback,
+# message, ttl_s, counter, waits_kept. Compare-and-set: only a pending job finishes, exactly once
+# cluster-wide.
 FINISH = (
     LUA_NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'queued' and state ~= 'running' then return 0 end
 local user = redis.call('HGET', KEYS[1], 'user')
+local prompt = redis.call('HGET', KEYS[1], 'fp')
+if prompt and redis.call('HINCRBY', KEYS[6], prompt, -1) <= 0 then redis.call('HDEL', KEYS[6], prompt) end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'text', ARGV[3], 'fallback', ARGV[4], 'message', ARGV[5],
   'finished_at', now)
 redis.call('HDEL', KEYS[1], 'inputs')
@@ -161,13 +177,15 @@ class JobStore:
         queue_max: int,
         per_user: int,
         deadline_s: float,
+        pending_max: int = 0,
     ) -> tuple[str, int, float]:
-        """('queued', rank, deadline) | ('exists'|'refused'|'full', -1, 0)."""
+        """('queued', rank, deadline) | ('exists'|'refused'|'full', -1, 0). 'full': queue_max jobs
+        queued, or pending_max (> 0) jobs not final yet."""
         # Paid reports sort before every free one; within a class, first come first served.
         score = (0 if paid else 1) * 10**13 + int(time.time() * 1000)
         user_set = user_key_for(user_key, self.secret)
         outcome, rank, deadline_ms = self._enqueue(
-            keys=[job_key(subject_id), QUEUE_KEY, user_set, DEADLINES_KEY],
+            keys=[job_key(subject_id), QUEUE_KEY, user_set, DEADLINES_KEY, PENDING_PROMPTS_KEY],
             args=[
                 subject_id,
                 score,
@@ -179,6 +197,7 @@ class JobStore:
                 fingerprint,
                 int(bool(paid)),
                 user_set,
+                pending_max,
             ],
         )
         # The deadline on Redis's clock, the one every worker's timer and sweeper keeps.
@@ -223,6 +242,7 @@ class JobStore:
                     DEADLINES_KEY,
                     METRICS_KEY,
                     WAITS_KEY,
+                    PENDING_PROMPTS_KEY,
                 ],
                 args=[
                     subject_id,

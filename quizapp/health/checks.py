@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import redis_conn
+from ..ai.service import free_pending_limit
 from .alerts import CRITICAL, INFO, WARNING, Alert, HealthContext, register_check
 
 POOL_SATURATED_AT = 0.9  # in use / max, or anyone waiting
 ERRORS_WARN, ERRORS_CRIT = 0.01, 0.05  # 5xx share of the responses since the last reset
 ERRORS_MIN_REQUESTS = 20
-AI_QUEUE_WARN = 0.8  # of AI_QUEUE_MAX
+AI_QUEUE_WARN = 0.8  # of the free jobs' queue limit (quizapp.ai.service.free_pending_limit)
 RSS_HIGH_BYTES = 768 * 1024 * 1024
 REDIS_MEMORY_WARN, REDIS_MEMORY_CRIT = 0.90, 0.97  # used_memory / maxmemory
 
@@ -97,7 +98,7 @@ def ai_breaker(ctx: HealthContext):
 
 @register_check
 def ai_queue(ctx: HealthContext):
-    queue_max = ctx.config.get("AI_QUEUE_MAX", 500)
+    queue_max = free_pending_limit(ctx.config)  # beyond it, free jobs get the fallback at once
     queue = max(((w.get("ai") or {}).get("queue_length") or 0 for w in ctx.workers), default=0)
     if queue < AI_QUEUE_WARN * queue_max:
         return None
@@ -105,7 +106,8 @@ def ai_queue(ctx: HealthContext):
         "ai_queue_full",
         WARNING,
         f"AI queue at {queue} of {queue_max}",
-        "AI queue near full: raise AI_RPM if the provider allows it, or reset the queue",
+        "AI queue near full (free results beyond it get the algorithmic analysis at once):"
+        " raise AI_RPM if the provider allows it, or reset the queue",
         20,
     )
 
