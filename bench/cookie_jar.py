@@ -23,7 +23,7 @@ class HostCookieJar:
     """The interface FastHttpSession and geventhttpclient's UserAgent call: add_cookie_header,
     extract_cookies, clear (and len() / iteration of names, for inspection)."""
 
-    def __init__(self, policy=None) -> None:
+    def __init__(self) -> None:
         self._cookies: dict[str, tuple[str, float]] = {}  # name -> (value, expires at, epoch s)
         self._header = ""  # the Cookie header while nothing expires or changes
         self._earliest = FOREVER  # when the first of them expires

@@ -102,15 +102,22 @@ def test_per_user_cap_refuses_the_third(ai_app, fake_openai):
     assert wait_final(app, "cap-2").state == "done"
 
 
+def _behind_a_hung_call(prefix: str, count: int) -> list[str]:
+    """The states of `count` free jobs: the first is taken by the one dispatcher, which hangs on
+    it (fake in "hang" mode), the rest arrive behind it."""
+    states = [service.request_analysis(f"{prefix}-0", synthetic_inputs(0), "u0").state]
+    gevent.sleep(0.3)  # the one dispatcher takes the first job and hangs on it
+    states += [
+        service.request_analysis(f"{prefix}-{i}", synthetic_inputs(i), f"u{i}").state for i in range(1, count)
+    ]
+    return states
+
+
 def test_queue_full_gives_marked_fallback(ai_app, fake_openai):
     fake_openai.set_mode(mode="hang")
     app = ai_app(AI_QUEUE_MAX=3, AI_DISPATCHERS=1, AI_MAX_IN_FLIGHT=1, AI_PER_USER=100)
     with app.test_request_context():
-        states = [service.request_analysis("full-0", synthetic_inputs(0), "u0").state]
-        gevent.sleep(0.3)  # the one dispatcher takes full-0 and hangs on it
-        states += [
-            service.request_analysis(f"full-{i}", synthetic_inputs(i), f"u{i}").state for i in range(1, 6)
-        ]
+        states = _behind_a_hung_call("full", 6)
         assert states == ["queued"] * 4 + ["fallback"] * 2
         rejected = service.analysis_status("full-5")
         assert rejected.fallback and "Many people" in rejected.message
@@ -130,11 +137,7 @@ def test_a_free_job_the_budget_cannot_start_in_time_gets_the_fallback_at_once(ai
     app = ai_app(AI_RPM=2, AI_WINDOW_SECONDS=6, AI_DEADLINE_SECONDS=6, AI_DISPATCHERS=1, AI_PER_USER=100)
     assert service.free_pending_limit(app.config) == 2
     with app.test_request_context():
-        states = [service.request_analysis("reach-0", synthetic_inputs(0), "u0").state]
-        gevent.sleep(0.3)  # the one dispatcher takes reach-0 and hangs on it
-        states += [
-            service.request_analysis(f"reach-{i}", synthetic_inputs(i), f"u{i}").state for i in range(1, 5)
-        ]
+        states = _behind_a_hung_call("reach", 5)
         assert states == ["queued"] * 2 + ["fallback"] * 3
         at_once = service.analysis_status("reach-4")
         assert at_once.fallback and at_once.text and "Many people" in at_once.message
