@@ -54,3 +54,21 @@ def test_an_unhealthy_verdict_is_not_counted_as_a_server_error(make_app, monkeyp
     assert counters.window["requests"] == 3 and counters.window["5xx"] == 0
     counters.observe(503, 0.01)  # any other 503 is a server error
     assert counters.window["5xx"] == 1
+
+
+def test_the_waiting_rooms_answers_are_not_counted_as_server_errors(make_app):
+    """Shedding load is admission control doing its job: a full cluster's waiting-room 503s must not
+    raise the health page's 5xx alert (admission_shedding_load reports them for what they are)."""
+    from quizapp.health import checks
+    from quizapp.health.checks import HealthContext
+    from quizapp.metrics import worker_counters
+
+    app = make_app(ADMISSION_CAPACITY=1, ADMISSION_PACE_PER_SECOND="off", RATELIMIT_ENABLED="false")
+    assert app.test_client().get("/").status_code == 200  # the one slot
+    waiting = [app.test_client().get("/", headers={"Accept": "application/json"}) for _ in range(30)]
+    assert {(r.status_code, r.headers["X-Admission"]) for r in waiting} == {(503, "wait")}
+    counters = worker_counters(app)
+    assert counters.window["requests"] == 31 and counters.window["5xx"] == 0
+    assert counters.by_status["503"] == 30  # still counted by status (Prometheus)
+    snapshot = {"http": {"errors": counters.window}}
+    assert checks.server_errors(HealthContext(workers=[snapshot], checks={}, config={})) is None

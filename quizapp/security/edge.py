@@ -13,6 +13,8 @@ from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ..metrics import WAITING_ROOM_ANSWERS
+
 log = logging.getLogger("quizapp.request")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -146,7 +148,7 @@ def _log_request(response) -> None:
     # The waiting room's 503s (X-Admission) are the expected answer under overload, counted by the
     # metrics and nginx's log: a line each would cost the door a write per answer when it is busiest.
     # (The address-wide "refused" 429 is still logged, as every other refusal is.)
-    expected = response.headers.get("X-Admission") in ("wait", "busy")
+    expected = response.headers.get("X-Admission") in WAITING_ROOM_ANSWERS
     notable = (response.status_code >= 400 and not expected) or (duration_ms or 0) >= SLOW_REQUEST_MS
     level = logging.INFO if notable or current_app.config["REQUEST_LOG_ALL"] else logging.DEBUG
     if not log.isEnabledFor(level):
