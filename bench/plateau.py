@@ -26,6 +26,12 @@ EXTRA_STEPS = int(os.environ.get("BENCH_EXTRA_STEPS", "3"))
 # Each overload factor is measured this many times, interleaved (2x, 4x, 2x, 4x, ...), and the
 # headline is the median: at 4x the box has no idle CPU, and one step swings by several percent.
 OVERLOAD_REPEATS = max(1, int(os.environ.get("BENCH_OVERLOAD_REPEATS", "3")))
+# Each repeat opens with the knee step again (no gate, the overload window), and each overload
+# step is also reported as a share of its own repeat's knee step: the box drifts over a run (one
+# run's second 2x step served 25 % fewer requests with the same CPU split), and a share of a peak
+# measured in the run's first minutes then measures the drift as much as the overload.
+# BENCH_PAIRED_REFERENCE=0: no such steps.
+PAIRED_REFERENCE = os.environ.get("BENCH_PAIRED_REFERENCE", "1") != "0"
 # The capacity the overload steps set live (BENCH_OVERLOAD_CAPACITY): "plateau", the users of the
 # knee-region step (the reference steps, else the ramp's) that completed the most quizzes within
 # the app's own criteria; "knee", the knee itself; or a number of users.
@@ -219,9 +225,15 @@ def _overload(
 ) -> list[dict]:
     """Each factor x the knee, OVERLOAD_REPEATS times, the factors interleaved so that drift on
     the box (another process, a warmer cache) falls on every factor alike; the capacity set live
-    (the knee's users unless given)."""
+    (the knee's users unless given). With PAIRED_REFERENCE, each repeat opens with the knee step."""
     done = []
     for repeat in range(1, OVERLOAD_REPEATS + 1):
+        if PAIRED_REFERENCE:
+            tag = f"paired-{app_knee}-{repeat}"
+            step = bench.run_step(stack, app_knee, seconds, **common, tag=tag, capacity=NO_GATE)
+            step.update(phase="reference", paired=True, repeat=repeat, knee_failures=knee_failures(step))
+            done.append(step)
+            _save(bench, step)
         for factor in factors:
             users = factor * app_knee
             # The operator's setting from the measured plateau: that many visitors at a time.
@@ -332,6 +344,13 @@ def headlines(steps: list[dict]) -> dict:
     def shares(reference: float) -> dict:
         return {f: statistics.median(g) / reference if reference else 0 for f, g in over.items()}
 
+    # Each overload step against the knee step that opened its repeat (the same minutes).
+    paired_at = {s["repeat"]: s["quizzes_per_min"] for s in app if s.get("paired")}
+    paired: dict[int, list[float]] = {}
+    for s in overload:
+        if paired_at.get(s.get("repeat")):
+            paired.setdefault(s["factor"], []).append(s["quizzes_per_min"] / paired_at[s["repeat"]])
+
     return {
         "knee": app_knee,
         "knee_used": knee_used,
@@ -346,6 +365,8 @@ def headlines(steps: list[dict]) -> dict:
         },
         "overload_repeats": {f: len(g) for f, g in over.items()},
         "goodput_share_of_knee": shares(at_knee),
+        "goodput_share_paired": {f: statistics.median(g) for f, g in paired.items()},
+        "goodput_share_paired_range": {f: (min(g), max(g)) for f, g in paired.items()},
         "peak_users": peak_users,
         "max_5xx": sum(s["status_5xx"] for s in app),
         "started_refused": sum(s.get("started_refused", 0) for s in app),

@@ -29,6 +29,7 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         f"{_peak_of(heads)}; "
         f"{heads['goodput_share_of_knee'].get(2, 0):.1%} / {heads['goodput_share_of_knee'].get(4, 0):.1%} "
         "of the knee step's own goodput)",
+        *_paired_line(heads),
         f"- Waiting-room answer p99 (worst step): {heads['waiting_p99_ms']} ms; 5xx other than the "
         f"waiting room's 503: {heads['max_5xx']}; started quizzes refused: {heads['started_refused']}",
         "",
@@ -157,6 +158,20 @@ def box_cpu_section(steps: list[dict]) -> list[str]:
     ]
 
 
+def _paired_line(heads: dict) -> list[str]:
+    """Goodput as a share of the knee step measured in the same minutes (each repeat's own)."""
+    paired, spread = heads.get("goodput_share_paired") or {}, heads.get("goodput_share_paired_range") or {}
+    if not paired:
+        return []
+    low, high = spread.get(2, (0, 0)), spread.get(4, (0, 0))
+    return [
+        f"- Goodput at 2× / 4× the knee, each step against the knee step that opened its repeat (the "
+        f"same minutes: the box's drift over the run cancels): **{paired.get(2, 0):.1%} / "
+        f"{paired.get(4, 0):.1%}** (medians; lowest–highest {low[0]:.0%}–{low[1]:.0%} / "
+        f"{high[0]:.0%}–{high[1]:.0%})"
+    ]
+
+
 def _plateau_row(s: dict) -> list:
     wr, wait = s["waiting_room"], s["wait_s"]
     phase = s.get("phase", "")
@@ -164,6 +179,8 @@ def _plateau_row(s: dict) -> list:
         pace = f", pace {s['pace_per_s']}/s" if s.get("pace_per_s") else ""
         run = f", run {s['repeat']}" if s.get("repeat") else ""
         phase = f"{s['factor']}× knee (capacity {s['capacity']}{pace}{run})"
+    elif phase == "reference" and s.get("paired"):
+        phase = f"reference (the knee, opening run {s['repeat']} of the overload steps)"
     elif phase == "reference":
         phase = "reference (the knee region, the overload steps' window)"
     return [

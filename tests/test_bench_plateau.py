@@ -62,6 +62,7 @@ def _goodput_step(users, qpm, factor=None, phase="overload", capacity=3000):
 
 def test_overload_steps_repeat_interleaved_and_the_headline_is_their_median(tmp_path, monkeypatch):
     monkeypatch.setattr(plateau, "OVERLOAD_REPEATS", 3)
+    monkeypatch.setattr(plateau, "PAIRED_REFERENCE", False)
     bench, ran = _fake_bench(tmp_path, knee_users=10**6)
     steps = plateau._overload(bench, None, 3000, [2, 4], 100, {})
     assert ran == [6000, 12000, 6000, 12000, 6000, 12000]  # interleaved: drift falls on both alike
@@ -146,6 +147,7 @@ def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_a
     # The overload steps multiply the knee's users and set the plateau's capacity; the headline
     # keeps both apart, and the knee step's own goodput is still the knee's.
     monkeypatch.setattr(plateau, "OVERLOAD_REPEATS", 1)
+    monkeypatch.setattr(plateau, "PAIRED_REFERENCE", False)
     capacities = []
     bench, ran = _fake_bench(tmp_path, knee_users=10**6)
     run_step = bench.run_step
@@ -163,3 +165,38 @@ def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_a
         2: 1900 / 2059,
         4: 1950 / 2059,
     }
+
+
+def test_each_overload_repeat_opens_with_the_knee_and_is_also_a_share_of_it(tmp_path, monkeypatch):
+    """The box drifts over a run: each overload step is also reported against the knee step
+    measured in the same minutes (the repeat's opening step), beside the share of the run's peak."""
+    monkeypatch.setattr(plateau, "OVERLOAD_REPEATS", 2)
+    monkeypatch.setattr(plateau, "PAIRED_REFERENCE", True)
+    bench, ran = _fake_bench(tmp_path, knee_users=10**6)
+    steps = plateau._overload(bench, None, 3000, [2, 4], 300, {})
+    assert ran == [3000, 6000, 12000, 3000, 6000, 12000]
+    assert [(s["phase"], s["repeat"], s.get("paired", False)) for s in steps][::3] == [
+        ("reference", 1, True),
+        ("reference", 2, True),
+    ]
+
+    region = [_goodput_step(3000, 2000.0, phase="reference")]  # the knee region's, the run's peak
+    first = [_goodput_step(3000, 1900.0, phase="reference"), _goodput_step(6000, 1805.0, 2)]
+    first.append(_goodput_step(12000, 1710.0, 4))
+    second = [_goodput_step(3000, 1600.0, phase="reference"), _goodput_step(6000, 1560.0, 2)]
+    second.append(_goodput_step(12000, 1440.0, 4))  # slower minutes: every step alike
+    for repeat, group in ((1, first), (2, second)):
+        group[0].update(paired=True)
+        for s in group:
+            s["repeat"] = repeat
+    for s in region + first + second:
+        s["window_s"] = 300
+        s.setdefault("knee", 3000)
+    ramp = [_goodput_step(3000, 1500.0, phase="ramp")]
+    ramp[0].update(errors=0, page={"p99_ms": 40}, offered_rps=700, delivered_rps=700, window_s=100)
+    heads = plateau.headlines(ramp + region + first + second)
+    assert heads["peak_goodput"] == 2000  # the strict share stays against the run's best step
+    assert heads["goodput_share"] == {2: (1805 + 1560) / 2 / 2000, 4: (1710 + 1440) / 2 / 2000}
+    assert heads["goodput_share_paired"] == {2: (0.95 + 0.975) / 2, 4: (0.9 + 0.9) / 2}
+    assert heads["goodput_share_paired_range"] == {2: (0.95, 0.975), 4: (0.9, 0.9)}
+    assert heads["goodput_share_of_knee"] == {2: (1805 + 1560) / 2 / 2000, 4: (1710 + 1440) / 2 / 2000}
