@@ -80,9 +80,12 @@ def count_response(response):
     """After step: count the response by status and by the request's one timer (edge.start_request)."""
     started = g._get_current_object().get("request_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
-    shed = response.headers.get("X-Admission") in WAITING_ROOM_ANSWERS
-    verdict = shed or request.endpoint in HEALTH_VERDICTS
-    current_app.extensions["worker_metrics"].observe(response.status_code, elapsed, verdict)
+    status = response.status_code
+    # Only a 5xx needs telling apart (a header lookup on every page view costs the hot path).
+    verdict = status >= 500 and (
+        request.endpoint in HEALTH_VERDICTS or response.headers.get("X-Admission") in WAITING_ROOM_ANSWERS
+    )
+    current_app.extensions["worker_metrics"].observe(status, elapsed, verdict)
     return response
 
 
