@@ -23,7 +23,7 @@ from integrity import integrity
 from devstack.local_stack import LocalStack
 from devstack.processes import rank_session
 from quizapp import config_readers
-from quizapp.admission.repository import pace_in_effect
+from quizapp.admission.repository import ACTIVE_KEY, pace_in_effect
 from quizapp.admission.service import pace_setting_milli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,10 @@ def locust_stats(prefix: Path) -> dict:
     return stats
 
 
-def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str, env: dict) -> dict:
+def run_locust(
+    host: str, users: int, seconds: int, classes: list[str], tag: str, env: dict, sample_slots=None
+) -> dict:
+    """One locust run; sample_slots (optional): called every 2 s of the measured window."""
     prefix = STATE / f"locust-{tag}"
     spawn_rate = max(1.0, users / RAMP_SECONDS)
     ramp = users / spawn_rate
@@ -185,6 +188,7 @@ def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str
         rank_session(proc.pid, LOCUST_NICE)
     cpu_samples = []
     window_start = window_end = None  # the whole box's CPU when the measured window opens and closes
+    slots = []
     while proc.poll() is None:
         time.sleep(2)
         cpu_samples.append(_cpu_seconds(proc.pid))
@@ -193,6 +197,8 @@ def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str
             window_start = box_cpu.snapshot()
         elif window_start is not None and running <= seconds + ramp:
             window_end = box_cpu.snapshot()
+            if sample_slots is not None:
+                slots.append(sample_slots())
         if running > seconds + ramp + 120:
             proc.kill()
     elapsed = time.monotonic() - started
@@ -203,6 +209,35 @@ def run_locust(host: str, users: int, seconds: int, classes: list[str], tag: str
         "ramp": ramp,
         "cpu_pct": round(100 * cpu / max(elapsed, 1)),
         "box_cpu": box_cpu.usage(window_start, window_end) if window_end else {},
+        "slots": [n for n in slots if n is not None],
+    }
+
+
+def slot_sampler(redis_url: str):
+    """The waiting room's slots in use now (adm:active): the visitors the cluster holds, from a
+    hand-out to the quiz's submit. With no gate every new visitor still takes one, so a step
+    without a gate measures how many visitors the cluster held at that load."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+
+    def sample() -> int | None:
+        try:
+            return int(client.zcount(ACTIVE_KEY, int(time.time() * 1000), "+inf"))
+        except redis.RedisError:
+            return None
+
+    return sample
+
+
+def slot_figures(samples: list[int]) -> dict:
+    """Median and spread of the slots in use over the measured window (empty: not sampled)."""
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+    return {
+        "median": ordered[len(ordered) // 2],
+        "p10": ordered[len(ordered) // 10],
+        "p90": ordered[(len(ordered) * 9) // 10],
+        "samples": len(ordered),
     }
 
 
@@ -316,7 +351,8 @@ def run_step(
     log_path = stack.access_log()
     offset = log_path.stat().st_size if log_path.exists() else 0
     started = time.time()
-    run = run_locust(stack.url, users, seconds, classes, tag or str(users), env)
+    sampler = None if twin else slot_sampler(redis_url)
+    run = run_locust(stack.url, users, seconds, classes, tag or str(users), env, sample_slots=sampler)
     settle_log(stack.access_log())
     every_row, _ = read_log(stack.access_log(), offset)  # integrity: every submit of the run
     # The window opens when the ramp ends, counted from locust's first request (locust takes a
@@ -340,6 +376,7 @@ def run_step(
         "twin": twin,
         "capacity": capacity,
         "pace_per_s": step_pace(env, capacity),
+        "slots": slot_figures(run["slots"]),  # visitors held (adm:active) in the measured window
         "users": users,
         "seconds": round(measured),
         "window_s": seconds,  # asked for: goodput compares between steps of one window length

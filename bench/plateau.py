@@ -32,9 +32,13 @@ OVERLOAD_REPEATS = max(1, int(os.environ.get("BENCH_OVERLOAD_REPEATS", "3")))
 # measured in the run's first minutes then measures the drift as much as the overload.
 # BENCH_PAIRED_REFERENCE=0: no such steps.
 PAIRED_REFERENCE = os.environ.get("BENCH_PAIRED_REFERENCE", "1") != "0"
-# The capacity the overload steps set live (BENCH_OVERLOAD_CAPACITY): "plateau", the users of the
-# knee-region step (the reference steps, else the ramp's) that completed the most quizzes within
-# the app's own criteria; "knee", the knee itself; or a number of users.
+# The capacity the overload steps set live (BENCH_OVERLOAD_CAPACITY): "plateau", the visitors the
+# cluster held (slots in use, median over the window) in the knee-region step (the reference steps,
+# else the ramp's) that completed the most quizzes within the app's own criteria; "plateau-users",
+# that step's users; "knee", the knee's users; or a number of visitors. The capacity counts slots,
+# held from a visitor's hand-out to their quiz's submit, and a simulated user spends part of each
+# cycle outside one (result, AI poll, pause before the next person): capacity = users put ~15 %
+# more quiz-takers on the box than the step it was read from.
 OVERLOAD_CAPACITY = os.environ.get("BENCH_OVERLOAD_CAPACITY", "plateau")
 
 
@@ -144,18 +148,35 @@ def serves_well(step: dict) -> bool:
 
 
 def overload_capacity(candidates: list[dict], app_knee: int, setting: str = OVERLOAD_CAPACITY) -> int:
-    """The capacity for the overload steps. "plateau": an operator sets it where the cluster
-    completed the most quizzes while serving well, among the knee and the first step past it
-    (the knee's users alone when neither served well); "knee"; or a number of users."""
+    """The capacity for the overload steps. "plateau": an operator sets it to the visitors the
+    cluster held (its slots in use) where it completed the most quizzes while serving well, among
+    the knee and the first step past it (the knee step's when neither served well; a step without
+    slot samples gives its users); "plateau-users": that step's users; "knee"; or a number."""
     setting = setting.strip()
     if setting.isdigit() and int(setting) > 0:
         return int(setting)
     if setting == "knee":
         return app_knee
-    if setting != "plateau":  # fail fast: a typo must not quietly measure another setting
-        raise SystemExit(f'BENCH_OVERLOAD_CAPACITY must be "plateau", "knee" or users > 0, not {setting!r}')
+    if setting not in ("plateau", "plateau-users"):  # fail fast: a typo must not quietly measure another
+        raise SystemExit(
+            'BENCH_OVERLOAD_CAPACITY must be "plateau", "plateau-users", "knee" or a number > 0, '
+            f"not {setting!r}"
+        )
     good = [s for s in candidates if serves_well(s) and s["users"] >= app_knee]
-    return max(good, key=lambda s: s["quizzes_per_min"])["users"] if good else app_knee
+    best = max(good, key=lambda s: s["quizzes_per_min"]) if good else None
+    if best is None:
+        best = next((s for s in candidates if s["users"] == app_knee), None)
+    if best is None:
+        return app_knee
+    if setting == "plateau-users":
+        return best["users"]
+    return held_slots(best) or best["users"]
+
+
+def held_slots(step: dict) -> int | None:
+    """The visitors a step's cluster held: its median slots in use (None: not sampled)."""
+    median = (step.get("slots") or {}).get("median")
+    return int(median) if median else None
 
 
 def knee(steps: list[dict]) -> int | None:
@@ -340,6 +361,11 @@ def headlines(steps: list[dict]) -> dict:
     knee_steps = [s for s in same if s["phase"] != "overload" and s["users"] == knee_used]
     at_knee = knee_steps[0]["quizzes_per_min"] if knee_steps else 0
     peak_users = max(same, key=lambda s: s["quizzes_per_min"])["users"] if same else None
+    # The step whose held visitors became the capacity (BENCH_OVERLOAD_CAPACITY=plateau), if any.
+    held_at = next(
+        (s["users"] for s in same if s["phase"] == "reference" and capacity and held_slots(s) == capacity),
+        None,
+    )
 
     def shares(reference: float) -> dict:
         return {f: statistics.median(g) / reference if reference else 0 for f, g in over.items()}
@@ -355,6 +381,7 @@ def headlines(steps: list[dict]) -> dict:
         "knee": app_knee,
         "knee_used": knee_used,
         "capacity": capacity,
+        "capacity_held_at": held_at,
         "twin_knee": twin_knee,
         "ratio": round(app_knee / twin_knee, 2) if app_knee and twin_knee else None,
         "peak_goodput": round(peak),

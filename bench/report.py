@@ -67,15 +67,26 @@ def _peak_of(heads: dict) -> str:
 
 def _capacity_of(heads: dict) -> str:
     """The overload steps' capacity and where it came from (plateau.overload_capacity)."""
-    capacity, knee = heads.get("capacity"), heads.get("knee_used")
-    if capacity is None or capacity == knee:
+    capacity, knee, held_at = heads.get("capacity"), heads.get("knee_used"), heads.get("capacity_held_at")
+    if capacity is None or (capacity == knee and not held_at):
         return f"the knee's {knee} users"
+    settings = "(`BENCH_OVERLOAD_CAPACITY`: `plateau`, `plateau-users`, `knee` or a number)"
+    if held_at:
+        return (
+            f"{capacity} visitors, the slots the cluster held (median over the window) in the "
+            f"{held_at}-user step, where the knee region (the knee and the first step past it, over "
+            "the overload window) completed the most quizzes within the app's own criteria, 0 errors "
+            "and page p99 under 300 ms. A slot is held from a visitor's hand-out to their quiz's "
+            "submit, and a simulated user spends part of each cycle outside one (the result, the AI "
+            "poll, the pause before the next person), so an operator reads the capacity off the admin "
+            "view's active visitors at the cluster's best, not off a user count; the generator's "
+            f"delivery is locust's criterion, not the app's {settings}"
+        )
     return (
         f"{capacity} users, where the knee region (the knee and the first step past it, over the "
         "overload window) completed the most quizzes within the app's own criteria, 0 errors and "
         "page p99 under 300 ms; an operator sets it from what the cluster serves, and the "
-        "generator's delivery is locust's criterion, not the app's (`BENCH_OVERLOAD_CAPACITY`: "
-        "`plateau`, `knee` or a number of users)"
+        f"generator's delivery is locust's criterion, not the app's {settings}"
     )
 
 
@@ -172,6 +183,12 @@ def _paired_line(heads: dict) -> list[str]:
     ]
 
 
+def _held(step: dict) -> str:
+    """The ", 2,790 visitors held" (median slots in use) of a step that sampled them."""
+    median = (step.get("slots") or {}).get("median")
+    return f", {median:,} visitors held" if median else ""
+
+
 def _plateau_row(s: dict) -> list:
     wr, wait = s["waiting_room"], s["wait_s"]
     phase = s.get("phase", "")
@@ -180,9 +197,9 @@ def _plateau_row(s: dict) -> list:
         run = f", run {s['repeat']}" if s.get("repeat") else ""
         phase = f"{s['factor']}× knee (capacity {s['capacity']}{pace}{run})"
     elif phase == "reference" and s.get("paired"):
-        phase = f"reference (the knee, opening run {s['repeat']} of the overload steps)"
+        phase = f"reference (the knee, opening run {s['repeat']} of the overload steps{_held(s)})"
     elif phase == "reference":
-        phase = "reference (the knee region, the overload steps' window)"
+        phase = f"reference (the knee region, the overload steps' window{_held(s)})"
     return [
         phase,
         s["users"],

@@ -140,7 +140,7 @@ def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_a
     assert plateau.overload_capacity(region(), 2750, "knee") == 2750
     assert plateau.overload_capacity(region(), 2750, "2900") == 2900
     assert plateau.overload_capacity([], 2750, "plateau") == 2750
-    for typo in ("platau", "0", "-5", ""):  # fail fast: never quietly another setting
+    for typo in ("platau", "0", "-5", "", "users"):  # fail fast: never quietly another setting
         with pytest.raises(SystemExit, match="BENCH_OVERLOAD_CAPACITY"):
             plateau.overload_capacity(region(), 2750, typo)
 
@@ -165,6 +165,33 @@ def test_the_overload_capacity_is_where_the_knee_region_served_most_within_the_a
         2: 1900 / 2059,
         4: 1950 / 2059,
     }
+
+
+def test_the_plateau_capacity_is_the_visitors_the_best_step_held(tmp_path):
+    """Capacity counts slots (a hand-out to the quiz's submit), not simulated users, who spend part
+    of each cycle outside a visit: "plateau" sets the slots the best knee-region step held."""
+    import report
+
+    def region(past_p99=46):
+        at_knee = _goodput_step(2750, 2059.0, phase="reference")
+        at_knee.update(errors=0, page={"p99_ms": 38}, slots={"median": 2410, "samples": 150})
+        past = _goodput_step(3000, 2143.0, phase="reference")
+        past.update(errors=0, page={"p99_ms": past_p99}, slots={"median": 2630, "samples": 150})
+        return [at_knee, past]
+
+    assert plateau.overload_capacity(region(), 2750, "plateau") == 2630
+    assert plateau.overload_capacity(region(), 2750, "plateau-users") == 3000
+    assert plateau.overload_capacity(region(past_p99=310), 2750, "plateau") == 2410  # the knee step's
+    assert plateau.overload_capacity(region(past_p99=310), 2750, "plateau-users") == 2750
+    assert plateau.overload_capacity([], 2750, "plateau") == 2750
+
+    over = [_goodput_step(5500, 1950.0, factor=2, capacity=2630)]
+    over[0].update(knee=2750, repeat=1)
+    heads = plateau.headlines(region() + over)
+    assert (heads["capacity"], heads["capacity_held_at"]) == (2630, 3000)
+    said = report._capacity_of(heads)
+    assert said.startswith("2630 visitors") and "3000-user step" in said
+    assert report._held(region()[1]) == ", 2,630 visitors held" and report._held({}) == ""
 
 
 def test_each_overload_repeat_opens_with_the_knee_and_is_also_a_share_of_it(tmp_path, monkeypatch):

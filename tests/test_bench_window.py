@@ -72,3 +72,20 @@ def test_the_doors_handoffs_count_as_its_admissions(tmp_path):
     when = datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp()
     kinds = door_timing.door_answers(log, 0, door_port=8000, since=when, until=when + 1)
     assert kinds == {"wait": 1, "page": 1, "admit": 1}
+
+
+def test_the_slot_sampler_counts_the_visitors_held_now(redis_client):
+    """The overload capacity is read off the slots a step held (adm:active), as an operator reads
+    the admin view's active visitors: only slots not yet expired count, and a Redis error is a
+    missing sample, not a zero."""
+    import os
+    import time
+
+    from quizapp.admission.repository import ACTIVE_KEY
+
+    now_ms = int(time.time() * 1000)
+    redis_client.zadd(ACTIVE_KEY, {"t1": now_ms + 60_000, "t2": now_ms + 90_000, "t3": now_ms - 1})
+    assert load_step.slot_sampler(os.environ["REDIS_URL"])() == 2
+    assert load_step.slot_sampler("redis://127.0.0.1:1/0")() is None  # nothing listens on port 1
+    assert load_step.slot_figures([5, 1, 4, 2, 3]) == {"median": 3, "p10": 1, "p90": 5, "samples": 5}
+    assert load_step.slot_figures([]) == {}
