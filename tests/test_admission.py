@@ -208,6 +208,12 @@ def test_the_wait_estimate_follows_the_visits_in_the_slots(make_app, redis_clien
         first, second, third, fourth = wait(), wait(), wait(), wait()
         assert [round(d.turn_ms / 1000) for d in (first, second, third)] == [10, 30, 50]
         assert round(fourth.turn_ms / 1000) == 70  # a whole visit after the first slot frees again
+        # A slot's cycle is its visit plus the time its next visitor takes to claim it: each round
+        # past the first slot's also waits for the claim (measured below, by confirm()).
+        redis_client.hset(STATE_KEY, "claim_mean", 5_000)
+        assert round(wait(fourth.ticket).turn_ms / 1000) == 75
+        assert round(wait(first.ticket).turn_ms / 1000) == 10  # the first round: the slot itself
+        redis_client.hdel(STATE_KEY, "claim_mean")
         assert wait(first.ticket).turn_ms == first.turn_ms  # a refresh: the same place, the same turn
         assert 10 <= service.waiting_answer(first).estimated_wait_s <= 11
         # The first visit ends after 55 s: its slot frees and the mean moves towards 55 s.
@@ -230,6 +236,38 @@ def test_a_slot_is_on_probation_until_a_quiz_starts(make_app, redis_client):
     held_until = redis_client.zscore(ACTIVE_KEY, slot)
     visit_ms = app.config["ADMISSION_VISIT_SECONDS"] * 1000
     assert held_until > time.time() * 1000 + visit_ms - 5_000  # confirmed for the whole visit
+
+
+def test_starting_a_quiz_measures_how_long_a_handed_out_slot_waited_for_its_visitor(make_app, redis_client):
+    """The claim time (hand-out to start) is part of every slot's cycle: confirm() measures it on
+    a slot still on probation, and only there."""
+    from quizapp.admission import service
+    from quizapp.admission.repository import ACTIVE_KEY, STATE_KEY
+
+    app = make_app(ADMISSION_CAPACITY=5, RATELIMIT_ENABLED="false")
+    with app.app_context():
+        store = service.store(app)
+        now = int(time.time() * 1000)
+        visit_until = now + 120_000
+        # Two slots handed out 4 s and 12 s ago (on probation: the hand-out + 30 s).
+        redis_client.zadd(ACTIVE_KEY, {"t0": now - 4_000 + 30_000, "t1": now - 12_000 + 30_000})
+        assert store.confirm(0, until_ms=visit_until, now_ms=now, probation_ms=30_000)
+        assert int(redis_client.hget(STATE_KEY, "claim_mean")) == 4_000
+        assert store.confirm(1, until_ms=visit_until, now_ms=now, probation_ms=30_000)
+        assert int(redis_client.hget(STATE_KEY, "claim_mean")) == 4_000 + (12_000 - 4_000) // 32
+        assert redis_client.zscore(ACTIVE_KEY, "t1") == visit_until  # held for the whole visit
+        # A confirmed slot confirmed again (a restarted quiz), or one that lapsed: not a claim.
+        assert not store.confirm(1, until_ms=visit_until + 1, now_ms=now + 1, probation_ms=30_000)
+        assert not store.confirm(7, until_ms=visit_until, now_ms=now, probation_ms=30_000)
+        assert redis_client.zscore(ACTIVE_KEY, "t7") == visit_until  # re-taken, as before
+        assert int(redis_client.hget(STATE_KEY, "claim_mean")) == 4_250
+        assert store.snapshot(now_ms=now)["mean_claim_s"] == 4.2
+        # Through the app: a visitor admitted from the line who starts claims their slot.
+        redis_client.delete(ACTIVE_KEY, STATE_KEY)
+    visitor = app.test_client()
+    landing = visitor.get("/")
+    visitor.post("/start", data={"csrf_token": csrf_token(landing)})
+    assert 0 <= int(redis_client.hget(STATE_KEY, "claim_mean")) < 10_000
 
 
 def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):

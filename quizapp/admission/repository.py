@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from ..redis_fast import FastCaller
 
-STATE_KEY = "adm:state"  # hash: next, served (below: admitted), capacity, pace, tokens, rate, visit_mean
+# adm:state hash: next, served (below: admitted), capacity, pace, tokens, rate, visit_mean, claim_mean
+STATE_KEY = "adm:state"
 ACTIVE_KEY = "adm:active"  # sorted set: admitted ticket -> when its slot frees (ms)
 ISSUED_KEY = "adm:issued"  # hash: waiting ticket -> when it was issued (ms), for the oldest wait
 SERVE_BATCH = 500  # bound on slots handed out by one call (a big capacity raise spreads over calls)
@@ -103,8 +104,11 @@ end
 -- When this waiting visitor's turn should come (ms from now), from the slots themselves: the
 -- releases needed before it are the visitors ahead of it beyond the free room; the k-th is
 -- expected when the k-th oldest visit reaches the measured mean visit length (field visit_mean,
--- kept by RELEASE_LUA; until measured, half the longest visit), a whole visit later for each
--- time round the slots. A slot's score is its start + the longest visit. A slot still on
+-- kept by RELEASE_LUA; until measured, half the longest visit), a whole slot cycle later for each
+-- time round the slots: a visit, plus the time from a slot's hand-out to its visitor's start
+-- (field claim_mean, kept by CONFIRM_LUA; 0 until measured). Without that claim time, each
+-- round came out a tenth short, and a visitor three rounds back heard a wait 30 % early and asked
+-- twice more. A slot's score is its start + the longest visit. A slot still on
 -- probation (score: handed out + the probation) reads as overdue, so the estimate errs early:
 -- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
 -- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
@@ -115,7 +119,8 @@ local function turn_ms(position)
   local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
   local idx = (need - 1) % active
   local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
-  return math.max(0, tonumber(slot[2]) - longest + mean - now) + math.floor((need - 1) / active) * mean
+  local cycle = mean + tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '0')
+  return math.max(0, tonumber(slot[2]) - longest + mean - now) + math.floor((need - 1) / active) * cycle
 end
 if ticket and ticket < nxt then
   local position = ticket - served + 1
@@ -154,6 +159,24 @@ end
 return 1
 """
 
+# A quiz started: hold the visitor's slot for the whole visit, until ARGV[2] (re-taken if it
+# lapsed). A slot still on probation (its score: the hand-out + the probation, ARGV[4] ms) was
+# claimed ARGV[3] - the hand-out ms after it was handed out: fold that into the mean claim time
+# (field claim_mean, ms; a moving average over about 32 claims), part of the slot cycle that
+# ADMIT_LUA's wait estimates use. A slot already confirmed (a restarted quiz) is not a claim.
+CONFIRM_LUA = """
+local held = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if not held then return 0 end
+local probation = tonumber(ARGV[4])
+local claim = tonumber(ARGV[3]) - (tonumber(held) - probation)
+if claim < 0 or claim > probation then return 0 end
+local mean = tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '-1')
+if mean >= 0 then claim = math.floor(mean + (claim - mean) / 32) end
+redis.call('HSET', KEYS[1], 'claim_mean', claim)
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -183,6 +206,7 @@ class WaitingRoomStore:
         self.client = client
         self.script = client.register_script(ADMIT_LUA)
         self.release_script = client.register_script(RELEASE_LUA)
+        self.confirm_script = client.register_script(CONFIRM_LUA)
         self.call = FastCaller(client)  # a new visitor's one round trip, on the lean path
 
     def admit(
@@ -220,9 +244,12 @@ class WaitingRoomStore:
     def _run(self, keys: list, args: list):
         return self.call.evalsha(self.script, keys, args)
 
-    def confirm(self, ticket: int, *, until_ms: int) -> None:
-        """The visitor started a quiz: their slot is held for the whole visit (re-taken if it lapsed)."""
-        self.call("ZADD", ACTIVE_KEY, until_ms, f"t{ticket}")
+    def confirm(self, ticket: int, *, until_ms: int, now_ms: int, probation_ms: int) -> bool:
+        """The visitor started a quiz: their slot is held for the whole visit (re-taken if it
+        lapsed), and the time since its hand-out joins the mean claim time (one round trip).
+        True when it was a claim of a slot on probation."""
+        args = [f"t{ticket}", until_ms, now_ms, probation_ms]
+        return bool(self.call.evalsha(self.confirm_script, [STATE_KEY, ACTIVE_KEY], args))
 
     def release(self, ticket: int, *, now_ms: int, visit_seconds: int) -> bool:
         """A visit ended (the quiz was submitted): its slot frees now, not when its time runs out,
@@ -249,10 +276,12 @@ class WaitingRoomStore:
     def snapshot(self, *, now_ms: int) -> dict:
         """Queue length, oldest wait and new visitors admitted per second (admin page, not hot path)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.hmget(STATE_KEY, "next", "served", "capacity", "admitted", "rate", "pace", "visit_mean")
+        pipe.hmget(
+            STATE_KEY, "next", "served", "capacity", "admitted", "rate", "pace", "visit_mean", "claim_mean"
+        )
         pipe.zcount(ACTIVE_KEY, now_ms, "+inf")
         state, active = pipe.execute()
-        nxt, served, capacity, admitted, rate, pace, visit_mean = (
+        nxt, served, capacity, admitted, rate, pace, visit_mean, claim_mean = (
             int(v) if v is not None else None for v in state
         )
         nxt, served = nxt or 0, served or 0
@@ -264,6 +293,8 @@ class WaitingRoomStore:
             "visitors_admitted_per_s": round((rate or 0) / 1000, 2),
             "visitors_admitted_total": admitted or 0,
             "mean_visit_s": round(visit_mean / 1000, 1) if visit_mean else None,  # None: none ended yet
+            # From a slot's hand-out to its visitor's start (None: no slot claimed from probation yet).
+            "mean_claim_s": round(claim_mean / 1000, 1) if claim_mean is not None else None,
             "live_capacity": capacity,
             "live_pace_milli": pace,
         }

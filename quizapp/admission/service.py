@@ -192,9 +192,10 @@ def confirm_visit(cookie) -> None:
     ticket = held_ticket(cookie)
     if ticket == NO_TICKET or not current_app.config["ADMISSION_ENABLED"]:
         return
-    until_ms = int((time.time() + current_app.config["ADMISSION_VISIT_SECONDS"]) * 1000)
+    now_ms = int(time.time() * 1000)
+    until_ms = now_ms + current_app.config["ADMISSION_VISIT_SECONDS"] * 1000
     try:
-        store().confirm(ticket, until_ms=until_ms)
+        store().confirm(ticket, until_ms=until_ms, now_ms=now_ms, probation_ms=PROBATION_SECONDS * 1000)
     except redis.exceptions.RedisError:
         log.warning("admission.confirm_failed", extra={"ticket": ticket})  # its probation runs out instead
 
