@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import sys
 from pathlib import Path
 
@@ -71,6 +72,25 @@ def connection_limits(expected_users: int, worker_processes: int = 1) -> tuple[i
     """
     connections = max(1024, (2 * expected_users) // max(worker_processes, 1) + 512)
     return connections, 2 * connections
+
+
+def within_open_files_limit(connections: int, nofile: int, hard: int | None = None) -> tuple[int, int]:
+    """A standalone nginx started from here inherits this process's hard open-files limit, and an
+    unprivileged (or sandboxed) master cannot raise it: nginx then only logs "setrlimit(RLIMIT_NOFILE,
+    N) failed" and runs its workers at the old limit, with more worker_connections than descriptors
+    (accept() fails once they run out). Cap both at the hard limit, say so, and keep each connection
+    its descriptor (64 spare for logs and static files)."""
+    if hard is None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or nofile <= hard:
+        return connections, nofile
+    capped = min(connections, max(hard - 64, 512))
+    print(
+        f"render_nginx: the open-files hard limit ({hard}) is below the {nofile} the expected users need: "
+        f"worker_connections {capped} instead of {connections} (raise it: ulimit -Hn, or LimitNOFILE)",
+        file=sys.stderr,
+    )
+    return capped, hard
 
 
 def parse_ports(spec: str) -> list[int]:
@@ -289,7 +309,7 @@ def write_standalone(
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = prefix / "nginx.conf"
     indented = "\n".join(("    " + line) if line else line for line in site.splitlines())
-    connections, nofile = connection_limits(expected_users)
+    connections, nofile = within_open_files_limit(*connection_limits(expected_users))
     conf.write_text(
         STANDALONE.format(user=user, prefix=prefix, site=indented, connections=connections, nofile=nofile)
     )

@@ -27,3 +27,17 @@ def test_the_option_and_the_rendered_site():
     off = render_nginx.render_site(render_nginx.site_values([8001], "80"))
     directives = [line for line in off.splitlines() if not line.lstrip().startswith("#")]
     assert not any("limit_req" in line or "${" in line for line in directives)
+
+
+def test_a_standalone_nginx_is_sized_within_the_open_files_limit_it_can_have(capsys):
+    """Above the hard open-files limit nginx's setrlimit fails and it runs with more connections
+    than descriptors: both are capped at the limit instead, and the render says so."""
+    import resource
+
+    wanted = render_nginx.connection_limits(13_000)
+    assert wanted == (26_512, 53_024)
+    assert render_nginx.within_open_files_limit(*wanted, hard=20_000) == (19_936, 20_000)
+    assert "hard limit (20000)" in capsys.readouterr().err
+    assert render_nginx.within_open_files_limit(*wanted, hard=65_536) == wanted
+    assert render_nginx.within_open_files_limit(*wanted, hard=resource.RLIM_INFINITY) == wanted
+    assert capsys.readouterr().err == ""
