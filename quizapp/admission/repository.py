@@ -106,9 +106,9 @@ end
 -- expected when the k-th oldest visit reaches the measured mean visit length (field visit_mean,
 -- kept by RELEASE_LUA; until measured, half the longest visit), a whole slot cycle later for each
 -- time round the slots: a visit, plus the time from a slot's hand-out to its visitor's start
--- (field claim_mean, kept by CONFIRM_LUA; 0 until measured). Without that claim time, each
--- round came out a tenth short, and a visitor three rounds back heard a wait 30 % early and asked
--- twice more. A slot's score is its start + the longest visit. A slot still on
+-- (field claim_mean, kept by CONFIRM_LUA; 0 until measured; 2.3 s at 4x the knee in the bench,
+-- which each round past the first came out short by). A slot's score is its start + the longest
+-- visit. A slot still on
 -- probation (score: handed out + the probation) reads as overdue, so the estimate errs early:
 -- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
 -- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
