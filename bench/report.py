@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from plateau import held_slots
+
 
 def plateau_section(steps: list[dict], heads: dict) -> list[str]:
     share = heads["goodput_share"]
@@ -185,8 +187,8 @@ def _paired_line(heads: dict) -> list[str]:
 
 def _held(step: dict) -> str:
     """The ", 2,790 visitors held" (median slots in use) of a step that sampled them."""
-    median = (step.get("slots") or {}).get("median")
-    return f", {median:,} visitors held" if median else ""
+    held = held_slots(step)
+    return f", {held:,} visitors held" if held else ""
 
 
 def _plateau_row(s: dict) -> list:
