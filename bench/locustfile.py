@@ -25,6 +25,7 @@ from geventhttpclient.connectionpool import ConnectionPool
 from locust import FastHttpUser, between, constant, events, tag, task
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pooled_socket  # noqa: E402
 from cookie_jar import HostCookieJar  # noqa: E402
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -64,6 +65,10 @@ def _cached_resolve(self):
 
 
 ConnectionPool._resolve = _cached_resolve
+
+# A pooled connection is reused whatever its descriptor number (bench/pooled_socket.py: the
+# library's select() check sent every user past descriptor 1,023 to a new connection per request).
+pooled_socket.install()
 
 # Each simulated visitor's cookies in a one-host jar instead of http.cookiejar's (bench/cookie_jar.py:
 # about a tenth of the generator's CPU went to its policy machinery). BENCH_STDLIB_COOKIES=1 keeps
