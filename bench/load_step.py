@@ -97,6 +97,32 @@ def settle_log(path: Path, quiet: float = 2.0, longest: float = 30.0) -> None:
         time.sleep(0.25)
 
 
+def drain(read_in_flight, longest: float = 30.0, settled_reads: int = 2, every: float = 1.0) -> bool:
+    """Wait until the workers have finished what locust left in flight: `settled_reads` readings in
+    a row of at most one request in flight (the health probe that reads it). A submit queued behind
+    a full worker's bound when locust stopped commits seconds later; the integrity read must come
+    after it (in one slow 2x step two attempts were in Postgres with no request in the log yet).
+    True when drained, False after `longest` seconds."""
+    deadline = time.monotonic() + longest
+    settled = 0
+    while time.monotonic() < deadline:
+        in_flight = read_in_flight()
+        settled = settled + 1 if in_flight is not None and in_flight <= 1 else 0
+        if settled >= settled_reads:
+            return True
+        time.sleep(every)
+    return False
+
+
+def cluster_in_flight(stack: LocalStack) -> int | None:
+    """Requests in flight over the cluster's workers, from their heartbeats (every
+    HEARTBEAT_SECONDS); None when the health API does not answer."""
+    workers = health(stack).get("workers")
+    if workers is None:
+        return None
+    return sum(int((w.get("admission") or {}).get("in_flight", 0) or 0) for w in workers)
+
+
 def first_request(path: Path, offset: int, default: float) -> float:
     """When the first simulated person's request reached nginx (`default` if none did)."""
     with open(path, "rb") as handle:
@@ -353,6 +379,7 @@ def run_step(
     started = time.time()
     sampler = None if twin else slot_sampler(redis_url)
     run = run_locust(stack.url, users, seconds, classes, tag or str(users), env, sample_slots=sampler)
+    drained = drain(lambda: cluster_in_flight(stack), every=float(env.get("HEARTBEAT_SECONDS", "2")))
     settle_log(stack.access_log())
     every_row, _ = read_log(stack.access_log(), offset)  # integrity: every submit of the run
     # The window opens when the ramp ends, counted from locust's first request (locust takes a
@@ -395,6 +422,7 @@ def run_step(
         "locust_cpu_pct": run["cpu_pct"],
         "box_cpu": run["box_cpu"],
         "integrity": {} if twin else integrity(dsn, every_row, quota),
+        "drained": drained,  # the workers had nothing left in flight when Postgres was read
         "ai_metrics": {
             k: ai_counter(after, k) - ai_counter(before, k)
             for k in ("dedup_hits", "cache_hits", "fallbacks", "calls")

@@ -377,8 +377,12 @@ def headlines(steps: list[dict]) -> dict:
         if paired_at.get(s.get("repeat")):
             paired.setdefault(s["factor"], []).append(s["quizzes_per_min"] / paired_at[s["repeat"]])
 
+    ramp = [s for s in app if s["phase"] == "ramp"]
     return {
         "knee": app_knee,
+        # Every step run met the criteria: the knee is at least this, not found (the step list ended).
+        "knee_open": bool(app_knee) and not any(knee_failures(s) for s in ramp),
+        "twin_knee_open": bool(twin_knee) and not any(knee_failures(s) for s in twin),
         "knee_used": knee_used,
         "capacity": capacity,
         "capacity_held_at": held_at,

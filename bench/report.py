@@ -11,14 +11,27 @@ from plateau import held_slots
 def plateau_section(steps: list[dict], heads: dict) -> list[str]:
     share = heads["goodput_share"]
 
-    def users(value, steps_of):
+    def users(value, steps_of, open_ended=False):
+        if value and open_ended:  # no step failed: the step list ended before the knee
+            return f"at least {value} users, every step run met the criteria"
         if value:
             return f"{value} users"
         first = min((s["users"] for s in steps if s.get("phase") == steps_of), default="?")
         return f"below {first} users (no step met the criteria)"
 
-    knee_line = f"**Knee: {users(heads['knee'], 'ramp')} (twin: {users(heads['twin_knee'], 'twin')}"
-    knee_line += f", ratio {heads['ratio']})**" if heads["ratio"] else ")**"
+    knee_line = (
+        f"**Knee: {users(heads['knee'], 'ramp', heads.get('knee_open'))} "
+        f"(twin: {users(heads['twin_knee'], 'twin', heads.get('twin_knee_open'))}"
+    )
+    # A twin knee that is only a lower bound makes the ratio an upper bound (and the reverse).
+    bound = (
+        "at most "
+        if heads.get("twin_knee_open") and not heads.get("knee_open")
+        else "at least "
+        if heads.get("knee_open") and not heads.get("twin_knee_open")
+        else ""
+    )
+    knee_line += f", ratio {bound}{heads['ratio']})**" if heads["ratio"] else ")**"
     if not heads["knee"]:
         knee_line += f"; the 2× and 4× steps are relative to the first step, {heads['knee_used']} users"
     lines = [

@@ -227,3 +227,33 @@ def test_each_overload_repeat_opens_with_the_knee_and_is_also_a_share_of_it(tmp_
     assert heads["goodput_share_paired"] == {2: (0.95 + 0.975) / 2, 4: (0.9 + 0.9) / 2}
     assert heads["goodput_share_paired_range"] == {2: (0.95, 0.975), 4: (0.9, 0.9)}
     assert heads["goodput_share_of_knee"] == {2: (1805 + 1560) / 2 / 2000, 4: (1710 + 1440) / 2 / 2000}
+
+
+def test_a_knee_every_run_step_met_is_reported_as_a_lower_bound():
+    """The twin passed every step the run asked for: its knee is "at least" the last one, and the
+    app's ratio to it "at most" the quotient."""
+    import report
+
+    def ramp_step(users, phase, delivered_share):
+        step = _goodput_step(users, users * 0.7, phase=phase)
+        offered = users * 0.24
+        step.update(
+            errors=0, page={"p99_ms": 20}, offered_rps=offered, delivered_rps=offered * delivered_share
+        )
+        return step
+
+    twin = [ramp_step(u, "twin", 0.95) for u in (7000, 7500)]
+    app = [ramp_step(4250, "ramp", 0.92), ramp_step(4500, "ramp", 0.86)]
+    heads = plateau.headlines(twin + app + [_goodput_step(8500, 2900.0, 2, capacity=3893)])
+    assert heads["knee"] == 4250 and not heads["knee_open"]
+    assert heads["twin_knee"] == 7500 and heads["twin_knee_open"]
+    knee_line = report.plateau_section([], heads)[2]
+    assert (
+        "Knee: 4250 users (twin: at least 7500 users, every step run met the criteria, ratio at most 0.57)"
+        in knee_line
+    )
+
+    heads = plateau.headlines(
+        [ramp_step(u, "twin", 0.95) for u in (7000, 7500)] + [ramp_step(4250, "twin", 0.5)]
+    )
+    assert not heads["twin_knee_open"]  # a step failed: the knee was found

@@ -89,3 +89,26 @@ def test_the_slot_sampler_counts_the_visitors_held_now(redis_client):
     assert load_step.slot_sampler("redis://127.0.0.1:1/0")() is None  # nothing listens on port 1
     assert load_step.slot_figures([5, 1, 4, 2, 3]) == {"median": 3, "p10": 1, "p90": 5, "samples": 5}
     assert load_step.slot_figures([]) == {}
+
+
+def test_the_integrity_read_waits_until_the_workers_have_nothing_left_in_flight():
+    """Locust has stopped, but submits queued in a worker still run: drain returns only after two
+    readings in a row of at most the health probe itself, and gives up at its bound."""
+    readings = iter([7, 3, 0, 4, 1, 0, 9])
+    seen = []
+
+    def read():
+        seen.append(next(readings))
+        return seen[-1]
+
+    assert load_step.drain(read, longest=10.0, every=0.0)
+    assert seen == [7, 3, 0, 4, 1, 0]  # a lone quiet reading (0, then 4) is not enough
+
+    unreadable = []
+
+    def no_answer():
+        unreadable.append(None)
+        return None
+
+    assert not load_step.drain(no_answer, longest=0.3, every=0.05)  # no health answer: not drained
+    assert len(unreadable) >= 2
