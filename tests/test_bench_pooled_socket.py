@@ -1,6 +1,7 @@
 """The load generator reuses a pooled keep-alive connection whatever its descriptor number, and
 still drops one the server has closed."""
 
+import resource
 import socket
 
 import pytest
@@ -24,6 +25,12 @@ def listener():
 def high_descriptors():
     """Hold enough descriptors open that the next socket gets one past 1,023, as a locust process
     with a thousand users' connections does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = HIGH + 256
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the open-files hard limit ({hard}) is below {wanted}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # a shell's default soft 1,024
     held = []
     probe = socket.socket()
     try:
@@ -35,6 +42,8 @@ def high_descriptors():
     finally:
         for sock in held:
             sock.close()
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _connected(listener):
