@@ -85,9 +85,15 @@ def within_open_files_limit(connections: int, nofile: int, hard: int | None = No
     if hard == resource.RLIM_INFINITY or nofile <= hard:
         return connections, nofile
     capped = min(connections, max(hard - 64, 512))
+    # Only the spare descriptors may be what is cut: then the connections stay as sized.
+    cut = (
+        f"worker_connections {capped} instead of {connections}"
+        if capped < connections
+        else f"worker_rlimit_nofile {hard} instead of {nofile}, worker_connections {connections} as sized"
+    )
     print(
         f"render_nginx: the open-files hard limit ({hard}) is below the {nofile} the expected users need: "
-        f"worker_connections {capped} instead of {connections} (raise it: ulimit -Hn, or LimitNOFILE)",
+        f"{cut} (raise it: ulimit -Hn, or LimitNOFILE)",
         file=sys.stderr,
     )
     return capped, hard

@@ -37,7 +37,15 @@ def test_a_standalone_nginx_is_sized_within_the_open_files_limit_it_can_have(cap
     wanted = render_nginx.connection_limits(13_000)
     assert wanted == (26_512, 53_024)
     assert render_nginx.within_open_files_limit(*wanted, hard=20_000) == (19_936, 20_000)
-    assert "hard limit (20000)" in capsys.readouterr().err
+    assert "worker_connections 19936 instead of 26512" in capsys.readouterr().err
+    # Only the spare descriptors past the limit: the connections stay, and the warning says which.
+    assert render_nginx.within_open_files_limit(*render_nginx.connection_limits(9_000), hard=20_000) == (
+        18_512,
+        20_000,
+    )
+    assert "worker_rlimit_nofile 20000 instead of 37024, worker_connections 18512 as sized" in (
+        capsys.readouterr().err
+    )
     assert render_nginx.within_open_files_limit(*wanted, hard=65_536) == wanted
     assert render_nginx.within_open_files_limit(*wanted, hard=resource.RLIM_INFINITY) == wanted
     assert capsys.readouterr().err == ""
