@@ -345,7 +345,8 @@ def headlines(steps: list[dict]) -> dict:
     windows, not loads."""
     twin = [s for s in steps if s.get("phase") == "twin"]
     app = [s for s in steps if s.get("phase") in ("ramp", "reference", "overload")]
-    app_knee, twin_knee = knee([s for s in app if s["phase"] == "ramp"]), knee(twin)
+    ramp = [s for s in app if s["phase"] == "ramp"]
+    app_knee, twin_knee = knee(ramp), knee(twin)
     # The window each step asked for (load_step's window_s); runs before it have none: one length.
     over_window = next((s.get("window_s") for s in app if s["phase"] == "overload"), None)
     same = [s for s in app if s.get("window_s") == over_window] if over_window else app
@@ -377,7 +378,6 @@ def headlines(steps: list[dict]) -> dict:
         if paired_at.get(s.get("repeat")):
             paired.setdefault(s["factor"], []).append(s["quizzes_per_min"] / paired_at[s["repeat"]])
 
-    ramp = [s for s in app if s["phase"] == "ramp"]
     return {
         "knee": app_knee,
         # Every step run met the criteria: the knee is at least this, not found (the step list ended).

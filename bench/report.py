@@ -23,13 +23,10 @@ def plateau_section(steps: list[dict], heads: dict) -> list[str]:
         f"**Knee: {users(heads['knee'], 'ramp', heads.get('knee_open'))} "
         f"(twin: {users(heads['twin_knee'], 'twin', heads.get('twin_knee_open'))}"
     )
-    # A twin knee that is only a lower bound makes the ratio an upper bound (and the reverse).
-    bound = (
-        "at most "
-        if heads.get("twin_knee_open") and not heads.get("knee_open")
-        else "at least "
-        if heads.get("knee_open") and not heads.get("twin_knee_open")
-        else ""
+    # A twin knee that is only a lower bound makes the ratio an upper bound (and the reverse; both
+    # open: no bound either way).
+    bound = {(False, True): "at most ", (True, False): "at least "}.get(
+        (bool(heads.get("knee_open")), bool(heads.get("twin_knee_open"))), ""
     )
     knee_line += f", ratio {bound}{heads['ratio']})**" if heads["ratio"] else ")**"
     if not heads["knee"]:
