@@ -184,9 +184,6 @@ class Config:
     # capacity), "off" (0.0) or a number; the bucket holds pace x burst seconds (at least 1 visitor).
     ADMISSION_PACE_PER_SECOND: float = _setting(-1.0, read.pace)
     ADMISSION_PACE_BURST_SECONDS: int = _setting(5, minimum=1, maximum=3600)
-    # Slots handed out beyond the capacity to admitted visitors still on their way back from the
-    # waiting room (the admission rate x the mean claim time), at most this % of the capacity.
-    ADMISSION_EN_ROUTE_PERCENT: int = _setting(10, minimum=0, maximum=100)
     # This instance is the door (nginx sends it the visitors without a pass): it answers an admitted
     # visitor who keeps cookies with a 307 to the same URL, so the pool renders every page.
     ADMISSION_DOOR: bool = False

@@ -270,55 +270,6 @@ def test_starting_a_quiz_measures_how_long_a_handed_out_slot_waited_for_its_visi
     assert 0 <= int(redis_client.hget(STATE_KEY, "claim_mean")) < 10_000
 
 
-def test_slots_for_visitors_on_their_way_are_handed_out_beyond_the_capacity(make_app, redis_client):
-    """A slot handed to a waiting visitor is empty until they are back (the mean claim time), so at
-    the admission rate about rate x claim slots are empty at any moment: that many more are handed
-    out, at most ADMISSION_EN_ROUTE_PERCENT of the capacity, and none before a claim is measured."""
-    from quizapp.admission import service
-    from quizapp.admission.repository import ACTIVE_KEY, STATE_KEY
-
-    app = make_app(ADMISSION_CAPACITY=100, ADMISSION_PACE_PER_SECOND="off", RATELIMIT_ENABLED="false")
-    assert app.config["ADMISSION_EN_ROUTE_PERCENT"] == 10
-    with app.app_context():
-        store = service.store(app)
-        now = int(time.time() * 1000)
-        visit_until = now + 120_000
-
-        def fill(rate_milli, claim_ms):
-            """100 visits under way, admissions at rate_milli/1000 a second, claims of claim_ms."""
-            redis_client.delete(ACTIVE_KEY, STATE_KEY)
-            redis_client.zadd(ACTIVE_KEY, {f"v{i}": visit_until for i in range(100)})
-            state = {"rate": rate_milli, "rate_t": now, "next": 0, "served": 0}
-            if claim_ms is not None:
-                state["claim_mean"] = claim_ms
-            redis_client.hset(STATE_KEY, mapping=state)
-
-        def admitted(en_route_percent=10, tries=40):
-            decisions = [
-                store.admit(now_ms=now, capacity=100, probation_ms=30_000, ticket=None, en_route_percent=p)
-                for p in [en_route_percent] * tries
-            ]
-            assert all(d.capacity == 100 for d in decisions)  # the capacity shown is the operator's
-            return sum(d.admitted for d in decisions)
-
-        fill(2_000, None)  # no claim measured yet: the capacity alone
-        assert admitted() == 0
-        fill(2_000, 3_000)  # 2 a second x 3 s on the way: 6 more
-        assert admitted() == 6
-        waiting = store.admit(now_ms=now, capacity=100, probation_ms=30_000, ticket=None, en_route_percent=10)
-        assert not waiting.admitted and waiting.position == 35  # behind the 34 the room did not take
-        fill(20_000, 5_000)  # 20 a second x 5 s = 100 on the way: at most 10 % of the capacity
-        assert admitted() == 10
-        fill(20_000, 5_000)
-        assert admitted(en_route_percent=0) == 0  # off: the capacity alone
-        # A waiting visitor's turn counts the slots for visitors on their way as room, too.
-        fill(2_000, 3_000)
-        redis_client.hset(STATE_KEY, mapping={"next": 3, "served": 0})  # three tickets waiting
-        third = store.admit(now_ms=now, capacity=100, probation_ms=30_000, ticket=2, en_route_percent=10)
-        assert third.admitted  # the head of the line takes the room first: tickets 0, 1 and 2 in order
-        assert int(redis_client.hget(STATE_KEY, "served")) == 3
-
-
 def test_a_cookie_dropping_client_cannot_flood_the_line(make_app, redis_client):
     from quizapp.admission.repository import ACTIVE_KEY
 

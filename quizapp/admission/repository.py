@@ -83,14 +83,7 @@ end
 local active = redis.call('ZCARD', KEYS[2])
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next') or '0')
 local served = tonumber(redis.call('HGET', KEYS[1], 'served') or '0')
--- Slots for visitors on their way (field claim_mean below): a slot handed to a waiting visitor
--- stays empty until they are back, about the mean claim time, so at the admission rate about
--- rate x claim_mean slots are handed out and empty at any moment. That many more are handed out
--- than the capacity (at most ARGV[11] % of it), so the visitors actually taking the quiz fill it.
-local claim_mean = tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '0')
-local limit = capacity + math.min(math.floor(rate * claim_mean / 1000000),
-  math.floor(capacity * tonumber(ARGV[11]) / 100))
-local room = limit - active
+local room = capacity - active
 if room > 0 and served < nxt then
   local n = math.min(room, nxt - served, tonumber(ARGV[4]))
   if tokens >= 0 then n = math.min(n, math.floor(tokens / 1000000)) end
@@ -120,13 +113,13 @@ end
 -- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
 -- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
 local function turn_ms(position)
-  local need = position - (limit - active)
+  local need = position - (capacity - active)
   if need <= 0 or active <= 0 then return 0 end
   local longest = tonumber(ARGV[10]) * 1000
   local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
   local idx = (need - 1) % active
   local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
-  local cycle = mean + claim_mean
+  local cycle = mean + tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '0')
   return math.max(0, tonumber(slot[2]) - longest + mean - now) + math.floor((need - 1) / active) * cycle
 end
 if ticket and ticket < nxt then
@@ -136,7 +129,7 @@ end
 ticket = nxt
 nxt = nxt + 1
 redis.call('HSET', KEYS[1], 'next', nxt)
-if served == ticket and active < limit and (tokens < 0 or tokens >= 1000000) then
+if served == ticket and active < capacity and (tokens < 0 or tokens >= 1000000) then
   redis.call('ZADD', KEYS[2], now + probation, 't' .. ticket)
   redis.call('HSET', KEYS[1], 'served', nxt)
   redis.call('HINCRBY', KEYS[1], 'admitted', 1)
@@ -228,7 +221,6 @@ class WaitingRoomStore:
         pace_milli: int = PACE_OFF,
         burst_seconds: int = 1,
         visit_seconds: int = 120,
-        en_route_percent: int = 0,
     ) -> Decision:
         """Admit, queue or refuse one visitor; `address` only for a cookieless arrival (counted)."""
         arrivals = ARRIVALS_KEY.format(group=address or "-", minute=now_ms // 60_000)
@@ -245,7 +237,6 @@ class WaitingRoomStore:
                 pace_milli,
                 burst_seconds,
                 visit_seconds,
-                en_route_percent,
             ],
         )
         return Decision(*(int(v) for v in raw))

@@ -166,7 +166,6 @@ def ask_cluster(ticket: int | None, *, first_contact: bool) -> Decision:
         pace_milli=pace_setting_milli(config["ADMISSION_PACE_PER_SECOND"]),
         burst_seconds=config["ADMISSION_PACE_BURST_SECONDS"],
         visit_seconds=config["ADMISSION_VISIT_SECONDS"],
-        en_route_percent=config["ADMISSION_EN_ROUTE_PERCENT"],
     )
 
 
