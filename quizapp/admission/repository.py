@@ -107,20 +107,27 @@ end
 -- kept by RELEASE_LUA; until measured, half the longest visit), a whole slot cycle later for each
 -- time round the slots: a visit, plus the time from a slot's hand-out to its visitor's start
 -- (field claim_mean, kept by CONFIRM_LUA; 0 until measured; 2.3 s at 4x the knee in the bench,
--- which each round past the first came out short by). A slot's score is its start + the longest
--- visit. A slot still on
--- probation (score: handed out + the probation) reads as overdue, so the estimate errs early:
--- a visitor back early only asks once more, one back late leaves a slot idle. Waves of
--- admissions (a cluster filled in one go frees in one go) show here, as a rate cannot.
+-- which each round past the first came out short by). A confirmed slot's score is its start +
+-- the longest visit. The slots still on probation (score: handed out + the probation) sort
+-- first, yet each frees only after its visitor's claim and a whole visit, after every confirmed
+-- one: the estimate takes them last in the round. How many there are is the admissions of one
+-- mean claim time (Little's law: the measured rate x claim_mean). Read as overdue instead, they
+-- made every estimate early by that many admissions (3-4 s at 2x the knee in the bench), and a
+-- visitor back early is answered again: a request for nothing, where one back a little late
+-- leaves the slot idle on a cluster that is full anyway. Waves of admissions (a cluster filled
+-- in one go frees in one go) show here, as a rate cannot.
 local function turn_ms(position)
   local need = position - (capacity - active)
   if need <= 0 or active <= 0 then return 0 end
   local longest = tonumber(ARGV[10]) * 1000
   local mean = tonumber(redis.call('HGET', KEYS[1], 'visit_mean') or math.floor(longest / 2))
+  local claim = tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '0')
+  local handed = math.min(active - 1, math.floor(rate * claim / 1000000))
   local idx = (need - 1) % active
-  local slot = redis.call('ZRANGE', KEYS[2], idx, idx, 'WITHSCORES')
-  local cycle = mean + tonumber(redis.call('HGET', KEYS[1], 'claim_mean') or '0')
-  return math.max(0, tonumber(slot[2]) - longest + mean - now) + math.floor((need - 1) / active) * cycle
+  local rounds = math.floor((need - 1) / active) * (mean + claim)
+  if idx >= active - handed then return claim + mean + rounds end
+  local slot = redis.call('ZRANGE', KEYS[2], idx + handed, idx + handed, 'WITHSCORES')
+  return math.max(0, tonumber(slot[2]) - longest + mean - now) + rounds
 end
 if ticket and ticket < nxt then
   local position = ticket - served + 1
