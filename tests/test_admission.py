@@ -176,12 +176,12 @@ def test_waiting_visitors_come_back_when_their_turn_should_come(small_app):
         assert refreshes(100) == set(range(100, 106))
         assert refreshes(3) == {5, 6, 7}  # never under the minimum
         # Capped at 120 s (capacity raises show), the spread then earlier...
-        assert answer(1000, queue=60).estimated_wait_s == 1000
-        assert refreshes(1000, queue=60) == set(range(114, 121))
-        # ...unless polling every 2 minutes would exceed 2% of the pages served (2 visitors/s x
-        # 17 pages): the cap grows with the queue, to 400 / 0.68 = 589 s.
-        assert max(refreshes(1000, queue=400)) == 589
-        assert service.refresh_cap(400, 2.0) == 589 and service.refresh_cap(60, 2.0) == 120
+        assert answer(1000, queue=150).estimated_wait_s == 1000
+        assert refreshes(1000, queue=150) == set(range(114, 121))
+        # ...unless polling every 2 minutes would exceed 5% of the pages served (2 visitors/s x
+        # 17 pages): the cap grows with the queue, to 400 / 1.7 = 236 s.
+        assert refreshes(1000, queue=400) == set(range(225, 237))
+        assert service.refresh_cap(400, 2.0) == 236 and service.refresh_cap(150, 2.0) == 120
         paced = answer(3, pace_milli=500)  # a 0.5/s pace: 10 visitors ahead take 20 s, slots or not
         assert paced.estimated_wait_s == 20
 

@@ -32,7 +32,7 @@ CRITICAL_PREFIXES = ("/admin", "/api/admin")
 PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: one quiz visit
 PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
 REFRESH_MAX_SECONDS = 120  # a capacity raise is noticed within 2 minutes, unless the queue is so
-POLL_SHARE = 0.02  # long that polling at that interval would exceed this share of the pages served
+POLL_SHARE = 0.05  # long that polling at that interval would exceed this share of the pages served
 REFRESH_SPREAD_PERCENT = 5  # refreshes spread by ticket over this share of the interval, after it
 NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
@@ -210,7 +210,7 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
     trough comes back long after their slot was handed out, which then idles on probation.
 
     When to come back: when the wait should be over (spread a little after it by ticket), so a
-    waiting visitor asks once, not every few seconds: the slot is kept for a visitor who comes
+    waiting visitor asks once or twice, not every few seconds: the slot is kept for one who comes
     back a little late (PROBATION_SECONDS), and one who comes back early is told the few seconds
     left. Never sooner than the minimum, nor later than refresh_cap() allows (a longer wait asks
     again then, and hears a fresher estimate).
