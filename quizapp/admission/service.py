@@ -33,7 +33,7 @@ PAGES_PER_VISIT = 17  # landing, start, 12 questions, review, submit, result: on
 PROBATION_SECONDS = 30  # a slot not confirmed by a started quiz within this long frees itself
 REFRESH_MAX_SECONDS = 120  # a capacity raise is noticed within 2 minutes, unless the queue is so
 POLL_SHARE = 0.05  # long that polling at that interval would exceed this share of the pages served
-REFRESH_SPREAD_PERCENT = 5  # refreshes spread by ticket over this share of the interval, after it
+REFRESH_SPREAD_PERCENT = 20  # refreshes spread by ticket over this share of the interval: no bursts
 NO_TICKET = -1  # a started quiz whose visitor holds no waiting-room slot (admission off, Redis down)
 
 
@@ -209,8 +209,8 @@ def waiting_answer(decision: Decision) -> WaitingAnswer:
     come in waves (a cluster filled in one go frees in one go), and a visitor told a wait from a
     trough comes back long after their slot was handed out, which then idles on probation.
 
-    When to come back: when the wait should be over (spread a little after it by ticket), so a
-    waiting visitor asks once or twice, not every few seconds: the slot is kept for one who comes
+    When to come back: when the wait should be over (spread around it by ticket), so a waiting
+    visitor asks once or twice, not every few seconds: the slot is kept for a visitor who comes
     back a little late (PROBATION_SECONDS), and one who comes back early is told the few seconds
     left. Never sooner than the minimum, nor later than refresh_cap() allows (a longer wait asks
     again then, and hears a fresher estimate).
@@ -244,19 +244,17 @@ def refresh_cap(queue_length: int, admit_rate: float) -> int:
 
 
 def spread_refresh(refresh: int, *, ticket: int, minimum: int, cap: int) -> int:
-    """The refresh interval, offset later by the ticket over a twentieth of it (at least 3
-    distinct seconds).
+    """The refresh interval, offset by the ticket over a fifth of it (at least 3 distinct seconds).
 
     Visitors who arrive together are told the same interval and would come back in the same
     second, and again after that: a burst the door answers one after another (its p99 under
-    overload). Consecutive tickets spread them out, after the interval: a visitor back before
-    their turn is answered again (a request for nothing, on a full cluster), one back a few
-    seconds after it leaves their slot idle that long (it is kept for them: PROBATION_SECONDS).
-    Nobody is told less than the minimum, nor more than the cap: near it, the spread is earlier.
+    overload). Consecutive tickets spread them out, centred on the interval: a visitor back after
+    their turn leaves their slot idle a little, one back before it asks once more. Nobody is
+    told less than the minimum, nor more than the cap: near them, the spread is all one way.
     """
     spread = max(2, refresh * REFRESH_SPREAD_PERCENT // 100)
     offset = max(ticket, 0) % (spread + 1)
-    low = min(max(refresh, minimum), cap - spread)
+    low = min(max(refresh - spread // 2, minimum), cap - spread)
     return max(low, minimum) + offset
 
 
