@@ -177,11 +177,32 @@ class RedisHA:
         proc.wait(timeout=10)
         return sent_at
 
-    def restart(self, port: int) -> None:
-        """Start a killed data node again as a replica of the current primary (Sentinel would too)."""
+    def restart(self, port: int, timeout: float = 30.0) -> None:
+        """Start a killed data node again as a replica of the current primary (Sentinel would too).
+        The primary is asked until a majority of Sentinels name it: on a busy box one Sentinel may
+        not answer within its second, and a node started with no primary comes back an empty primary
+        (no replica for the durable writes' WAIT until Sentinel demotes it, ~10 s later)."""
+        deadline = time.monotonic() + timeout
         primary = self.primary_port()
+        while primary in (None, port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no primary other than {port} named within {timeout}s")
+            time.sleep(0.1)
+            primary = self.primary_port()
         self._spawn(f"redis-{port}", self._data_node(port, primary))
         self._write_state()
+
+    def replica_online(self, port: int) -> bool:
+        """True once the current primary lists the node on `port` as a replica in state online."""
+        primary = self.primary_port()
+        if primary is None:
+            return False
+        try:
+            info = self.client(primary).info("replication")
+        except redis.RedisError:
+            return False
+        replicas = [v for key, v in info.items() if key.startswith("slave") and isinstance(v, dict)]
+        return any(int(r.get("port", 0)) == port and r.get("state") == "online" for r in replicas)
 
     def stop(self) -> None:
         for proc in self.procs.values():
