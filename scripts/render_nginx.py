@@ -212,6 +212,9 @@ limit_req_zone $quizapp_visitor_key zone=quizapp_visitors:10m rate={per_minute}r
 VISITOR_LIMIT = """\
 limit_req zone=quizapp_visitors burst={per_minute} nodelay;
         limit_req_status 429;
+        # Each refusal is in the access log (429, up=-); at nginx's default level (error) it would
+        # also write an error-log line, one per refused request: a flood would fill the disk.
+        limit_req_log_level info;
         error_page 429 @quizapp_visitor_limit;"""
 APP_DEFAULTS = {  # the app's defaults (quizapp/config.py), for settings the environment leaves out
     "RATELIMIT_VISITOR_PAGES": "60/minute;600/hour",
