@@ -139,7 +139,8 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
         # Until the old primary is back in sync, durable writes wait out REDIS_WAIT_TIMEOUT_MS and AI
         # calls pause: a late rejoin shows here, not as a mystery slowdown of the settled window.
         "replica_back_after_promotion_s": (
-            round(rejoined.value - promoted_at, 2) if rejoined.successful() and rejoined.value else None
+            # killed before the node was back: the value is the GreenletExit, reported as None
+            round(rejoined.value - promoted_at, 2) if isinstance(rejoined.value, float) else None
         ),
         "sessions_kept": f"{answers_kept}/{len(kept)}",
         "confirmed_writes": len(load.confirmed),
@@ -151,9 +152,9 @@ def test_killing_the_primary_under_load(redis_ha, tmp_path, migrated_database):
     assert set(before) <= {200, 303}, report
     assert set(during) <= {200, 303, 503}, report  # no 500/502/504, no dropped connection
     # Settled: no 500/502/504 ever. A few 503s may still come when the restarted old primary
-    # rejoins as a replica and resyncs (session writes wait for a replica): CI saw 3, then 6, at
-    # 12 s after promotion, both times with the AI paused for the whole settled window, as when
-    # the node came back as an empty primary (RedisHA.restart now waits for a named primary).
+    # rejoins as a replica and resyncs (session writes wait for a replica): CI saw 3 at 12 s after
+    # promotion once, then 6 with the AI paused for the whole settled window, as when the node
+    # comes back as an empty primary (RedisHA.restart now waits for a primary the Sentinels name).
     assert set(settled) <= {200, 303, 503}, report
     assert settled.get(503, 0) <= 5, report
     assert settled.get(200, 0) > 20, report  # the app kept serving after the switch
