@@ -152,15 +152,13 @@ class RedisHA:
             primary = self.primary_port()
             if primary is None:
                 return False
-            info = self.client(primary).info("replication")
-            if info.get("connected_slaves", 0) < 1 or info.get("slave0", {}).get("state") != "online":
+            if not self._online_replica_ports(primary):
                 return False
             for port in self.sentinel_ports:
                 master = self.client(port).execute_command("SENTINEL", "master", self.service)
                 if isinstance(master, list):  # RESP2 without a parser callback: flat name/value pairs
                     master = dict(zip(master[::2], master[1::2], strict=True))
-                fields = master
-                fields = {_text(k): _text(v) for k, v in fields.items()}
+                fields = {_text(k): _text(v) for k, v in master.items()}
                 if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
                     return False
             return True
@@ -192,17 +190,19 @@ class RedisHA:
         self._spawn(f"redis-{port}", self._data_node(port, primary))
         self._write_state()
 
+    def _online_replica_ports(self, primary: int) -> set[int]:
+        """The ports of the replicas the primary lists in state online (INFO replication)."""
+        info = self.client(primary).info("replication")
+        replicas = [v for key, v in info.items() if key.startswith("slave") and isinstance(v, dict)]
+        return {int(r.get("port", 0)) for r in replicas if r.get("state") == "online"}
+
     def replica_online(self, port: int) -> bool:
         """True once the current primary lists the node on `port` as a replica in state online."""
         primary = self.primary_port()
-        if primary is None:
-            return False
         try:
-            info = self.client(primary).info("replication")
+            return primary is not None and port in self._online_replica_ports(primary)
         except redis.RedisError:
             return False
-        replicas = [v for key, v in info.items() if key.startswith("slave") and isinstance(v, dict)]
-        return any(int(r.get("port", 0)) == port and r.get("state") == "online" for r in replicas)
 
     def stop(self) -> None:
         for proc in self.procs.values():
