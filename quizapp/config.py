@@ -207,6 +207,7 @@ class Config:
     REDIS_TLS_KEY: str = _setting("", read.readable_file)
     REDIS_WAIT_REPLICAS: int = _setting(0, minimum=0, maximum=5)
     REDIS_WAIT_TIMEOUT_MS: int = _setting(200, minimum=1, maximum=10000)
+    REDIS_WAIT_SKIP_SECONDS: int = _setting(5, minimum=0, maximum=300)
 
     @property
     def is_production(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import unquote, urlparse
 
 import redis
@@ -147,3 +148,49 @@ def set_replicated(client, name: str, value: bytes, *, ex: int, replicas: int, t
     wait_in_pipeline(pipe, replicas=replicas, timeout_ms=timeout_ms)
     _, acked = pipe.execute()
     return check_replicated(int(acked), replicas=replicas)
+
+
+class SessionWrites:
+    """Session writes, per process: SET, then WAIT for REDIS_WAIT_REPLICAS (when set) on the same
+    connection, except for REDIS_WAIT_SKIP_SECONDS after a WAIT came back short.
+
+    A WAIT that no replica answers buys nothing: the write stays on the primary alone either way.
+    Waiting it out on every write made each one take REDIS_WAIT_TIMEOUT_MS, and cut the pages' rate
+    about 8x while a replica was gone. So after a short WAIT the writes skip it for a while, then
+    the next one waits again (one timeout per interval per worker while the replica stays away).
+    The AI budget does not use this: its guarantee rests on every WAIT (quizapp/ai/budget.py).
+    """
+
+    def __init__(self, client, *, replicas: int, timeout_ms: int, skip_seconds: float, clock=time.monotonic):
+        self.client = client
+        self.replicas = replicas
+        self.timeout_ms = timeout_ms
+        self.skip_seconds = skip_seconds
+        self._clock = clock
+        self._short = False  # the last WAIT came back short: skip, and send one probe per interval
+        self._skip_until = 0.0  # monotonic: while short, session writes do not WAIT before this
+
+    @property
+    def skipping(self) -> bool:
+        return self._short and self._clock() < self._skip_until
+
+    def set(self, name: str, value: bytes, *, ex: int) -> bool:
+        """True when the write reached the replicas wanted (or none are wanted)."""
+        if not self.replicas:
+            self.client.set(name, value, ex=ex)
+            return True
+        if self.skipping:
+            self.client.set(name, value, ex=ex)
+            return False
+        if self._short:  # this write probes; the others keep skipping while it waits
+            self._skip_until = self._clock() + self.skip_seconds
+        acked = set_replicated(
+            self.client, name, value, ex=ex, replicas=self.replicas, timeout_ms=self.timeout_ms
+        )
+        if acked:
+            self._short = False
+        elif self.skip_seconds and not self._short:
+            self._short = True
+            self._skip_until = self._clock() + self.skip_seconds
+            log.warning("redis.wait_skipped", extra={"seconds": self.skip_seconds, "wanted": self.replicas})
+        return acked

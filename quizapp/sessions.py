@@ -131,6 +131,14 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
     def __init__(self, app, client, **kwargs):
         super().__init__(app, client=client, **kwargs)
         self.fast = FastCaller(client)  # the answer POST's one write, on the lean path
+        replicas, timeout_ms = redis_conn.replicas_wanted(app.config)
+        # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
+        self.durable = redis_conn.SessionWrites(
+            client,
+            replicas=replicas,
+            timeout_ms=timeout_ms,
+            skip_seconds=app.config.get("REDIS_WAIT_SKIP_SECONDS", 5),
+        )
 
     def store_key(self, sid: str) -> str:
         return self.key_prefix + sid
@@ -172,16 +180,12 @@ class PipelineRedisSessionInterface(RedisSessionInterface):
         return session.renewing or request.cookies.get(app.config["SESSION_COOKIE_NAME"]) != session.sid
 
     def _upsert_session(self, session_lifetime, session, store_id) -> None:
-        # With REDIS_WAIT_REPLICAS, the cookie goes out once a replica has the session too.
-        replicas, timeout_ms = redis_conn.replicas_wanted(current_app.config)
         value = self.serializer.encode(session)
         ttl = int(session_lifetime.total_seconds())
-        if not replicas:
+        if not self.durable.replicas:
             self.fast("SET", store_id, value, "EX", ttl)
             return
-        redis_conn.set_replicated(
-            self.client, store_id, value, ex=ttl, replicas=replicas, timeout_ms=timeout_ms
-        )
+        self.durable.set(store_id, value, ex=ttl)
 
     def _save_kept(self, app, session, response) -> None:
         """Flask-Session's save_session for a session with data, step for step, with the Vary header

@@ -202,9 +202,10 @@ def _replication(ctx: HealthContext) -> dict | None:
 
 @register_check
 def redis_replicas(ctx: HealthContext):
-    """With REDIS_WAIT_REPLICAS, a missing replica makes every durable write wait its timeout."""
+    """With REDIS_WAIT_REPLICAS, a missing replica leaves session writes unreplicated, AI calls paused."""
     replication = _replication(ctx)
     wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
+    skip_s = ctx.config.get("REDIS_WAIT_SKIP_SECONDS", 5)
     if not wanted or not replication or replication["connected"] >= wanted:
         return None
     return Alert(
@@ -212,8 +213,9 @@ def redis_replicas(ctx: HealthContext):
         WARNING,
         f"Redis ({replication['role'] or 'unknown role'}) has {replication['connected']} replica(s) online, "
         f"REDIS_WAIT_REPLICAS wants {wanted}",
-        f"replica missing: each session write waits {timeout_ms} ms and stays on the primary alone, AI calls "
-        "pause; restore the replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
+        f"replica missing: session writes stay on the primary alone (one in {skip_s} s per worker waits "
+        f"{timeout_ms} ms for it), AI calls pause; restore the replica (docs/scale-out.md) or lower "
+        "REDIS_WAIT_REPLICAS",
         20,
     )
 
