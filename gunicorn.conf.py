@@ -3,6 +3,8 @@
 import gc
 import multiprocessing
 import os
+import time
+from datetime import timedelta
 
 
 # Not quizapp.config_readers.integer: importing it runs quizapp/__init__ (Flask, redis, psycopg2) in the
@@ -22,52 +24,120 @@ def _env_int(name, default, minimum=0):
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 
 
-class _OneWriteResponseSocket:
-    """The client socket as a response sees it: the headers wait for the first body bytes and go
-    out in the same write. gunicorn writes them separately, and every write to nginx is a syscall
-    and a wake-up of the other process: about a tenth of a worker's CPU at the bench's knee."""
+def _pywsgi_worker():
+    """gunicorn's gevent worker on gevent's own HTTP server (pywsgi), with what gunicorn's request
+    loop did that pywsgi does not: the keep-alive bound, "Connection: close" once the worker is
+    stopping, max_requests, the pre/post_request hooks, and an access log with the route header.
 
-    __slots__ = ("_sock", "_headers")
+    Why not gunicorn's default gevent worker: its pure-Python parser, environ and response writer
+    cost ~20 % of a worker's CPU per request more (bench/efficiency.py's question page: 208 against
+    172 µs, wrk on the other core); pywsgi reads the request line and headers with the socket
+    file's C readline. Each response's head goes out with its first body bytes in one write.
+    """
+    from types import SimpleNamespace
 
-    def __init__(self, sock):
-        self._sock = sock
-        self._headers = None
+    from gunicorn.workers.ggevent import GeventPyWSGIWorker, GeventResponse, PyWSGIHandler, PyWSGIServer
 
-    def sendall(self, data):
-        if self._headers is None:
-            self._headers = bytes(data)  # the first write of a response is its head
-            return
-        if self._headers:
-            data, self._headers = self._headers + data, b""
-        self._sock.sendall(data)
+    class Handler(PyWSGIHandler):
+        worker = None  # this process's worker (one per process), set as it starts
+        hooks = False  # pre_request or post_request set (bench/route_cpu.conf.py): call them
 
-    def flush(self):
-        if self._headers:
-            head, self._headers = self._headers, b""
-            self._sock.sendall(head)
+        def handle(self):
+            # gunicorn's keep-alive bound: a connection idle this long is closed (nginx closes its
+            # idle upstream connections sooner, so it never sends a request on one closing here).
+            self.socket.settimeout(self.worker.cfg.keepalive)
+            super().handle()
 
-    def __getattr__(self, name):  # sendfile, fileno, shutdown, close...: head first, then the real one
-        self.flush()
-        return getattr(self._sock, name)
+        def handle_one_request(self):
+            self.environ = None  # a request refused before its environ is built is not logged as the last one
+            return super().handle_one_request()
 
+        def get_environ(self):
+            env = super().get_environ()
+            env.setdefault("REMOTE_ADDR", "")  # a Unix-socket peer has no address; gunicorn's is ""
+            return env
 
-def _one_write_worker():
-    from gunicorn.workers.ggevent import GeventWorker
+        def _write_with_headers(self, data):
+            """pywsgi's, with the head and the first body bytes in one write (pywsgi sends them in
+            two): every write to nginx is a syscall and a wake-up of the other process."""
+            self.headers_sent = True
+            self.finalize_headers()
+            towrite = bytearray(b"HTTP/1.1 ")
+            towrite += self.status
+            towrite += b"\r\n"
+            for header, value in self.response_headers:
+                towrite += header
+                towrite += b": "
+                towrite += value
+                towrite += b"\r\n"
+            towrite += b"\r\n"
+            if data and self.response_use_chunked:
+                towrite += b"%x\r\n" % len(data)
+                towrite += data
+                towrite += b"\r\n"
+            elif data:
+                towrite += data
+            self._sendall(towrite)
 
-    class OneWriteGeventWorker(GeventWorker):
-        """gunicorn's gevent worker, each response's head and first body bytes in one write."""
+        def start_response(self, status, headers, exc_info=None):
+            if not self.worker.alive:  # stopping: nginx must not send another request on this one
+                headers = [*headers, ("Connection", "close")]
+            return super().start_response(status, headers, exc_info)
 
-        def handle_request(self, listener_name, req, sock, addr):
-            wrapped = _OneWriteResponseSocket(sock)
+        def handle_one_response(self):
+            worker = self.worker
+            worker.nr += 1
+            if worker.nr >= worker.max_requests and worker.alive:
+                worker.log.info("Autorestarting worker after current request.")
+                worker.alive = False
+            if not self.hooks:
+                super().handle_one_response()
+                return
+            request = SimpleNamespace(
+                method=self.command, path=self.path, uri=self.path, headers=self.headers
+            )
+            worker.cfg.pre_request(worker, request)
             try:
-                super().handle_request(listener_name, req, wrapped, addr)
+                super().handle_one_response()
             finally:
-                wrapped.flush()  # a response without a body (HEAD, 304) still gets its head
+                worker.cfg.post_request(worker, request, self.environ, self._response())
 
-    return OneWriteGeventWorker
+        def _response(self) -> GeventResponse:
+            """The response as gunicorn's hooks and access log read it: str status and headers."""
+            status = self.status.decode("latin-1") if isinstance(self.status, bytes) else self.status or ""
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1")) if isinstance(k, bytes) else (k, v)
+                for k, v in getattr(self, "response_headers", None) or ()
+            ]
+            return GeventResponse(status, headers, self.response_length)
+
+        def log_request(self):
+            if not self.worker.cfg.accesslog or self.environ is None:
+                return  # off, or a request pywsgi refused unparsed (logged to the error log)
+            elapsed = timedelta(seconds=(self.time_finish or time.time()) - self.time_start)
+            self.server.log.access(self._response(), self.headers.items(), self.environ, elapsed)
+
+    class Server(PyWSGIServer):
+        pass
+
+    class Worker(GeventPyWSGIWorker):
+        server_class = Server
+        wsgi_handler = Handler
+
+        def init_process(self):
+            Handler.worker = self
+            Handler.hooks = any(
+                getattr(self.cfg.settings[name].get(), "__module__", None) != "gunicorn.config"
+                for name in ("pre_request", "post_request")
+            )
+            if self.cfg.workers > 1:
+                Server.max_accept = 1  # as gunicorn's own gevent worker: spread connections over workers
+            super().init_process()
+
+    return Worker
 
 
-worker_class = _one_write_worker()
+worker_class = _pywsgi_worker()
 workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 backlog = _env_int("GUNICORN_BACKLOG", 2048, minimum=1)

@@ -38,7 +38,7 @@ def test_gunicorn_settings_come_from_env(monkeypatch):
     assert settings["bind"] == ["127.0.0.1:8003"]
     from gunicorn.workers.ggevent import GeventWorker
 
-    assert issubclass(settings["worker_class"], GeventWorker)  # gevent, one write per response head
+    assert issubclass(settings["worker_class"], GeventWorker)  # gevent (on pywsgi: tests/test_ops_worker.py)
     assert (
         settings["workers"],
         settings["max_requests"],
@@ -49,35 +49,6 @@ def test_gunicorn_settings_come_from_env(monkeypatch):
     assert "dur_us=%(D)s" in settings["access_log_format"]
     # The control socket would be one shared path in ~/.gunicorn for every instance: off by default.
     assert settings["control_socket_disable"] is True and "control_socket" not in settings
-
-
-class _RecordingSocket:
-    def __init__(self):
-        self.writes = []
-
-    def sendall(self, data):
-        self.writes.append(bytes(data))
-
-    def shutdown(self, how):
-        self.writes.append(("shutdown", how))
-
-
-def test_a_response_head_goes_out_with_its_first_body_bytes(monkeypatch):
-    one_write = _gunicorn_settings(monkeypatch)["_OneWriteResponseSocket"]
-    sock = _RecordingSocket()
-    wrapped = one_write(sock)
-    wrapped.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
-    assert sock.writes == []  # the head waits for the body
-    wrapped.sendall(b"<html>")
-    wrapped.sendall(b"</html>")
-    wrapped.flush()
-    assert sock.writes == [b"HTTP/1.1 200 OK\r\n\r\n<html>", b"</html>"]
-    head_only = one_write(sock := _RecordingSocket())
-    head_only.sendall(b"HTTP/1.1 304 Not Modified\r\n\r\n")
-    head_only.shutdown(2)  # any other use of the socket sends the head first
-    assert sock.writes == [b"HTTP/1.1 304 Not Modified\r\n\r\n", ("shutdown", 2)]
-    head_only.flush()
-    assert len(sock.writes) == 2  # and only once
 
 
 def test_keep_alive_answers_stay_in_step_with_and_without_bodies():
