@@ -206,6 +206,11 @@ def redis_replicas(ctx: HealthContext):
     replication = _replication(ctx)
     wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
     skip_s = ctx.config.get("REDIS_WAIT_SKIP_SECONDS", 5)
+    waits = (
+        f"one in {skip_s} s per worker waits {timeout_ms} ms for it"
+        if skip_s
+        else f"each waits {timeout_ms} ms"
+    )
     if not wanted or not replication or replication["connected"] >= wanted:
         return None
     return Alert(
@@ -213,9 +218,8 @@ def redis_replicas(ctx: HealthContext):
         WARNING,
         f"Redis ({replication['role'] or 'unknown role'}) has {replication['connected']} replica(s) online, "
         f"REDIS_WAIT_REPLICAS wants {wanted}",
-        f"replica missing: session writes stay on the primary alone (one in {skip_s} s per worker waits "
-        f"{timeout_ms} ms for it), AI calls pause; restore the replica (docs/scale-out.md) or lower "
-        "REDIS_WAIT_REPLICAS",
+        f"replica missing: session writes stay on the primary alone ({waits}), AI calls pause; restore the "
+        "replica (docs/scale-out.md) or lower REDIS_WAIT_REPLICAS",
         20,
     )
 
