@@ -175,10 +175,7 @@ class SessionWrites:
         return self._short and self._clock() < self._skip_until
 
     def set(self, name: str, value: bytes, *, ex: int) -> bool:
-        """True when the write reached the replicas wanted (or none are wanted)."""
-        if not self.replicas:
-            self.client.set(name, value, ex=ex)
-            return True
+        """True when the write reached the replicas wanted (or none are wanted: set_replicated)."""
         if self.skipping:
             self.client.set(name, value, ex=ex)
             return False

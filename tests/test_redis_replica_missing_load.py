@@ -14,15 +14,12 @@ import redis
 
 from devstack.stack import Stack
 from tests.support.quiz_load import QuizLoad
+from tests.test_redis_durability import _wait_calls
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INSTANCES, CLIENTS, SECONDS = 2, 6, 8.0
 WAIT_TIMEOUT_MS, SKIP_SECONDS = 500, 3
-
-
-def _wait_calls(client) -> int:
-    return client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
 
 
 def _run(tmp_path, skip_seconds: int) -> tuple[int, int, dict]:

@@ -205,14 +205,14 @@ def redis_replicas(ctx: HealthContext):
     """With REDIS_WAIT_REPLICAS, a missing replica leaves session writes unreplicated, AI calls paused."""
     replication = _replication(ctx)
     wanted, timeout_ms = redis_conn.replicas_wanted(ctx.config)
+    if not wanted or not replication or replication["connected"] >= wanted:
+        return None
     skip_s = ctx.config.get("REDIS_WAIT_SKIP_SECONDS", 5)
     waits = (
         f"one in {skip_s} s per worker waits {timeout_ms} ms for it"
         if skip_s
         else f"each waits {timeout_ms} ms"
     )
-    if not wanted or not replication or replication["connected"] >= wanted:
-        return None
     return Alert(
         "redis_replica_missing",
         WARNING,
