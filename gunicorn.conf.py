@@ -141,8 +141,8 @@ worker_class = _pywsgi_worker()
 workers = _env_int("GUNICORN_WORKERS", multiprocessing.cpu_count(), minimum=1)
 worker_connections = _env_int("GUNICORN_WORKER_CONNECTIONS", 1000, minimum=1)
 backlog = _env_int("GUNICORN_BACKLOG", 2048, minimum=1)
-# Off by default: a recycled gevent worker resets the keep-alive connections nginx has just
-# written a request to, and nginx cannot retry a POST elsewhere (the bench saw 502s at each recycle).
+# Off by default (a remedy for a leak). A recycling worker loses no request: it stops accepting,
+# answers what nginx still sends on its open connections with "Connection: close", then exits.
 max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)

@@ -93,3 +93,31 @@ def test_reload_and_restart_lose_no_request(tmp_path):
     # Both instances took traffic from nginx (least_conn spreads it).
     logs = [i.log_text() for i in stack.instances]
     assert all("/_test/echo" in log for log in logs)
+
+
+@pytest.mark.integration
+def test_recycled_workers_lose_no_request(tmp_path):
+    """GUNICORN_MAX_REQUESTS under traffic through nginx, GETs and POSTs (which nginx does not
+    retry): a recycling worker stops accepting, answers what nginx still sends on its open
+    connections (with "Connection: close": test_ops_worker), and exits once they are closed; the
+    master keeps the socket, so new connections wait for the new worker instead of failing."""
+    env = {"GUNICORN_MAX_REQUESTS": "150", "GUNICORN_MAX_REQUESTS_JITTER": "30"}
+    stack = Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app", env=env)
+    with stack:
+        tally = {"sent": 0, "failed": 0, "examples": []}
+        stop = gevent.event.Event()
+        clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]
+
+        def recycles() -> int:
+            return sum(i.log_text().count("Autorestarting worker") for i in stack.instances)
+
+        deadline = time.monotonic() + 60
+        while recycles() < 6 and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+        stop.set()
+        gevent.joinall(clients, timeout=120, raise_error=True)
+        recycled = recycles()
+
+    print(f"\n[figure] recycling: {tally['sent']} requests, {tally['failed']} failed, {recycled} recycles")
+    assert recycled >= 6, "the workers were not recycled"
+    assert tally["failed"] == 0, tally["examples"][:10]
