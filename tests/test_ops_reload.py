@@ -1,5 +1,6 @@
 """Zero-downtime: traffic through nginx survives a gunicorn HUP and a restart of one instance."""
 
+import contextlib
 import os
 import signal
 import time
@@ -37,6 +38,19 @@ def _drive(url: str, stop: gevent.event.Event, tally: dict) -> None:
     session.close()
 
 
+@contextlib.contextmanager
+def _driven(url: str):
+    """CLIENTS clients driving url until the block ends; yields their tally (sent, failed, examples)."""
+    tally = {"sent": 0, "failed": 0, "examples": []}
+    stop = gevent.event.Event()
+    clients = [gevent.spawn(_drive, url, stop, tally) for _ in range(CLIENTS)]
+    try:
+        yield tally
+    finally:
+        stop.set()
+        gevent.joinall(clients, timeout=120, raise_error=True)
+
+
 def _wait_for_new_workers(instance, old_log_len: int, booted: int, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,27 +76,22 @@ def test_reload_and_restart_lose_no_request(tmp_path):
         pinned = [{frozenset({stack.cpu_of[i.port]})} for i in stack.instances]
         assert [_cpus(i) for i in stack.instances] == pinned
         assert len(set(stack.cpu_of.values())) == min(2, len(os.sched_getaffinity(0)))
-        tally = {"sent": 0, "failed": 0, "examples": []}
-        stop = gevent.event.Event()
-        clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]
-        gevent.sleep(1.0)
+        with _driven(stack.url) as tally:
+            gevent.sleep(1.0)
 
-        first = stack.instances[0]
-        mark = len(first.log_text())
-        first.signal(signal.SIGHUP)  # reload: new workers, old ones finish gracefully
-        _wait_for_new_workers(first, mark, booted=1)
-        gevent.sleep(1.0)
-        during_hup = tally["sent"]
+            first = stack.instances[0]
+            mark = len(first.log_text())
+            first.signal(signal.SIGHUP)  # reload: new workers, old ones finish gracefully
+            _wait_for_new_workers(first, mark, booted=1)
+            gevent.sleep(1.0)
+            during_hup = tally["sent"]
 
-        old_pid = stack.instances[1].proc.pid
-        # SIGTERM, wait for exit, start again on the same port; the listening socket stays open
-        # (as with systemd's quizapp@.socket), so connections wait instead of failing.
-        assert stack.restart_instance(1).proc.pid != old_pid
-        gevent.sleep(1.5)
-        assert [_cpus(i) for i in stack.instances] == pinned  # the HUP's new workers and the restart
-
-        stop.set()
-        gevent.joinall(clients, timeout=120, raise_error=True)
+            old_pid = stack.instances[1].proc.pid
+            # SIGTERM, wait for exit, start again on the same port; the listening socket stays open
+            # (as with systemd's quizapp@.socket), so connections wait instead of failing.
+            assert stack.restart_instance(1).proc.pid != old_pid
+            gevent.sleep(1.5)
+            assert [_cpus(i) for i in stack.instances] == pinned  # the HUP's new workers and the restart
 
     print(
         f"\n[figure] reload: {tally['sent']} requests, {tally['failed']} failed "
@@ -104,18 +113,14 @@ def test_recycled_workers_lose_no_request(tmp_path):
     env = {"GUNICORN_MAX_REQUESTS": "150", "GUNICORN_MAX_REQUESTS_JITTER": "30"}
     stack = Stack(tmp_path, instances=2, workers=1, app_path="tests.support.opsapp:app", env=env)
     with stack:
-        tally = {"sent": 0, "failed": 0, "examples": []}
-        stop = gevent.event.Event()
-        clients = [gevent.spawn(_drive, stack.url, stop, tally) for _ in range(CLIENTS)]
 
         def recycles() -> int:
             return sum(i.log_text().count("Autorestarting worker") for i in stack.instances)
 
-        deadline = time.monotonic() + 60
-        while recycles() < 6 and time.monotonic() < deadline:
-            gevent.sleep(0.2)
-        stop.set()
-        gevent.joinall(clients, timeout=120, raise_error=True)
+        with _driven(stack.url) as tally:
+            deadline = time.monotonic() + 60
+            while recycles() < 6 and time.monotonic() < deadline:
+                gevent.sleep(0.2)
         recycled = recycles()
 
     print(f"\n[figure] recycling: {tally['sent']} requests, {tally['failed']} failed, {recycled} recycles")
