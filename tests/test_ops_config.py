@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from devstack.nginx import NGINX, render_nginx
 from devstack.processes import ROOT, VENV_BIN
@@ -49,6 +50,32 @@ def test_gunicorn_settings_come_from_env(monkeypatch):
     assert "dur_us=%(D)s" in settings["access_log_format"]
     # The control socket would be one shared path in ~/.gunicorn for every instance: off by default.
     assert settings["control_socket_disable"] is True and "control_socket" not in settings
+
+
+def test_gc_threshold_comes_from_env_and_rejects_bad_values(monkeypatch):
+    assert _gunicorn_settings(monkeypatch)["_gc_threshold"] == (700, 10, 100)
+    assert _gunicorn_settings(monkeypatch, GUNICORN_GC_THRESHOLD="900,12,50")["_gc_threshold"] == (
+        900,
+        12,
+        50,
+    )
+    for bad in ("700,10", "700,10,x", "0,10,100", "700,10,100,5"):
+        monkeypatch.setenv("GUNICORN_GC_THRESHOLD", bad)
+        with pytest.raises(SystemExit, match="GUNICORN_GC_THRESHOLD must be 3 comma-separated integers"):
+            runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, [700, 10, 100]), ({"GUNICORN_GC_THRESHOLD": "900,12,50"}, [900, 12, 50])]
+)
+def test_a_worker_runs_with_the_gc_threshold_and_its_boot_objects_frozen(env, expected):
+    """Set after boot in the worker itself (post_worker_init), not only parsed: the worker reports it."""
+    from devstack.servers import Gunicorn
+
+    with Gunicorn("tests.support.sleepapp:app", env={"QUIZAPP_ENV": "test", **env}) as app:
+        settings = requests.get(app.url + "/_test/gc", timeout=10).json()
+    assert settings["threshold"] == expected
+    assert settings["frozen"] > 10_000  # the boot-time objects are out of the collector's sight
 
 
 def test_keep_alive_answers_stay_in_step_with_and_without_bodies():
