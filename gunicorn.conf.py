@@ -161,7 +161,7 @@ max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 # entries each) churn under a crowd, so objects reach the oldest generation fast and a full collection
 # of the ~40,000 live objects (30-40 ms during which the worker answers nobody) ran every 5-6 s at the
 # knee. 100 for the oldest generation runs it about every minute: the collector's CPU fell from 2.0 %
-# to 1.2 % of a worker's, with the same objects alive (docs/benchmarks.md). Minimum 1: 0 would stop it.
+# to 1.2-1.5 % of a worker's, with the same objects alive (docs/benchmarks.md). Minimum 1: 0 would stop it.
 _gc_threshold = _env_ints("GUNICORN_GC_THRESHOLD", "700,10,100", 3)
 timeout = _env_int("GUNICORN_TIMEOUT", 30, minimum=1)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 20, minimum=1)
