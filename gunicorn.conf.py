@@ -206,10 +206,11 @@ def _flask_app(worker):
 
 
 def post_worker_init(worker):
-    """Open this worker's own Postgres connections and start its health heartbeat greenlet."""
+    """Set the collector's thresholds; open this worker's own Postgres connections and start its
+    health heartbeat greenlet."""
+    gc.set_threshold(*_gc_threshold)  # the app is loaded by now: boot ran with CPython's own
     app = _flask_app(worker)
     if app is None:
-        gc.set_threshold(*_gc_threshold)
         return
     pool = app.extensions.get("db_pool")
     if pool is not None:
@@ -222,7 +223,6 @@ def post_worker_init(worker):
     # worker. Out of the collector's sight, a full collection takes well under a millisecond
     # instead of 50-200 ms during which the worker answers nobody (a p99 spike at the knee).
     gc.freeze()
-    gc.set_threshold(*_gc_threshold)
 
 
 def _warm_up(app):
